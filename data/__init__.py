@@ -1,0 +1,1 @@
+"""Datasets, class tables and data-preparation helpers for the PiCIE toolkit."""

@@ -1,0 +1,88 @@
+"""COCO-Stuff in the layout of the original PiCIE README, under --data_root:
+
+    images/{train2017,val2017}/<12-digit id>.jpg
+    annotations/{train2017,val2017}/<id>.png        stuffthingmaps (0..181 fine, 255 unlabeled)
+    curated/{train2017,val2017}/Coco164kFull_Stuff_Coarse_7.txt
+    fine_to_coarse_dict.pickle                      optional; the built-in table otherwise
+"""
+from pathlib import Path
+from typing import List, Tuple
+
+from data.cocostuff_classes import class_names, coarse_lut, load_fine_to_coarse
+from data.datasets import DataError
+from data.source import DataSource
+
+CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"
+_FIX = "(see 'Datasets' in the README for the expected layout)"
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{what} not found: {path} {_FIX}")
+    return path
+
+
+def read_curated_ids(data_root: Path, split: str) -> List[str]:
+    """Image ids of the curated list of `split`, in file order."""
+    path = data_root / "curated" / split / CURATED_NAME
+    if not path.is_file():
+        raise DataError(f"curated list not found: {path}; create it with "
+                        f"'python tools/make_curated.py --data_root {data_root}' or pass --fullcoco")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"curated list {path} is empty; regenerate it with tools/make_curated.py")
+    return ids
+
+
+def coco_split_files(data_root: Path, split: str, fullcoco: bool = False,
+                     with_labels: bool = True) -> Tuple[List[Path], List[Path]]:
+    """(image paths, label paths) of a split: the curated list, or every image with `fullcoco`."""
+    data_root = Path(data_root)
+    _require_dir(data_root, "--data_root")
+    image_dir = _require_dir(data_root / "images" / split, "image folder")
+    label_dir = data_root / "annotations" / split
+    if with_labels:
+        _require_dir(label_dir, "label folder")
+    if fullcoco:
+        ids = sorted(p.stem for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not ids:
+            raise DataError(f"no images (*.jpg, *.png) in {image_dir} {_FIX}")
+        image_paths = [next(image_dir.glob(f"{i}.*")) for i in ids]
+    else:
+        ids = read_curated_ids(data_root, split)
+        image_paths = [image_dir / f"{i}.jpg" for i in ids]
+        for path in image_paths:
+            if not path.is_file():
+                raise DataError(f"image {path} listed in curated/{split}/{CURATED_NAME} does not exist; "
+                                "restore the file or regenerate the list with tools/make_curated.py")
+    label_paths = [label_dir / f"{i}.png" for i in ids]
+    if with_labels:
+        for path in label_paths:
+            if not path.is_file():
+                raise DataError(f"label map {path} is missing for image {path.stem}; restore it or "
+                                "regenerate the curated list with tools/make_curated.py")
+    return image_paths, label_paths
+
+
+def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco: bool = False,
+                    train_split: str = "train2017", val_split: str = "val2017") -> DataSource:
+    """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source."""
+    data_root = Path(data_root)
+    if not (stuff or thing):
+        raise DataError("choose the evaluated classes: --stuff, --thing or both")
+    try:
+        table = load_fine_to_coarse(data_root)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    train_images, _ = coco_split_files(data_root, train_split, fullcoco, with_labels=False)
+    # The final evaluation clusters the (curated) train images without augmentation.
+    val_images, val_labels = coco_split_files(data_root, val_split, fullcoco=False, with_labels=True)
+    return DataSource(
+        name="cocostuff",
+        train_images=train_images,
+        cluster_images=train_images,
+        val_images=val_images,
+        val_labels=val_labels,
+        label_lut=coarse_lut(table, stuff, thing),
+        class_names=class_names(stuff, thing),
+    )

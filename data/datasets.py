@@ -1,0 +1,164 @@
+"""Image datasets shared by every data source (COCO-Stuff, Cityscapes, an image folder).
+
+A data source only has to produce a list of image files (and label files plus a label
+lookup table for evaluation); these classes do the decoding and the resize rules:
+- training: shorter side to res2, center crop res2 -> uint8 [3, res2, res2] (the "base image"
+  both views are made from, on the device, by data/transforms.py);
+- evaluation: shorter side to res (image bilinear, label nearest), center crop res.
+Decoding happens once per image per pass, in DataLoader workers.
+"""
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file or folder is missing or malformed; the message names it and says what to do."""
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as 8-bit RGB whatever its mode (L, LA, P, CMYK, RGBA, I;16, ...)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit / 32-bit greyscale: scale the actual range to 8 bits instead of clipping.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")  # composite on black, so transparent pixels are defined
+    return image.convert("RGB")
+
+
+def resize_center_crop(image: Image.Image, size: int, interpolation=TF.InterpolationMode.BILINEAR) -> Image.Image:
+    """Shorter side to `size`, then the central size x size square (left = round((w - size) / 2))."""
+    image = TF.resize(image, size, interpolation=interpolation)
+    return TF.center_crop(image, [size, size])
+
+
+def pil_to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor [3, H, W] (kept as uint8: 4x less to move than float)."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+class TrainImages(Dataset):
+    """Training images: item i -> (i, uint8 [3, res2, res2]) or (i, None) if the file is unreadable.
+
+    Unreadable training files are skipped (and counted) rather than ending a long run;
+    `collate_skip_bad` drops them from the batch.
+    """
+
+    def __init__(self, image_paths: Sequence[Path], res2: int):
+        self.image_paths = [Path(p) for p in image_paths]
+        self.res2 = res2
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int):
+        path = self.image_paths[index]
+        try:
+            image = load_rgb(path)
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+            log.warning("skipping unreadable training image %s (%s: %s)", path, exc.__class__.__name__, exc)
+            return index, None
+        return index, pil_to_uint8_tensor(resize_center_crop(image, self.res2))
+
+
+class EvalImages(Dataset):
+    """Evaluation images: item i -> (i, uint8 image [3, res, res], int16 label [res, res]).
+
+    `label_lut` maps raw label values (0..255) to evaluation classes (-1 = ignore). Without
+    label paths the label is all -1 (used to cluster train images in the final evaluation).
+    Unreadable files raise DataError naming the file: evaluation must see every image.
+    """
+
+    def __init__(self, image_paths: Sequence[Path], res: int, label_paths: Optional[Sequence[Path]] = None,
+                 label_lut: Optional[np.ndarray] = None, label_policy: str = "error"):
+        self.image_paths = [Path(p) for p in image_paths]
+        self.label_paths = [Path(p) for p in label_paths] if label_paths is not None else None
+        self.res = res
+        self.label_lut = label_lut
+        self.label_policy = label_policy
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def _label(self, path: Path, image_size) -> np.ndarray:
+        try:
+            with Image.open(path) as label:
+                label.load()
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"unreadable label map {path} ({exc.__class__.__name__}); re-create or remove it") from None
+        if label.mode not in ("L", "P"):
+            raise DataError(f"label map {path} has mode {label.mode}; expected an 8-bit PNG of class ids")
+        if label.size != image_size:
+            if self.label_policy != "resize":
+                raise DataError(f"label map {path} is {label.size[0]}x{label.size[1]} but its image is "
+                                f"{image_size[0]}x{image_size[1]}; fix the file or pass --bad_labels resize")
+            label = label.resize(image_size, Image.NEAREST)
+        label = resize_center_crop(label, self.res, TF.InterpolationMode.NEAREST)
+        raw = np.asarray(label, dtype=np.uint8)
+        mapped = self.label_lut[raw]
+        return mapped
+
+    def __getitem__(self, index: int):
+        path = self.image_paths[index]
+        try:
+            image = load_rgb(path)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"unreadable evaluation image {path} ({exc.__class__.__name__}: {exc}); "
+                            "re-download or remove it from the list") from None
+        if self.label_paths is None:
+            label = np.full((self.res, self.res), -1, dtype=np.int16)
+        else:
+            label = self._label(self.label_paths[index], image.size)
+        image = pil_to_uint8_tensor(resize_center_crop(image, self.res))
+        return index, image, torch.from_numpy(np.ascontiguousarray(label, dtype=np.int16))
+
+
+@dataclass
+class Batch:
+    """A collated batch: dataset indices [B] and images uint8 [B, 3, H, W] (+ labels [B, H, W])."""
+
+    indices: torch.Tensor
+    images: torch.Tensor
+    labels: Optional[torch.Tensor] = None
+    n_skipped: int = 0
+
+    def pin_memory(self):
+        self.images = self.images.pin_memory()
+        if self.labels is not None:
+            self.labels = self.labels.pin_memory()
+        return self
+
+
+def collate_skip_bad(items: List) -> Batch:
+    """Stack (index, image[, label]) items, dropping training items whose image was unreadable."""
+    good = [item for item in items if item[1] is not None]
+    n_skipped = len(items) - len(good)
+    if not good:
+        return Batch(torch.empty(0, dtype=torch.long), torch.empty(0, 3, 1, 1, dtype=torch.uint8), None, n_skipped)
+    indices = torch.tensor([item[0] for item in good], dtype=torch.long)
+    images = torch.stack([item[1] for item in good])
+    labels = torch.stack([item[2] for item in good]) if len(good[0]) > 2 else None
+    return Batch(indices, images, labels, n_skipped)
+
+
+# Decode truncated JPEGs as far as they go is NOT enabled: a truncated file should be reported.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

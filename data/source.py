@@ -1,0 +1,34 @@
+"""What every data source provides to training and evaluation."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+
+@dataclass
+class DataSource:
+    """File lists and label mapping of one dataset.
+
+    train_images:   images the two views are made from (clustering + training passes);
+    cluster_images: images the final evaluation clusters afresh (no augmentation);
+    val_images / val_labels: labelled evaluation images (labels None: no evaluation);
+    label_lut:      int16 [256] raw label value -> class (-1 ignored);
+    class_names:    evaluation class names, index = class id.
+    """
+
+    name: str
+    train_images: List[Path]
+    cluster_images: List[Path]
+    val_images: List[Path]
+    val_labels: Optional[List[Path]]
+    label_lut: Optional[np.ndarray]
+    class_names: List[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.val_labels is not None and len(self.val_images) > 0

@@ -1,0 +1,155 @@
+"""ResNet backbone + FPN decoder (the "PanopticFPN" feature extractor of PiCIE).
+
+The network maps an image batch [B, 3, H, W] to per-pixel features [B, C, H/4, W/4]:
+the four ResNet stages (strides 4, 8, 16, 32) each get a 1x1 lateral conv to C channels,
+and the top-down path upsamples the coarser sum bilinearly (align_corners=False) and adds
+it to the next finer lateral. No ReLU and no 3x3 smoothing conv, as in the paper's code.
+"""
+import os
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+# Lateral input channels of layer1..layer4 for each supported torchvision ResNet.
+_STAGE_CHANNELS = {
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
+}
+# The original sets the FPN width by depth: 128 for the basic-block nets, 256 for bottleneck nets.
+_DEFAULT_FEAT_DIM = {"resnet18": 128, "resnet34": 128, "resnet50": 256, "resnet101": 256}
+# torchvision weight enums, looked up by name so that a missing enum never breaks import.
+_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+}
+ARCHS = tuple(_STAGE_CHANNELS)
+
+
+class PretrainError(RuntimeError):
+    """ImageNet weights were asked for but cannot be obtained; the message says how to fix it."""
+
+
+@dataclass
+class FPNConfig:
+    """Everything needed to rebuild the network from a checkpoint."""
+
+    arch: str = "resnet18"
+    feat_dim: Optional[int] = None  # None: the architecture's default (128 or 256)
+
+    def resolved(self) -> "FPNConfig":
+        if self.arch not in _STAGE_CHANNELS:
+            raise ValueError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        return FPNConfig(self.arch, self.feat_dim or _DEFAULT_FEAT_DIM[self.arch])
+
+    def to_dict(self) -> dict:
+        return asdict(self.resolved())
+
+
+class FPNDecoder(nn.Module):
+    """Top-down FPN: 1x1 laterals on each stage, upsample-and-add from coarse to fine."""
+
+    def __init__(self, stage_channels, feat_dim: int):
+        super().__init__()
+        # lateral<i> reads backbone layer<i> (lateral4 is the stride-32 map).
+        self.lateral1 = nn.Conv2d(stage_channels[0], feat_dim, 1)
+        self.lateral2 = nn.Conv2d(stage_channels[1], feat_dim, 1)
+        self.lateral3 = nn.Conv2d(stage_channels[2], feat_dim, 1)
+        self.lateral4 = nn.Conv2d(stage_channels[3], feat_dim, 1)
+
+    @staticmethod
+    def _upsample_add(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine
+
+    def forward(self, c1, c2, c3, c4):
+        out = self.lateral4(c4)
+        out = self._upsample_add(out, self.lateral3(c3))
+        out = self._upsample_add(out, self.lateral2(c2))
+        return self._upsample_add(out, self.lateral1(c1))
+
+
+class ResNetFPN(nn.Module):
+    """ResNet-18/34/50/101 + FPN. Input [B, 3, H, W] -> features [B, feat_dim, H/4, W/4]."""
+
+    def __init__(self, config: FPNConfig):
+        super().__init__()
+        self.config = config.resolved()
+        resnet = getattr(torchvision.models, self.config.arch)(weights=None)
+        # Keep torchvision's module names so torchvision and original-PiCIE weights load unchanged.
+        resnet.fc = nn.Identity()
+        resnet.avgpool = nn.Identity()
+        self.backbone = resnet
+        self.decoder = FPNDecoder(_STAGE_CHANNELS[self.config.arch], self.config.feat_dim)
+
+    @property
+    def feat_dim(self) -> int:
+        return self.config.feat_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        net = self.backbone
+        x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+        c1 = net.layer1(x)
+        c2 = net.layer2(c1)
+        c3 = net.layer3(c2)
+        c4 = net.layer4(c3)
+        return self.decoder(c1, c2, c3, c4)
+
+    def load_backbone_state(self, state_dict: dict, source: str) -> None:
+        """Load torchvision ResNet weights (classifier head ignored) into the backbone."""
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+        missing, unexpected = self.backbone.load_state_dict(state_dict, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise PretrainError(
+                f"{source} is not a torchvision {self.config.arch} state dict "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); pass a matching --arch or file"
+            )
+
+
+def imagenet_weights_file(arch: str) -> tuple:
+    """(download URL, path in torch's hub cache) of torchvision's ImageNet weights for `arch`."""
+    weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    return weights.url, cache
+
+
+def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain: bool = False,
+                pretrain_path: Optional[str] = None) -> ResNetFPN:
+    """Build the ResNet-FPN; optionally initialise the backbone with ImageNet weights.
+
+    `pretrain_path` (a local torchvision state dict) wins over `pretrain` (torchvision's
+    weights API, which downloads into torch's hub cache unless the file is already there).
+    """
+    model = ResNetFPN(FPNConfig(arch, feat_dim))
+    if pretrain_path:
+        if not os.path.isfile(pretrain_path):
+            raise PretrainError(f"--pretrain_path {pretrain_path} does not exist; give a torchvision "
+                                f"{arch} state dict (.pth)")
+        try:
+            state = torch.load(pretrain_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise PretrainError(f"--pretrain_path {pretrain_path} could not be read ({exc.__class__.__name__}); "
+                                f"give a torchvision {arch} state dict saved with torch.save") from None
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        model.load_backbone_state(state, f"--pretrain_path {pretrain_path}")
+    elif pretrain:
+        url, cache = imagenet_weights_file(arch)
+        weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=False)
+        except Exception as exc:  # noqa: BLE001 - offline machines fail in many ways
+            raise PretrainError(
+                f"--pretrain could not fetch ImageNet weights ({exc.__class__.__name__}); download {url} "
+                f"to {cache} (or anywhere, then pass --pretrain_path FILE)"
+            ) from None
+        model.load_backbone_state(state, url)
+    return model

@@ -1,0 +1,54 @@
+"""PiCIE's training loss: balanced cross-entropy against k-means pseudo-labels, within and
+across the two views, with frozen classifiers made of the k-means centroids.
+
+    within = 1/2 [CE(C1 z1, y1) + CE(C2 z2, y2)]
+    cross  = 1/2 [CE(C2 z1, y2) + CE(C1 z2, y1)]
+    loss   = 1/2 (within + cross)
+
+C_v is a frozen 1x1 conv whose weights are view v's centroids (bias zero): logits = <z, c_k>.
+CE of view v's labels is weighted by that view's class weights (cluster sizes / total, exactly
+as the original passes them to CrossEntropyLoss; `--no_balance` removes the weights).
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def centroid_logits(feats: torch.Tensor, centroids: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Frozen centroid classifier: feats [B, C, H, W], centroids [K, C] -> logits [B, K, H, W]."""
+    logits = torch.einsum("bchw,kc->bkhw", feats, centroids.to(feats.dtype))
+    if bias is not None:
+        logits = logits + bias.to(logits.dtype).view(1, -1, 1, 1)
+    return logits
+
+
+def class_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy class weights from cluster sizes [K]: sizes / total (the original's choice)."""
+    counts = counts.double()
+    return (counts / counts.sum().clamp_min(1)).float()
+
+
+class PiCIELoss(nn.Module):
+    """Within-view + cross-view balanced CE. Feature maps are L2-normalised by the caller
+    (cosine metric) and pixel-aligned: z2 already has G applied."""
+
+    def forward(self, feats_view1: torch.Tensor, feats_view2: torch.Tensor,
+                centroids_view1: torch.Tensor, centroids_view2: torch.Tensor,
+                labels_view1: torch.Tensor, labels_view2: torch.Tensor,
+                weights_view1: Optional[torch.Tensor] = None,
+                weights_view2: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """feats [B, C, H, W]; centroids [K, C]; labels int64 [B, H, W]; weights [K] or None.
+        Returns (loss, {"within", "cross"}) as scalar tensors."""
+        # Cross-entropy in float32 even under autocast: the logits of 1e5+ pixels are summed.
+        logits_11 = centroid_logits(feats_view1, centroids_view1).float()
+        logits_22 = centroid_logits(feats_view2, centroids_view2).float()
+        logits_12 = centroid_logits(feats_view1, centroids_view2).float()
+        logits_21 = centroid_logits(feats_view2, centroids_view1).float()
+        within = 0.5 * (F.cross_entropy(logits_11, labels_view1, weight=weights_view1)
+                        + F.cross_entropy(logits_22, labels_view2, weight=weights_view2))
+        cross = 0.5 * (F.cross_entropy(logits_12, labels_view2, weight=weights_view2)
+                       + F.cross_entropy(logits_21, labels_view1, weight=weights_view1))
+        loss = 0.5 * (within + cross)
+        return loss, {"within": within.detach(), "cross": cross.detach()}

@@ -1,0 +1,1 @@
+"""Command-line tools (data preparation, file generation) for the PiCIE toolkit."""

@@ -1,0 +1,65 @@
+"""Write ``fine_to_coarse_dict.pickle`` from the class table in ``data/cocostuff_classes.py``.
+
+The original PiCIE code expects this file in the dataset root. It holds
+``{'fine_index_to_coarse_index': {0..181: 0..26}, 'fine_name_to_coarse_name': {name: name}}``;
+this tool regenerates it from the table kept in code, so nobody needs the original download.
+
+Usage::
+
+    python tools/write_fine_to_coarse.py [--out PATH]
+    python -m tools.write_fine_to_coarse [--out PATH]
+"""
+
+import argparse
+import pickle
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if not __package__:
+    # Run as a script (python tools/write_fine_to_coarse.py): make `data` importable.
+    sys.path.insert(0, str(REPO_ROOT))
+
+from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict  # noqa: E402
+
+# Protocol 2 is readable by Python 2 and 3 alike, like the original (protocol 0) file, while
+# staying compact; readers only see the unpickled dicts, so the protocol is not part of the format.
+PICKLE_PROTOCOL = 2
+
+
+def write_fine_to_coarse(out: Path) -> Path:
+    """Write the fine -> coarse mapping pickle to ``out`` (parent folders are created).
+
+    Args:
+        out: destination file.
+
+    Returns:
+        The path written.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, 'wb') as f:
+        pickle.dump(fine_to_coarse_dict(), f, protocol=PICKLE_PROTOCOL)
+    return out
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        description='Write the COCO-Stuff fine -> coarse class mapping pickle used by PiCIE.')
+    parser.add_argument('--out', type=Path, default=REPO_ROOT / PICKLE_NAME,
+                        help=f'output file (default: {PICKLE_NAME} at the repository root)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    args = parse_args(argv)
+    path = write_fine_to_coarse(args.out)
+    print(f'wrote {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""The passes of a PiCIE epoch: cluster both views, label every pixel, train, evaluate.
+
+One clustering pass reads and decodes each training image once, forms both views on the
+device and feeds both views' features to their own online k-means. Labelling reuses the
+features of that pass when they fit in `--feature_cache_gb`, and recomputes them otherwise.
+Evaluation forwards each validation image once for all classifiers being scored.
+"""
+import logging
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data.transforms import ViewMaker, normalize
+from modules.loss import PiCIELoss, centroid_logits, class_weights
+from utils import dist
+from utils.kmeans import MiniBatchKMeans
+from utils.metrics import confusion_histogram
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf."""
+
+
+@dataclass
+class Runtime:
+    """Where and how the network runs."""
+
+    device: torch.device
+    amp_dtype: Optional[torch.dtype] = None   # None: float32
+    channels_last: bool = False
+    progress: bool = True                     # tqdm bars (rank 0 only)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def bar(self, iterable, desc: str, total: Optional[int] = None):
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                    disable=not (self.progress and dist.is_main()))
+
+
+@dataclass
+class KMeansSettings:
+    n_clusters: int
+    n_iter: int = 20
+    num_init_batches: int = 20
+    num_batches: int = 1
+    pixels_per_image: int = 128
+    init_all_pixels: bool = False
+    backend: str = "auto"
+
+
+def forward_features(model, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """Network features in float32: images [B, 3, H, W] -> [B, C, H/4, W/4]."""
+    with runtime.autocast():
+        feats = model(runtime.to_device(images) if images.device != runtime.device else images)
+    return feats.float()
+
+
+def embed_views(model, view_maker: ViewMaker, base_images: torch.Tensor, params, runtime: Runtime,
+                l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """z1 = f(G(P1 x)) and z2 = G(f(P2 x)), each [B, C, h, w], pixel-aligned."""
+    view1, view2 = view_maker.views(base_images.to(runtime.device, non_blocking=True), params)
+    if runtime.channels_last:
+        view1 = view1.contiguous(memory_format=torch.channels_last)
+        view2 = view2.contiguous(memory_format=torch.channels_last)
+    feats_view1 = forward_features(model, view1, runtime)
+    feats_view2 = view_maker.geometric_on_features(forward_features(model, view2, runtime), params)
+    if l2_normalize:
+        feats_view1 = F.normalize(feats_view1, dim=1)
+        feats_view2 = F.normalize(feats_view2, dim=1)
+    return feats_view1, feats_view2
+
+
+def flatten_pixels(feats: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B*h*w, C] (image-major, then row, then column)."""
+    return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+
+
+class OnlineKMeansFeed:
+    """Feeds feature batches to one MiniBatchKMeans on PiCIE's schedule: the first
+    `num_init_batches` batches go to the initial k-means (a random `pixels_per_image` sample of
+    each image, or every pixel), then every `num_batches` batches make one online update."""
+
+    def __init__(self, kmeans: MiniBatchKMeans, settings: KMeansSettings, seed: int):
+        self.kmeans = kmeans
+        self.settings = settings
+        self.generator = torch.Generator().manual_seed(seed)
+        self.init_points: List[torch.Tensor] = []
+        self.init_pixels = 0
+        self.pending: List[torch.Tensor] = []
+        self.n_batches = 0
+        self.initialized = False
+
+    def _sample(self, feats: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = feats.shape
+        per_image = height * width
+        if self.settings.init_all_pixels or self.settings.pixels_per_image >= per_image:
+            return flatten_pixels(feats).clone()
+        keys = torch.rand((batch, per_image), generator=self.generator).to(feats.device)
+        picks = keys.topk(self.settings.pixels_per_image, dim=1).indices  # random subset per image
+        flat = feats.flatten(2).gather(2, picks[:, None, :].expand(-1, channels, -1))
+        return flat.permute(0, 2, 1).reshape(-1, channels)
+
+    def _fit_init(self) -> None:
+        points = dist.all_gather_cat(torch.cat(self.init_points))
+        n_represented = int(dist.all_reduce_sum(torch.tensor([self.init_pixels], dtype=torch.float64,
+                                                             device=points.device)).item())
+        self.kmeans.fit_init(points, n_represented=n_represented)
+        self.init_points = []
+        self.initialized = True
+
+    def add(self, feats: torch.Tensor) -> None:
+        """feats [B, C, h, w] of one batch (already normalised if the metric is cosine)."""
+        self.n_batches += 1
+        if not self.initialized:
+            self.init_points.append(self._sample(feats))
+            self.init_pixels += feats.shape[0] * feats.shape[2] * feats.shape[3]
+            if self.n_batches == self.settings.num_init_batches:
+                self._fit_init()
+            return
+        self.pending.append(flatten_pixels(feats))
+        if len(self.pending) == self.settings.num_batches:
+            self._update()
+
+    def _update(self) -> None:
+        self.kmeans.partial_fit(torch.cat(self.pending), reduce=dist.all_reduce_sum)
+        self.pending = []
+
+    def finish(self) -> MiniBatchKMeans:
+        """Initialise on what was collected if there were fewer batches than num_init_batches,
+        and use the last incomplete group of batches too."""
+        if not self.initialized:
+            if not self.init_points:
+                raise RuntimeError("k-means saw no features: the image list is empty or every image failed to load")
+            self._fit_init()
+        if self.pending:
+            self._update()
+        return self.kmeans
+
+
+class FeatureCache:
+    """Keeps (indices, feats_view1, feats_view2) of a pass while they fit in `budget_bytes`."""
+
+    def __init__(self, budget_bytes: float):
+        self.budget = budget_bytes
+        self.entries: List[Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]] = []
+        self.bytes = 0
+        self.complete = budget_bytes > 0
+
+    def add(self, indices: torch.Tensor, *feats: torch.Tensor) -> None:
+        if not self.complete:
+            return
+        size = sum(f.numel() * f.element_size() for f in feats)
+        if self.bytes + size > self.budget:
+            self.entries, self.complete = [], False  # over budget: free it all, recompute later
+            return
+        self.entries.append((indices, feats))
+        self.bytes += size
+
+
+@dataclass
+class EpochClusters:
+    """Result of the clustering and labelling passes of one epoch."""
+
+    centroids: List[torch.Tensor]          # per view [K, C]
+    counts: List[torch.Tensor]             # per view, pixels per cluster [K]
+    labels: List[np.ndarray]               # per view, [N, h, w] uint8/uint16 (-> LabelStore)
+    kmeans_loss: List[float]
+    reused_features: bool = False
+    stats: Dict[str, float] = field(default_factory=dict)
+
+
+def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings: KMeansSettings,
+                      runtime: Runtime, label_arrays: Sequence[np.ndarray], seed: int, l2_normalize: bool,
+                      feature_cache_bytes: float, timer: Optional[Callable[[str], None]] = None) -> EpochClusters:
+    """Steps 1-2 of an epoch: online k-means on both views in one pass, then label every pixel.
+
+    label_arrays: two arrays [N, h, w] (one per view) filled in place with the pseudo-labels.
+    """
+    kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter,
+                                                     seed=seed * 1000 + epoch * 2 + view, backend=settings.backend,
+                                                     device=runtime.device),
+                                     settings, seed=seed * 1000 + epoch * 2 + view) for view in (0, 1)]
+    cache = FeatureCache(feature_cache_bytes)
+    model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
+    with torch.inference_mode():
+        for batch in runtime.bar(loader, f"epoch {epoch} cluster"):
+            if batch.indices.numel() == 0:
+                continue
+            params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
+            feats = embed_views(model, view_maker, batch.images, params, runtime, l2_normalize)
+            cache.add(batch.indices, *feats)
+            for feed, feats_view in zip(kmeans_feeds, feats):
+                feed.add(feats_view)
+        kmeans = [feed.finish() for feed in kmeans_feeds]
+        if timer:
+            timer("kmeans")
+
+        # Step 2: pseudo-labels of every pixel with the final centroids.
+        counts = [torch.zeros(settings.n_clusters, dtype=torch.float64, device=runtime.device) for _ in kmeans]
+
+        def label_batch(indices: torch.Tensor, feats: Sequence[torch.Tensor]) -> None:
+            rows = indices.numpy()
+            for view, (km, feats_view) in enumerate(zip(kmeans, feats)):
+                assigned, _ = km.assign(flatten_pixels(feats_view))
+                counts[view] += torch.bincount(assigned, minlength=settings.n_clusters).to(counts[view])
+                height, width = feats_view.shape[-2:]
+                label_arrays[view][rows] = assigned.reshape(-1, height, width).cpu().numpy()
+
+        if cache.complete:
+            for indices, feats in cache.entries:
+                label_batch(indices, feats)
+        else:
+            for batch in runtime.bar(loader, f"epoch {epoch} label"):
+                if batch.indices.numel() == 0:
+                    continue
+                params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
+                label_batch(batch.indices, embed_views(model, view_maker, batch.images, params, runtime, l2_normalize))
+        counts = [dist.all_reduce_sum(c) for c in counts]
+        if timer:
+            timer("label")
+    # Clones made outside inference mode: training takes gradients through products with them.
+    return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts], labels=list(label_arrays),
+                         kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete,
+                         stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans))})
+
+
+def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: ViewMaker, epoch: int,
+                    clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, balance: bool = True,
+                    skip_nonfinite: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+    """Step 3 of an epoch: train the network against both views' pseudo-labels.
+
+    Returns averages over steps: loss, loss_within, loss_cross, and counts of steps, skipped
+    non-finite steps and unreadable images.
+    """
+    model.train()
+    centroids_view1, centroids_view2 = clusters.centroids
+    weights = [class_weights(c).to(runtime.device) if balance else None for c in clusters.counts]
+    sums = {"loss": 0.0, "loss_within": 0.0, "loss_cross": 0.0}
+    n_steps = n_nonfinite = n_bad_images = 0
+    for batch in runtime.bar(loader, f"epoch {epoch} train"):
+        n_bad_images += batch.n_skipped
+        if batch.indices.numel() == 0:
+            continue
+        # Views with the same parameters as in the clustering pass of this epoch.
+        params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
+        feats_view1, feats_view2 = embed_views(model, view_maker, batch.images, params, runtime, l2_normalize)
+        rows = batch.indices.numpy()
+        labels_view1 = torch.from_numpy(clusters.labels[0][rows].astype(np.int64)).to(runtime.device)
+        labels_view2 = torch.from_numpy(clusters.labels[1][rows].astype(np.int64)).to(runtime.device)
+        loss, parts = loss_fn(feats_view1, feats_view2, centroids_view1, centroids_view2,
+                              labels_view1, labels_view2, weights[0], weights[1])
+        if not torch.isfinite(loss):
+            if not skip_nonfinite:
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {n_steps}")
+            n_nonfinite += 1
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n_steps += 1
+        sums["loss"] += loss.item()
+        sums["loss_within"] += parts["within"].item()
+        sums["loss_cross"] += parts["cross"].item()
+        if should_stop():
+            break
+    averages = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    averages.update(n_steps=n_steps, n_nonfinite_steps=n_nonfinite, n_bad_images=n_bad_images)
+    return averages
+
+
+def evaluate(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]], n_classes: int,
+             runtime: Runtime, l2_normalize: bool, desc: str = "eval") -> List[torch.Tensor]:
+    """Confusion histograms hist[class, cluster] ([n_classes, K]) of each classifier.
+
+    Protocol: features of the center crop, L2-normalised (cosine), logits = <feat, centroid> +
+    bias, upsampled bilinearly (align_corners=False) to the label size, argmax per pixel.
+    """
+    model.eval()
+    hists = [torch.zeros((n_classes, w.shape[0]), dtype=torch.int64, device=runtime.device) for w, _ in classifiers]
+    with torch.inference_mode():
+        for batch in runtime.bar(loader, desc):
+            images = normalize(batch.images.to(runtime.device, non_blocking=True).float().div_(255))
+            feats = forward_features(model, runtime.to_device(images), runtime)
+            if l2_normalize:
+                feats = F.normalize(feats, dim=1)
+            labels = batch.labels.to(runtime.device, non_blocking=True)
+            # Chunks of 16 images bound the memory of the upsampled [B, K, res, res] logits.
+            for start in range(0, feats.shape[0], 16):
+                chunk = slice(start, start + 16)
+                for hist, (weight, bias) in zip(hists, classifiers):
+                    logits = centroid_logits(feats[chunk], weight.to(runtime.device),
+                                             None if bias is None else bias.to(runtime.device))
+                    logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+                    hist += confusion_histogram(labels[chunk], logits.argmax(1), n_classes, weight.shape[0])
+    return [dist.all_reduce_sum(h) for h in hists]
+
+
+def fresh_kmeans(model, loader, settings: KMeansSettings, runtime: Runtime, seeds: Sequence[int],
+                 l2_normalize: bool, desc: str = "fresh k-means") -> List[torch.Tensor]:
+    """Final-evaluation clustering: one pass over un-augmented images feeding one online
+    k-means per seed (the `--repeats`); returns their centroids [K, C]."""
+    feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter, seed=seed,
+                                              backend=settings.backend, device=runtime.device), settings, seed=seed)
+             for seed in seeds]
+    model.eval()
+    with torch.inference_mode():
+        for batch in runtime.bar(loader, desc):
+            images = normalize(batch.images.to(runtime.device, non_blocking=True).float().div_(255))
+            feats = forward_features(model, runtime.to_device(images), runtime)
+            if l2_normalize:
+                feats = F.normalize(feats, dim=1)
+            for feed in feeds:
+                feed.add(feats)
+    return [feed.finish().centroids for feed in feeds]
+
+
+def label_dtype(n_clusters: int):
+    return np.uint8 if n_clusters <= 256 else np.uint16
+
+
+def allocate_labels(n_images: int, grid: int, n_clusters: int, path_prefix: Optional[str] = None,
+                    memmap_above_bytes: float = 2 ** 31) -> List[np.ndarray]:
+    """One pseudo-label array [N, grid, grid] per view: in memory, or memory-mapped files in the
+    run folder (path_prefix + '_view{1,2}.npy') when they would exceed `memmap_above_bytes`."""
+    dtype = label_dtype(n_clusters)
+    size = n_images * grid * grid * np.dtype(dtype).itemsize
+    if path_prefix is None or size <= memmap_above_bytes:
+        return [np.zeros((n_images, grid, grid), dtype=dtype) for _ in range(2)]
+    return [np.lib.format.open_memmap(f"{path_prefix}_view{view}.npy", mode="w+", dtype=dtype,
+                                      shape=(n_images, grid, grid)) for view in (1, 2)]
+
+
+def num_batches(n_items: int, batch_size: int) -> int:
+    return math.ceil(n_items / batch_size)

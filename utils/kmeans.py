@@ -1,0 +1,233 @@
+"""Mini-batch k-means over per-pixel features, the pseudo-label engine of PiCIE.
+
+This is the only module that imports faiss. Two interchangeable backends:
+- "faiss": faiss's Lloyd k-means for the initial centroids and a flat L2 index for the
+  nearest-centroid search (on the GPU when a GPU build of faiss is installed);
+- "torch": the same algorithm in torch (assignment by one matrix product per chunk), which
+  keeps everything on the accelerator with no host round trip.
+
+The algorithm follows the paper's code: Euclidean k-means (features are L2-normalised
+beforehand when the metric is cosine, centroids are not), initial k-means on the first
+batches, then for every further group of batches assign each point to its nearest centroid
+and move centroid k toward the group mean of its members with rate n_k / count_k, where
+count_k counts every point assigned to k so far (initial points included).
+"""
+import logging
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+
+try:  # faiss is a hard requirement of the project, but keep torch-only use possible.
+    import faiss
+except ImportError:  # pragma: no cover - exercised only where faiss is missing
+    faiss = None
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "faiss", "torch")
+# Rows per chunk in the torch assignment: bounds the [chunk, K] distance matrix.
+_ASSIGN_CHUNK = 1 << 18
+
+
+def faiss_has_gpu() -> bool:
+    return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """'auto' picks torch on CUDA (no host copies) and faiss on the CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--kmeans_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "torch" if device.type == "cuda" or faiss is None else "faiss"
+    if backend == "faiss" and faiss is None:
+        raise RuntimeError("--kmeans_backend faiss needs the faiss package: pip install faiss-cpu "
+                           "(or faiss-gpu), or use --kmeans_backend torch")
+    return backend
+
+
+def squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances [N, K] between points [N, D] and centroids [K, D] (float32)."""
+    points = points.float()
+    return ((points * points).sum(1, keepdim=True) - 2.0 * points @ centroids.T
+            + (centroids * centroids).sum(1)[None, :]).clamp_min_(0.0)
+
+
+def _torch_assign(points: torch.Tensor, centroids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
+    dists = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
+    centroids = centroids.to(points.device, torch.float32)
+    for start in range(0, points.shape[0], _ASSIGN_CHUNK):
+        chunk = slice(start, start + _ASSIGN_CHUNK)
+        dist_chunk, label_chunk = squared_distances(points[chunk], centroids).min(1)
+        labels[chunk], dists[chunk] = label_chunk, dist_chunk
+    return labels, dists
+
+
+def _split_empty(centroids: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> int:
+    """Re-seed empty clusters by splitting big ones (faiss's rule): copy a centroid chosen with
+    probability proportional to its size, perturb the two copies symmetrically, halve the count."""
+    n_split = 0
+    eps = 1.0 / 1024
+    for k in torch.nonzero(counts == 0).flatten().tolist():
+        weights = (counts - 1).clamp_min(0).double()
+        if weights.sum() <= 0:
+            break
+        donor = int(torch.multinomial(weights.cpu(), 1, generator=generator))
+        centroids[k] = centroids[donor]
+        sign = torch.where(torch.arange(centroids.shape[1]) % 2 == 0, 1.0, -1.0).to(centroids)
+        centroids[k] *= 1 + sign * eps
+        centroids[donor] *= 1 - sign * eps
+        counts[k] = counts[donor] // 2
+        counts[donor] -= counts[k]
+        n_split += 1
+    return n_split
+
+
+def torch_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
+                 max_points_per_centroid: Optional[int] = None) -> Tuple[torch.Tensor, int]:
+    """Lloyd's k-means in torch on points [N, D]; returns (centroids [K, D], re-seeded count).
+
+    Initialised with K distinct random points; empty clusters are split from large ones.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n_points = points.shape[0]
+    if max_points_per_centroid and n_points > n_clusters * max_points_per_centroid:
+        keep = torch.randperm(n_points, generator=generator)[: n_clusters * max_points_per_centroid]
+        points = points[keep.to(points.device)]
+        n_points = points.shape[0]
+    points = points.float()
+    centroids = points[torch.randperm(n_points, generator=generator)[:n_clusters].to(points.device)].clone()
+    reseeded = 0
+    for _ in range(n_iter):
+        labels, _ = _torch_assign(points, centroids)
+        counts = torch.bincount(labels, minlength=n_clusters)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, points)
+        nonempty = counts > 0
+        centroids[nonempty] = sums[nonempty] / counts[nonempty, None].float()
+        reseeded += _split_empty(centroids, counts.cpu(), generator)
+    return centroids, reseeded
+
+
+def faiss_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
+                 max_points_per_centroid: Optional[int] = None, use_gpu: bool = False) -> torch.Tensor:
+    """faiss's Lloyd k-means on points [N, D]; returns centroids [K, D] on the points' device."""
+    points_np = np.ascontiguousarray(points.detach().float().cpu().numpy())
+    kmeans = faiss.Kmeans(points_np.shape[1], n_clusters, niter=n_iter, seed=seed, verbose=False,
+                          gpu=use_gpu, max_points_per_centroid=max_points_per_centroid or (1 << 30),
+                          min_points_per_centroid=1)
+    kmeans.train(points_np)
+    return torch.from_numpy(kmeans.centroids.copy()).to(points.device)
+
+
+class MiniBatchKMeans:
+    """Online k-means state for one view: centroids [K, D], counts [K] and the running k-means loss.
+
+    `reduce` (optional) sums per-cluster statistics across processes, so that every rank
+    of a distributed run applies the same update; see utils/dist.py.
+    """
+
+    def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, backend: str = "auto",
+                 device: torch.device = torch.device("cpu"), max_points_per_centroid: Optional[int] = None):
+        self.n_clusters = n_clusters
+        self.n_iter = n_iter
+        self.seed = seed
+        self.device = torch.device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.max_points_per_centroid = max_points_per_centroid
+        self.centroids: Optional[torch.Tensor] = None
+        self.counts = torch.zeros(n_clusters, dtype=torch.float64, device=self.device)
+        self.loss_sum = 0.0
+        self.loss_count = 0
+        self.reseeded = 0
+        self._index = None
+
+    # -- assignment ---------------------------------------------------------------------
+    def assign(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Nearest centroid of each point: (labels [N] int64, squared distances [N] float32)."""
+        if self.centroids is None:
+            raise RuntimeError("k-means has no centroids yet: call fit_init first")
+        if self.backend == "torch":
+            return _torch_assign(points, self.centroids)
+        if self._index is None:
+            self._index = faiss.IndexFlatL2(self.centroids.shape[1])
+            if faiss_has_gpu() and self.device.type == "cuda":
+                self._index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, self._index)
+            self._index.add(np.ascontiguousarray(self.centroids.float().cpu().numpy()))
+        dists, labels = self._index.search(np.ascontiguousarray(points.detach().float().cpu().numpy()), 1)
+        return (torch.from_numpy(labels[:, 0]).to(points.device),
+                torch.from_numpy(dists[:, 0]).to(points.device))
+
+    def _set_centroids(self, centroids: torch.Tensor) -> None:
+        if not torch.isfinite(centroids).all():
+            raise FloatingPointError("k-means produced non-finite centroids (non-finite features?)")
+        self.centroids = centroids.to(self.device, torch.float32).contiguous()
+        self._index = None  # the faiss index is rebuilt lazily from the new centroids
+
+    # -- initial k-means ----------------------------------------------------------------
+    def fit_init(self, points: torch.Tensor, n_represented: Optional[int] = None) -> float:
+        """Initial centroids from points [N, D]; counts start as the points assigned to each.
+
+        `n_represented`: how many pixels the (sub)sample stands for; counts are scaled to it
+        so that the online learning rates match those of clustering every pixel.
+        Returns the mean squared distance of the points to their centroid.
+        """
+        points = points.to(self.device)
+        n_points = points.shape[0]
+        if n_points < self.n_clusters:
+            # Too few points for K clusters (tiny data): repeat them with a small jitter so every
+            # cluster gets a distinct seed; the split rule then keeps all K clusters alive.
+            log.warning("k-means: %d points for %d clusters; repeating points to seed every cluster",
+                        n_points, self.n_clusters)
+            reps = -(-self.n_clusters // n_points)
+            generator = torch.Generator().manual_seed(self.seed)
+            noise = torch.randn((n_points * reps, points.shape[1]), generator=generator).to(points) * 1e-3
+            points = points.float().repeat(reps, 1) + noise
+        if self.backend == "torch":
+            centroids, reseeded = torch_kmeans(points, self.n_clusters, self.n_iter, self.seed,
+                                               self.max_points_per_centroid)
+            self.reseeded += reseeded
+            if reseeded:
+                log.info("k-means: re-seeded %d empty clusters during the initial k-means", reseeded)
+        else:
+            centroids = faiss_kmeans(points, self.n_clusters, self.n_iter, self.seed,
+                                     self.max_points_per_centroid,
+                                     use_gpu=faiss_has_gpu() and self.device.type == "cuda")
+        self._set_centroids(centroids)
+        labels, dists = self.assign(points)
+        counts = torch.bincount(labels, minlength=self.n_clusters).double()
+        scale = (n_represented or n_points) / points.shape[0]
+        self.counts = counts.to(self.device) * scale
+        self.loss_sum += float(dists.double().sum())
+        self.loss_count += int(dists.numel())
+        return float(dists.double().mean())
+
+    # -- online update ------------------------------------------------------------------
+    def partial_fit(self, points: torch.Tensor,
+                    reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        """One mini-batch update with points [N, D]: c_k += (n_k / count_k) (mean_k - c_k)."""
+        labels, dists = self.assign(points)
+        sums = torch.zeros((self.n_clusters, points.shape[1]), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, labels.to(self.device), points.to(self.device, torch.float64))
+        batch_counts = torch.bincount(labels.to(self.device), minlength=self.n_clusters).double()
+        stats = torch.cat([sums, batch_counts[:, None],
+                           torch.zeros_like(batch_counts)[:, None]], dim=1)
+        stats[0, -1] = dists.double().sum()
+        stats[1, -1] = dists.numel()
+        if reduce is not None:
+            stats = reduce(stats)
+        sums, batch_counts = stats[:, :-2], stats[:, -2]
+        self.loss_sum += float(stats[0, -1])
+        self.loss_count += int(stats[1, -1])
+        self.counts += batch_counts
+        hit = batch_counts > 0
+        rate = (batch_counts[hit] / self.counts[hit])[:, None]
+        batch_means = sums[hit] / batch_counts[hit, None]
+        centroids = self.centroids.double()
+        centroids[hit] = (1 - rate) * centroids[hit] + rate * batch_means
+        self._set_centroids(centroids.float())
+
+    @property
+    def loss(self) -> float:
+        """Mean squared distance of every point seen to its centroid at the time it was seen."""
+        return self.loss_sum / max(self.loss_count, 1)
