@@ -18,7 +18,8 @@ from modules.loss import PiCIELoss
 from utils import dist
 from utils.checkpoint import CheckpointError, atomic_save, build_model_from_checkpoint, load_checkpoint
 from utils.config import config_to_json, finalize_args, get_args_parser
-from utils.engine import KMeansSettings, NonFiniteLossError, allocate_labels, cluster_and_label, train_one_epoch
+from utils.engine import (KMeansSettings, NonFiniteLossError, allocate_labels, calibrate_batchnorm, cluster_and_label,
+                          train_one_epoch)
 from utils.pipeline import (build_optimizer, checkpoint_state, classifier_entry, eval_config_of,
                             fresh_cluster_evaluation, make_runtime, make_view_maker, score_classifiers,
                             seed_everything, val_loader)
@@ -72,6 +73,13 @@ def main(args) -> dict:
                               pixels_per_image=args.kmeans_pixels_per_image,
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
     labels = allocate_labels(len(trainset), view_maker.grid, args.K_train, str(run_folder / "pseudo_labels"))
+
+    n_calibration = args.calibrate_bn if args.calibrate_bn >= 0 else (
+        0 if (args.pretrain or args.pretrain_path) else 10)
+    if start_epoch == 0 and n_calibration > 0:
+        cluster_sampler.epoch = 0
+        used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, n_calibration)
+        log.info("BatchNorm statistics set from %d training images (random init; --calibrate_bn)", used)
 
     # --- 4. The untrained network, for reference -----------------------------------------------
     if args.eval_init and start_epoch == 0 and evaluation_loader is not None:
@@ -169,6 +177,9 @@ def keep_epoch_checkpoints(run_folder: Path, state: dict, epoch: int, keep: int)
 def cli(argv=None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    if args.eval_only:  # the original's test_picie.sh calls train_picie.py --eval_only --eval_path
+        import test_picie  # noqa: PLC0415
+        return test_picie.cli(argv)
     try:
         args = finalize_args(args)
         dist.init_distributed("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")

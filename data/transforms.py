@@ -342,7 +342,7 @@ class ViewMaker:
 
     def views(self, base_images: torch.Tensor, params: ViewParams) -> Tuple[torch.Tensor, torch.Tensor]:
         """(view1, view2), each [B, 3, res1, res1] normalised float32 on base_images' device."""
-        images = base_images.float().div_(255)
+        images = base_images.float() / 255  # out of place: never alter the caller's tensor
         view1 = apply_photometric(images, params.photometric1)
         if self.equivariant:
             view1 = apply_geometric(view1, params.geometric, self.res1, antialias=True)
@@ -350,6 +350,10 @@ class ViewMaker:
             view1 = self._resize(view1)
         view2 = self._resize(apply_photometric(images, params.photometric2))
         return normalize(view1), normalize(view2)
+
+    def plain_view(self, base_images: torch.Tensor) -> torch.Tensor:
+        """The base image resized to res1 and normalised, no random transform: [B, 3, res1, res1]."""
+        return normalize(self._resize(base_images.float() / 255))
 
     def geometric_on_features(self, feats: torch.Tensor, params: ViewParams) -> torch.Tensor:
         """G applied to view 2's feature map [B, C, h, w] -> [B, C, h, w]."""

@@ -65,6 +65,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="FPN feature size (default: the architecture's, 128 for ResNet-18/34, 256 for 50/101)")
     g.add_argument("--pretrain", action="store_true", help="ImageNet backbone through torchvision's weights API")
     g.add_argument("--pretrain_path", type=str, default=None, help="local torchvision ResNet state dict (.pth)")
+    g.add_argument("--calibrate_bn", type=int, default=-1,
+                   help="batches used to set BatchNorm statistics before the first epoch "
+                        "(-1: 10 for a randomly initialised network, 0 with --pretrain)")
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate")
     g.add_argument("--optim_type", type=str, default="Adam", choices=["Adam", "SGD"], help="optimiser")
     g.add_argument("--weight_decay", type=float, default=0.0, help="weight decay (SGD and Adam)")

@@ -330,6 +330,36 @@ def fresh_kmeans(model, loader, settings: KMeansSettings, runtime: Runtime, seed
     return [feed.finish().centroids for feed in feeds]
 
 
+def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, n_batches: int) -> int:
+    """Set BatchNorm running statistics to the average over `n_batches` batches of un-augmented
+    training images (resized to res1). A randomly initialised network carries the default
+    statistics (mean 0, var 1), which are wrong for every layer; since clustering runs the
+    network in eval mode (fixing the original's train-mode pass), it needs real statistics.
+    Returns the number of images used."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or n_batches <= 0:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    n_images = 0
+    with torch.no_grad():
+        for step, batch in enumerate(loader):
+            if step >= n_batches:
+                break
+            if batch.indices.numel() == 0:
+                continue
+            images = view_maker.plain_view(batch.images.to(runtime.device, non_blocking=True))
+            forward_features(model, runtime.to_device(images), runtime)
+            n_images += batch.indices.numel()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+    return n_images
+
+
 def label_dtype(n_clusters: int):
     return np.uint8 if n_clusters <= 256 else np.uint16
 

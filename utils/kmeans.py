@@ -210,15 +210,17 @@ class MiniBatchKMeans:
         sums = torch.zeros((self.n_clusters, points.shape[1]), dtype=torch.float64, device=self.device)
         sums.index_add_(0, labels.to(self.device), points.to(self.device, torch.float64))
         batch_counts = torch.bincount(labels.to(self.device), minlength=self.n_clusters).double()
-        stats = torch.cat([sums, batch_counts[:, None],
-                           torch.zeros_like(batch_counts)[:, None]], dim=1)
-        stats[0, -1] = dists.double().sum()
-        stats[1, -1] = dists.numel()
+        # One tensor so that a distributed run sums everything in one all-reduce: per-cluster
+        # sums and counts, then (in an extra row) the loss sum and the number of points.
+        loss_row = torch.zeros((1, points.shape[1] + 1), dtype=torch.float64, device=self.device)
+        loss_row[0, 0] = dists.double().sum()
+        loss_row[0, 1] = dists.numel()
+        stats = torch.cat([torch.cat([sums, batch_counts[:, None]], dim=1), loss_row])
         if reduce is not None:
             stats = reduce(stats)
-        sums, batch_counts = stats[:, :-2], stats[:, -2]
-        self.loss_sum += float(stats[0, -1])
-        self.loss_count += int(stats[1, -1])
+        sums, batch_counts = stats[:-1, :-1], stats[:-1, -1]
+        self.loss_sum += float(stats[-1, 0])
+        self.loss_count += int(stats[-1, 1])
         self.counts += batch_counts
         hit = batch_counts > 0
         rate = (batch_counts[hit] / self.counts[hit])[:, None]

@@ -129,7 +129,11 @@ def write_json(path: Path, record: dict) -> None:
 
 
 def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> DataLoader:
-    """DataLoader with the toolkit's collate, pinned memory on CUDA, and persistent workers."""
+    """DataLoader with the toolkit's collate, pinned memory on CUDA, and persistent workers.
+
+    Workers are capped at the CPUs this process may use: more only adds memory and switching.
+    """
+    num_workers = min(num_workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
                       persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)

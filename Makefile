@@ -1,0 +1,27 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   creates .venv, installs the pinned requirements, generates the built-in demo
+#               dataset, trains PiCIE on it on the CPU, evaluates and writes cluster-map PNGs
+#   make test   same environment, runs the whole test suite (CI runs this through .ci/run)
+PY ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test clean-demo
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	PYTHON=$(PYTHON) ./sh_files/demo.sh
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q tests
+
+clean-demo:
+	rm -rf datasets/demo results/demo

@@ -1,0 +1,177 @@
+"""Two-epoch runs of train_picie.py and test_picie.py on the demo set and on the real sample."""
+import argparse
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import test_picie
+import train_picie
+from conftest import REPO_ROOT, TINY_FLAGS
+from modules.fpn import build_model
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+
+
+def _train(data_root, save_root, run_name, *extra):
+    argv = ['--data_root', str(data_root), '--save_root', str(save_root), '--run_name', run_name,
+            *TINY_FLAGS, *extra]
+    assert train_picie.cli(argv) == 0
+    return save_root / run_name
+
+
+@pytest.fixture(scope='module')
+def demo_run(tiny_demo, tmp_path_factory):
+    save_root = tmp_path_factory.mktemp('runs')
+    return _train(tiny_demo, save_root, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
+                  '--num_epoch', '2', '--eval_init', '--repeats', '2')
+
+
+def test_demo_run_writes_metrics_and_checkpoint(demo_run):
+    records = _metrics(demo_run)
+    assert [r['epoch'] for r in records] == [0, 1, 2]
+    assert records[0]['stage'] == 'init'
+    for record in records[1:]:
+        assert math.isfinite(record['loss']) and record['n_steps'] == 3  # 12 images / batch 4
+        assert 0 <= record['view1']['mIoU'] <= 100 and 0 <= record['view2']['acc'] <= 100
+        assert len(record['kmeans_loss']) == 2
+    final = json.loads((demo_run / 'final_metrics.json').read_text())
+    assert final['repeats'] == 2 and len(final['runs']) == 2
+    assert set(final['per_class_iou']) == set(records[1]['view1']['per_class_iou'])
+    config = json.loads((demo_run / 'config.json').read_text())
+    assert config['git_commit'] and config['augment_config']['inv_list'][:4] == [
+        'brightness', 'contrast', 'saturation', 'hue']
+    ckpt = torch.load(demo_run / 'checkpoint.pth', weights_only=True)
+    assert ckpt['epoch'] == 2 and ckpt['model_config'] == {'arch': 'resnet18', 'feat_dim': 128}
+    assert ckpt['classifiers']['view1']['weight'].shape == (15, 128)
+
+
+def test_checkpoint_evaluates_with_test_picie(demo_run, tiny_demo, tmp_path):
+    out = tmp_path / 'm.json'
+    argv = ['--eval_path', str(demo_run / 'checkpoint.pth'), '--data_root', str(tiny_demo), '--res', '64',
+            '--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--out', str(out)]
+    assert test_picie.cli(argv) == 0
+    result = json.loads(out.read_text())
+    for key in ('acc', 'mIoU', 'per_class_iou', 'thing_mIoU', 'stuff_mIoU'):
+        assert key in result
+    assert len(result['per_class_iou']) == 15  # stuff-only, taken from the checkpoint
+    # The stored view-1 classifier scores what the last epoch logged for it.
+    last = _metrics(demo_run)[-1]['view1']
+    assert result['acc'] == pytest.approx(last['acc'], abs=1e-6)
+    assert result['mIoU'] == pytest.approx(last['mIoU'], abs=1e-6)
+
+
+def test_restart_continues_from_checkpoint(demo_run, tiny_demo):
+    _train(tiny_demo, demo_run.parent, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
+           '--num_epoch', '3', '--restart')
+    epochs = [r['epoch'] for r in _metrics(demo_run)]
+    assert epochs == [0, 1, 2, 3]
+    assert torch.load(demo_run / 'checkpoint.pth', weights_only=True)['epoch'] == 3
+
+
+def test_real_sample_two_epochs(coco_mini, tmp_path):
+    run = _train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
+                 '--batch_size_cluster', '16')
+    records = _metrics(run)
+    assert [r['epoch'] for r in records] == [1, 2]
+    assert all(math.isfinite(r['loss']) for r in records)
+    final = json.loads((run / 'final_metrics.json').read_text())
+    assert len(final['per_class_iou']) == 27 and final['thing_mIoU'] is not None
+
+
+def test_cli_entry_point_runs_as_a_script(tiny_demo, tmp_path):
+    """The user-facing command, in a fresh process (no in-process state)."""
+    cmd = [sys.executable, str(REPO_ROOT / 'train_picie.py'), '--data_root', str(tiny_demo), '--save_root',
+           str(tmp_path), '--run_name', 'script', '--stuff', '--K_train', '15', '--K_test', '15',
+           '--num_epoch', '1', *TINY_FLAGS]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / 'script' / 'final_metrics.json').is_file()
+
+
+def _original_checkpoint(path, arch='resnet18', n_clusters=27, seed=0):
+    """A checkpoint in the original project's layout, random weights (module. prefixes,
+    decoder.layer1 = lateral of the stride-32 map, classifier1_state_dict, pickled args)."""
+    torch.manual_seed(seed)
+    model = build_model(arch)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith('decoder.lateral'):
+            level = int(key[len('decoder.lateral')])
+            key = f'decoder.layer{5 - level}' + key[len('decoder.lateralN'):]
+        state['module.' + key] = value
+    weight = torch.nn.functional.normalize(torch.randn(n_clusters, model.feat_dim), dim=1)
+    classifier = {'module.weight': weight[:, :, None, None], 'module.bias': torch.zeros(n_clusters)}
+    args = argparse.Namespace(arch=arch, in_dim=128, K_test=n_clusters, res=320, stuff=True, thing=True)
+    torch.save({'epoch': 10, 'args': args, 'state_dict': state, 'classifier1_state_dict': classifier,
+                'classifier2_state_dict': classifier, 'optimizer': {}}, path)
+    return model, weight
+
+
+def _original_protocol(model, weight, coco_root, res):
+    """The original evaluation written out independently: per-image PIL resize + center crop,
+    ToTensor + ImageNet normalisation, L2-normalised features, 1x1 conv, bilinear upsampling,
+    argmax, bincount histogram, Hungarian on (max - hist), metrics with nanmean."""
+    import pickle
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    from scipy.optimize import linear_sum_assignment
+    table = pickle.load(open(coco_root / 'fine_to_coarse_dict.pickle', 'rb'))['fine_index_to_coarse_index']
+    ids = (coco_root / 'curated/val2017/Coco164kFull_Stuff_Coarse_7.txt').read_text().split()
+    hist = np.zeros((27, 27))
+    model.eval()
+    for image_id in ids:
+        image = Image.open(coco_root / f'images/val2017/{image_id}.jpg').convert('RGB')
+        label = Image.open(coco_root / f'annotations/val2017/{image_id}.png')
+        image = TF.center_crop(TF.resize(image, res, TF.InterpolationMode.BILINEAR), res)
+        label = TF.center_crop(TF.resize(label, res, TF.InterpolationMode.NEAREST), res)
+        x = TF.normalize(TF.to_tensor(image), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])[None]
+        with torch.no_grad():
+            feats = torch.nn.functional.normalize(model(x), dim=1, p=2)
+            probs = torch.nn.functional.conv2d(feats, weight[:, :, None, None])
+            probs = torch.nn.functional.interpolate(probs, res, mode='bilinear', align_corners=False)
+        pred = probs.topk(1, dim=1)[1].view(-1).numpy()
+        raw = np.array(label).reshape(-1)
+        gt = np.array([table.get(int(v), -1) if v != 255 else -1 for v in raw])
+        keep = (gt >= 0) & (gt < 27)
+        hist += np.bincount(27 * gt[keep] + pred[keep], minlength=27 ** 2).reshape(27, 27)
+    rows, cols = linear_sum_assignment(hist.max() - hist)
+    acc = hist[rows, cols].sum() / hist.sum() * 100
+    new_hist = np.zeros((27, 27))
+    for r, c in zip(rows, cols):
+        new_hist[c] = hist[r]
+    tp = np.diag(new_hist)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        iou = tp / (tp + new_hist.sum(0) - tp + new_hist.sum(1) - tp)
+    return acc, np.nanmean(iou) * 100
+
+
+def test_original_checkpoint_matches_original_protocol(coco_mini, tmp_path):
+    path = tmp_path / 'picie.pkl'
+    model, weight = _original_checkpoint(path)
+    out = tmp_path / 'm.json'
+    argv = ['--eval_path', str(path), '--data_root', str(coco_mini), '--res', '128', '--device', 'cpu',
+            '--precision', 'fp32', '--num_workers', '0', '--batch_size_test', '16', '--out', str(out)]
+    assert test_picie.cli(argv) == 0
+    result = json.loads(out.read_text())
+    assert result['checkpoint_format'] == 'picie-original'
+    acc, miou = _original_protocol(model, weight, coco_mini, 128)
+    assert result['acc'] == pytest.approx(acc, abs=0.05)
+    assert result['mIoU'] == pytest.approx(miou, abs=0.05)
+
+
+def test_train_script_eval_only_alias(coco_mini, tmp_path):
+    """The original's test_picie.sh runs `train_picie.py --eval_only --eval_path ...`."""
+    path = tmp_path / 'picie.pkl'
+    _original_checkpoint(path, n_clusters=27)
+    out = tmp_path / 'm.json'
+    argv = ['--data_root', str(coco_mini), '--eval_only', '--eval_path', str(path), '--stuff', '--thing',
+            '--res', '64', '--device', 'cpu', '--num_workers', '0', '--out', str(out)]
+    assert train_picie.cli(argv) == 0
+    assert json.loads(out.read_text())['n_images'] == 50
