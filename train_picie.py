@@ -83,9 +83,11 @@ def main(args) -> dict:
 
     # --- 4. The untrained network, for reference -----------------------------------------------
     if args.eval_init and start_epoch == 0 and evaluation_loader is not None:
+        started = time.perf_counter()
         init = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader, desc="init")
         log.info("untrained network (fresh k-means): acc %.2f mIoU %.2f", init["acc"], init["mIoU"])
-        record = {"epoch": 0, "stage": "init", "fresh": {k: v for k, v in init.items() if k != "runs"}}
+        record = {"epoch": 0, "stage": "init", "fresh": {k: v for k, v in init.items() if k != "runs"},
+                  "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}}
         history.append(record)
         if dist.is_main():
             append_jsonl(run_folder / "metrics.jsonl", record)
@@ -129,10 +131,12 @@ def main(args) -> dict:
         dist.barrier()
 
     # --- 6. Final evaluation: fresh k-means on the train images --------------------------
-    final = {"epochs": args.num_epoch, "git_commit": args.git_commit}
+    final = {"epochs": args.num_epoch, "git_commit": args.git_commit, "n_train_images": len(trainset),
+             "n_val_images": len(source.val_images)}
     if evaluation_loader is not None:
+        started = time.perf_counter()
         fresh = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader)
-        final.update(fresh)
+        final.update(fresh, final_eval_s=round(time.perf_counter() - started, 3))
         log.info("final (fresh k-means, %d repeats): acc %.2f +- %.2f, mIoU %.2f +- %.2f", fresh["repeats"],
                  fresh["acc"], fresh["acc_std"], fresh["mIoU"], fresh["mIoU_std"])
     init_records = [h for h in history if h.get("stage") == "init"]

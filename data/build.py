@@ -6,6 +6,14 @@ from data.source import DataSource
 
 def build_source(args) -> DataSource:
     """The DataSource of --dataset (cocostuff, cityscapes or folder)."""
+    source = _build_source(args)
+    repeats = getattr(args, "train_list_repeats", 1)
+    if repeats > 1:
+        source.train_images = source.train_images * repeats
+    return source
+
+
+def _build_source(args) -> DataSource:
     if args.dataset == "cocostuff":
         return build_cocostuff(args.data_root, stuff=args.stuff, thing=args.thing, fullcoco=args.fullcoco)
     if args.dataset == "cityscapes":

@@ -56,6 +56,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--res2", type=int, default=640, help="base image size the views are cut from")
     g.add_argument("--bad_labels", type=str, default="error", choices=["error", "resize"],
                    help="label map whose size differs from its image: stop, or resize it (nearest)")
+    g.add_argument("--train_list_repeats", type=int, default=1,
+                   help="benchmarking: repeat the training image list N times (throughput on a small sample)")
     g.add_argument("--max_bad_fraction", type=float, default=0.01,
                    help="stop if more than this fraction of training images is unreadable")
 
@@ -114,6 +116,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help=f"photometric transforms, comma separated, added to the switches: {', '.join(PHOTOMETRIC_OPS)}")
     g.add_argument("--eqv_list", type=str, default=None,
                    help=f"geometric transforms, comma separated, added to the switches: {', '.join(GEOMETRIC_OPS)}")
+    g.add_argument("--photometric_res", type=str, default="view", choices=["view", "base"],
+                   help="apply the photometric ops at the network's input size (fast) or on the res2 base image")
     g.add_argument("--jitter_strength", type=float, default=0.3, help="colour factors drawn in [1-s, 1+s]")
     g.add_argument("--hue_range", type=float, default=0.1, help="hue shift drawn in [-h, h]")
     g.add_argument("--jitter_p", type=float, default=0.8, help="probability of each colour op")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from data.datasets import Batch
 from data.transforms import ViewMaker, normalize
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from utils import dist
@@ -70,19 +71,34 @@ def forward_features(model, images: torch.Tensor, runtime: Runtime) -> torch.Ten
     return feats.float()
 
 
-def embed_views(model, view_maker: ViewMaker, base_images: torch.Tensor, params, runtime: Runtime,
-                l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """z1 = f(G(P1 x)) and z2 = G(f(P2 x)), each [B, C, h, w], pixel-aligned."""
+def make_views(view_maker: ViewMaker, base_images: torch.Tensor, params, runtime: Runtime,
+               cache_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs of both views, [B, 3, res1, res1] each, on the device."""
     view1, view2 = view_maker.views(base_images.to(runtime.device, non_blocking=True), params)
+    if cache_dtype is not None:
+        view1, view2 = view1.to(cache_dtype), view2.to(cache_dtype)
     if runtime.channels_last:
         view1 = view1.contiguous(memory_format=torch.channels_last)
         view2 = view2.contiguous(memory_format=torch.channels_last)
+    return view1, view2
+
+
+def features_of_views(model, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor, params,
+                      runtime: Runtime, l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w], pixel-aligned."""
     feats_view1 = forward_features(model, view1, runtime)
     feats_view2 = view_maker.geometric_on_features(forward_features(model, view2, runtime), params)
     if l2_normalize:
         feats_view1 = F.normalize(feats_view1, dim=1)
         feats_view2 = F.normalize(feats_view2, dim=1)
     return feats_view1, feats_view2
+
+
+def embed_views(model, view_maker: ViewMaker, base_images: torch.Tensor, params, runtime: Runtime,
+                l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both views' features straight from base images (uint8 [B, 3, res2, res2])."""
+    view1, view2 = make_views(view_maker, base_images, params, runtime, runtime.amp_dtype)
+    return features_of_views(model, view_maker, view1, view2, params, runtime, l2_normalize)
 
 
 def flatten_pixels(feats: torch.Tensor) -> torch.Tensor:
@@ -104,6 +120,7 @@ class OnlineKMeansFeed:
         self.pending: List[torch.Tensor] = []
         self.n_batches = 0
         self.initialized = False
+        self.peak_bytes = 0  # largest k-means-owned feature memory held at once (init sample or update group)
 
     def _sample(self, feats: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = feats.shape
@@ -117,6 +134,7 @@ class OnlineKMeansFeed:
 
     def _fit_init(self) -> None:
         points = dist.all_gather_cat(torch.cat(self.init_points))
+        self._track(self.init_points, extra=points.numel() * points.element_size())
         n_represented = int(dist.all_reduce_sum(torch.tensor([self.init_pixels], dtype=torch.float64,
                                                              device=points.device)).item())
         self.kmeans.fit_init(points, n_represented=n_represented)
@@ -129,6 +147,7 @@ class OnlineKMeansFeed:
         if not self.initialized:
             self.init_points.append(self._sample(feats))
             self.init_pixels += feats.shape[0] * feats.shape[2] * feats.shape[3]
+            self._track(self.init_points)
             if self.n_batches == self.settings.num_init_batches:
                 self._fit_init()
             return
@@ -136,8 +155,15 @@ class OnlineKMeansFeed:
         if len(self.pending) == self.settings.num_batches:
             self._update()
 
+    def _track(self, tensors: Sequence[torch.Tensor], extra: int = 0) -> None:
+        held = sum(t.numel() * t.element_size() for t in tensors) + extra
+        self.peak_bytes = max(self.peak_bytes, held)
+
     def _update(self) -> None:
-        self.kmeans.partial_fit(torch.cat(self.pending), reduce=dist.all_reduce_sum)
+        points = self.pending[0] if len(self.pending) == 1 else torch.cat(self.pending)
+        copies = 0 if len(self.pending) == 1 else points.numel() * points.element_size()
+        self._track(self.pending, extra=copies)
+        self.kmeans.partial_fit(points, reduce=dist.all_reduce_sum)
         self.pending = []
 
     def finish(self) -> MiniBatchKMeans:
@@ -152,24 +178,44 @@ class OnlineKMeansFeed:
         return self.kmeans
 
 
-class FeatureCache:
-    """Keeps (indices, feats_view1, feats_view2) of a pass while they fit in `budget_bytes`."""
+class PassCache:
+    """What the clustering pass of an epoch computed, kept while it fits in `budget_bytes`:
+    per batch the image indices, both views' network inputs (reused by the training pass,
+    whose views are identical by construction) and both views' features (reused to label).
+    Once over budget it is emptied and the later passes recompute instead."""
 
     def __init__(self, budget_bytes: float):
         self.budget = budget_bytes
-        self.entries: List[Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]] = []
+        self.batches: List[Tuple[torch.Tensor, Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...]]] = []
+        self.views_of: Dict[int, Tuple[int, int]] = {}  # image index -> (batch number, row)
         self.bytes = 0
         self.complete = budget_bytes > 0
 
-    def add(self, indices: torch.Tensor, *feats: torch.Tensor) -> None:
+    def add(self, indices: torch.Tensor, views: Sequence[torch.Tensor], feats: Sequence[torch.Tensor]) -> None:
         if not self.complete:
             return
-        size = sum(f.numel() * f.element_size() for f in feats)
+        size = sum(t.numel() * t.element_size() for t in (*views, *feats))
         if self.bytes + size > self.budget:
-            self.entries, self.complete = [], False  # over budget: free it all, recompute later
+            self.batches, self.views_of, self.complete = [], {}, False
             return
-        self.entries.append((indices, feats))
+        for row, index in enumerate(indices.tolist()):
+            self.views_of[index] = (len(self.batches), row)
+        self.batches.append((indices, tuple(views), tuple(feats)))
         self.bytes += size
+
+    def has_views(self, indices: Sequence[int]) -> bool:
+        return self.complete and all(i in self.views_of for i in indices)
+
+    def views(self, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Cached inputs of both views for `indices`: [B, 3, res1, res1] each."""
+        picks = [self.views_of[i] for i in indices]
+        view1 = torch.stack([self.batches[b][1][0][r] for b, r in picks])
+        view2 = torch.stack([self.batches[b][1][1][r] for b, r in picks])
+        return (view1.contiguous(memory_format=torch.channels_last),
+                view2.contiguous(memory_format=torch.channels_last))
+
+    def drop_features(self) -> None:
+        self.batches = [(indices, views, ()) for indices, views, _ in self.batches]
 
 
 @dataclass
@@ -182,6 +228,7 @@ class EpochClusters:
     kmeans_loss: List[float]
     reused_features: bool = False
     stats: Dict[str, float] = field(default_factory=dict)
+    cache: Optional[PassCache] = None
 
 
 def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings: KMeansSettings,
@@ -195,15 +242,16 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
                                                      seed=seed * 1000 + epoch * 2 + view, backend=settings.backend,
                                                      device=runtime.device),
                                      settings, seed=seed * 1000 + epoch * 2 + view) for view in (0, 1)]
-    cache = FeatureCache(feature_cache_bytes)
+    cache = PassCache(feature_cache_bytes)
     model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
     with torch.inference_mode():
         for batch in runtime.bar(loader, f"epoch {epoch} cluster"):
             if batch.indices.numel() == 0:
                 continue
             params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
-            feats = embed_views(model, view_maker, batch.images, params, runtime, l2_normalize)
-            cache.add(batch.indices, *feats)
+            views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
+            feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
+            cache.add(batch.indices, views, feats)
             for feed, feats_view in zip(kmeans_feeds, feats):
                 feed.add(feats_view)
         kmeans = [feed.finish() for feed in kmeans_feeds]
@@ -222,8 +270,9 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
                 label_arrays[view][rows] = assigned.reshape(-1, height, width).cpu().numpy()
 
         if cache.complete:
-            for indices, feats in cache.entries:
+            for indices, _, feats in cache.batches:
                 label_batch(indices, feats)
+            cache.drop_features()
         else:
             for batch in runtime.bar(loader, f"epoch {epoch} label"):
                 if batch.indices.numel() == 0:
@@ -235,8 +284,25 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
             timer("label")
     # Clones made outside inference mode: training takes gradients through products with them.
     return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts], labels=list(label_arrays),
-                         kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete,
-                         stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans))})
+                         kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete, cache=cache,
+                         stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans)),
+                                "kmeans_peak_mb": sum(feed.peak_bytes for feed in kmeans_feeds) / 2 ** 20})
+
+
+def _training_batches(loader, cache: Optional[PassCache]):
+    """The loader's batches; when every view of the epoch is cached, only the index batches
+    (same order and sizes as the loader's), so no image is decoded again."""
+    sampler = loader.sampler
+    if cache is None or not cache.complete or not hasattr(sampler, "indices"):
+        yield from loader
+        return
+    order = sampler.indices()
+    if not cache.has_views(order):
+        yield from loader
+        return
+    for start in range(0, len(order), loader.batch_size):
+        chunk = order[start: start + loader.batch_size]
+        yield Batch(torch.tensor(chunk, dtype=torch.long), None)
 
 
 def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: ViewMaker, epoch: int,
@@ -252,13 +318,18 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
     weights = [class_weights(c).to(runtime.device) if balance else None for c in clusters.counts]
     sums = {"loss": 0.0, "loss_within": 0.0, "loss_cross": 0.0}
     n_steps = n_nonfinite = n_bad_images = 0
-    for batch in runtime.bar(loader, f"epoch {epoch} train"):
+    for batch in runtime.bar(_training_batches(loader, clusters.cache), f"epoch {epoch} train", total=len(loader)):
         n_bad_images += batch.n_skipped
         if batch.indices.numel() == 0:
             continue
-        # Views with the same parameters as in the clustering pass of this epoch.
-        params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
-        feats_view1, feats_view2 = embed_views(model, view_maker, batch.images, params, runtime, l2_normalize)
+        # Views with the same parameters as in the clustering pass of this epoch (reused if cached).
+        indices = batch.indices.tolist()
+        params = view_maker.params(epoch, indices, runtime.device)
+        if clusters.cache is not None and clusters.cache.has_views(indices):
+            views = clusters.cache.views(indices)
+        else:
+            views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
+        feats_view1, feats_view2 = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
         rows = batch.indices.numpy()
         labels_view1 = torch.from_numpy(clusters.labels[0][rows].astype(np.int64)).to(runtime.device)
         labels_view2 = torch.from_numpy(clusters.labels[1][rows].astype(np.int64)).to(runtime.device)

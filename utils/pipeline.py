@@ -31,7 +31,7 @@ def make_runtime(args) -> Runtime:
 
 
 def make_view_maker(args) -> ViewMaker:
-    return ViewMaker(augment_config(args), args.res1, args.seed)
+    return ViewMaker(augment_config(args), args.res1, args.seed, photometric_res=args.photometric_res)
 
 
 def seed_everything(seed: int) -> None:
