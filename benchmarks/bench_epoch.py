@@ -37,13 +37,15 @@ def peak_rss_mb() -> dict:
 
 def kmeans_working_set_mb(batch: int, init_batches: int, grid: int, dim: int, pixels_per_image: int,
                           all_pixels: bool) -> dict:
-    """k-means-owned feature memory per view, from the algorithm's sizes (float32):
-    the initial sample (init batches x images x pixels kept) and one online-update batch."""
+    """k-means-owned feature memory, from the algorithm's sizes (float32): the initial sample of
+    each view (init batches x images x pixels kept) and one online-update batch of one view.
+    Peak: both views' samples plus the concatenated copy k-means runs on, or one update batch
+    (the views are updated one after the other), whichever is larger."""
     kept = grid * grid if all_pixels else min(pixels_per_image, grid * grid)
     init = init_batches * batch * kept * dim * 4
     online = batch * grid * grid * dim * 4
     return {"init_sample_mb": init / 2 ** 20, "online_batch_mb": online / 2 ** 20,
-            "both_views_peak_mb": 2 * max(init * 2, online) / 2 ** 20}
+            "both_views_peak_mb": max(3 * init, online) / 2 ** 20}
 
 
 def main(argv=None) -> dict:
