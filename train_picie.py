@@ -74,23 +74,28 @@ def main(args) -> dict:
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
     labels = allocate_labels(len(trainset), view_maker.grid, args.K_train, str(run_folder / "pseudo_labels"))
 
+    # --- 4. The untrained network, for reference; BatchNorm statistics of a random init ----------
+    def evaluate_untrained(stage: str, label: str) -> None:
+        started = time.perf_counter()
+        scores = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader, desc=stage)
+        log.info("%s (fresh k-means): acc %.2f mIoU %.2f", label, scores["acc"], scores["mIoU"])
+        record = {"epoch": 0, "stage": stage, "fresh": {k: v for k, v in scores.items() if k != "runs"},
+                  "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}}
+        history.append(record)
+        if dist.is_main():
+            append_jsonl(run_folder / "metrics.jsonl", record)
+
+    evaluate_init = args.eval_init and start_epoch == 0 and evaluation_loader is not None
+    if evaluate_init:
+        evaluate_untrained("init", "untrained network as initialised")
     n_calibration = args.calibrate_bn if args.calibrate_bn >= 0 else (
         0 if (args.pretrain or args.pretrain_path) else 10)
     if start_epoch == 0 and n_calibration > 0:
         cluster_sampler.epoch = 0
         used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, n_calibration)
         log.info("BatchNorm statistics set from %d training images (random init; --calibrate_bn)", used)
-
-    # --- 4. The untrained network, for reference -----------------------------------------------
-    if args.eval_init and start_epoch == 0 and evaluation_loader is not None:
-        started = time.perf_counter()
-        init = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader, desc="init")
-        log.info("untrained network (fresh k-means): acc %.2f mIoU %.2f", init["acc"], init["mIoU"])
-        record = {"epoch": 0, "stage": "init", "fresh": {k: v for k, v in init.items() if k != "runs"},
-                  "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}}
-        history.append(record)
-        if dist.is_main():
-            append_jsonl(run_folder / "metrics.jsonl", record)
+        if evaluate_init:
+            evaluate_untrained("init_bn", "untrained network, BatchNorm statistics re-estimated")
 
     # --- 5. Epochs -------------------------------------------------------------------------
     loss_fn = PiCIELoss()
@@ -139,9 +144,11 @@ def main(args) -> dict:
         final.update(fresh, final_eval_s=round(time.perf_counter() - started, 3))
         log.info("final (fresh k-means, %d repeats): acc %.2f +- %.2f, mIoU %.2f +- %.2f", fresh["repeats"],
                  fresh["acc"], fresh["acc_std"], fresh["mIoU"], fresh["mIoU_std"])
-    init_records = [h for h in history if h.get("stage") == "init"]
-    if init_records:
-        final["untrained"] = init_records[0]["fresh"]
+    for record in history:
+        if record.get("stage") == "init":
+            final["untrained"] = record["fresh"]
+        elif record.get("stage") == "init_bn":
+            final["untrained_bn_calibrated"] = record["fresh"]
     if dist.is_main():
         write_json(run_folder / "final_metrics.json", final)
         log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)

@@ -82,6 +82,7 @@ def main(argv=None) -> dict:
                "view1_acc": record.get("view1", {}).get("acc"), "view1_mIoU": record.get("view1", {}).get("mIoU")}
         epochs.append(row)
     init = next((r for r in records if r["stage"] == "init"), None)
+    init_bn = next((r for r in records if r["stage"] == "init_bn"), None)
     result = {
         "device": str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() and args.device != "cpu" else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -93,6 +94,7 @@ def main(argv=None) -> dict:
         "epochs": epochs,
         "untrained": {"acc": init["fresh"]["acc"], "mIoU": init["fresh"]["mIoU"],
                       "s": init["phase_s"]["final_eval"]} if init else None,
+        "untrained_bn_calibrated": {"acc": init_bn["fresh"]["acc"], "mIoU": init_bn["fresh"]["mIoU"]} if init_bn else None,
         "final": {k: final.get(k) for k in ("acc", "acc_std", "mIoU", "mIoU_std", "repeats", "seeds", "final_eval_s")},
         "final_runs": [{"acc": r["acc"], "mIoU": r["mIoU"]} for r in final.get("runs", [])],
         "whole_run_s": total_s,
@@ -125,8 +127,11 @@ def print_table(result: dict) -> None:
               f"{row['train_s']:>8.1f} {row.get('eval_s', 0):>7.1f} {row['kmeans_img_per_s']:>12.1f} "
               f"{row['train_img_per_s']:>11.1f} {row['view1_mIoU'] or 0:>8.2f}")
     if result["untrained"]:
-        print(f"untrained network: acc {result['untrained']['acc']:.2f} mIoU {result['untrained']['mIoU']:.2f} "
-              f"({result['untrained']['s']:.1f} s)")
+        print(f"untrained network as initialised: acc {result['untrained']['acc']:.2f} "
+              f"mIoU {result['untrained']['mIoU']:.2f} ({result['untrained']['s']:.1f} s)")
+    if result.get("untrained_bn_calibrated"):
+        print(f"untrained network, BatchNorm statistics re-estimated: acc "
+              f"{result['untrained_bn_calibrated']['acc']:.2f} mIoU {result['untrained_bn_calibrated']['mIoU']:.2f}")
     final = result["final"]
     if final.get("acc") is not None:
         runs = ", ".join(f"{r['acc']:.1f}/{r['mIoU']:.2f}" for r in result["final_runs"])

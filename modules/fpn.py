@@ -105,7 +105,10 @@ class ResNetFPN(nn.Module):
         """Load torchvision ResNet weights (classifier head ignored) into the backbone."""
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        missing, unexpected = self.backbone.load_state_dict(state_dict, strict=False)
+        try:
+            missing, unexpected = self.backbone.load_state_dict(state_dict, strict=False)
+        except RuntimeError:  # shape mismatch: another depth of ResNet
+            missing, unexpected = ["(tensor shapes differ)"], []
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise PretrainError(

@@ -35,15 +35,16 @@ def demo_run(tiny_demo, tmp_path_factory):
 
 def test_demo_run_writes_metrics_and_checkpoint(demo_run):
     records = _metrics(demo_run)
-    assert [r['epoch'] for r in records] == [0, 1, 2]
-    assert records[0]['stage'] == 'init'
-    for record in records[1:]:
+    assert [r['epoch'] for r in records] == [0, 0, 1, 2]
+    assert [r['stage'] for r in records[:2]] == ['init', 'init_bn']  # as initialised, then BN re-estimated
+    for record in records[2:]:
         assert math.isfinite(record['loss']) and record['n_steps'] == 3  # 12 images / batch 4
         assert 0 <= record['view1']['mIoU'] <= 100 and 0 <= record['view2']['acc'] <= 100
         assert len(record['kmeans_loss']) == 2
     final = json.loads((demo_run / 'final_metrics.json').read_text())
     assert final['repeats'] == 2 and len(final['runs']) == 2
-    assert set(final['per_class_iou']) == set(records[1]['view1']['per_class_iou'])
+    assert set(final['per_class_iou']) == set(records[2]['view1']['per_class_iou'])
+    assert 'untrained' in final and 'untrained_bn_calibrated' in final
     config = json.loads((demo_run / 'config.json').read_text())
     assert config['git_commit'] and config['augment_config']['inv_list'][:4] == [
         'brightness', 'contrast', 'saturation', 'hue']
@@ -71,7 +72,7 @@ def test_restart_continues_from_checkpoint(demo_run, tiny_demo):
     _train(tiny_demo, demo_run.parent, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
            '--num_epoch', '3', '--restart')
     epochs = [r['epoch'] for r in _metrics(demo_run)]
-    assert epochs == [0, 1, 2, 3]
+    assert epochs == [0, 0, 1, 2, 3]
     assert torch.load(demo_run / 'checkpoint.pth', weights_only=True)['epoch'] == 3
 
 

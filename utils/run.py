@@ -7,12 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch.utils.data import DataLoader
 
-from data.datasets import collate_skip_bad
+from data.datasets import Batch, collate_skip_bad
 from utils import dist
 
 log = logging.getLogger("picie")
@@ -128,12 +128,77 @@ def write_json(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> DataLoader:
-    """DataLoader with the toolkit's collate, pinned memory on CUDA, and persistent workers.
+class ChunkedBatchSampler:
+    """Splits the sampler's order into batches of `batch_size`, and each batch into chunks of at
+    most `chunk` images, so that workers load small pieces (see PassLoader)."""
+
+    def __init__(self, sampler, batch_size: int, chunk: int):
+        self.sampler, self.batch_size, self.chunk = sampler, batch_size, chunk
+
+    def batches(self) -> List[List[int]]:
+        order = list(self.sampler)
+        return [order[start: start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def __iter__(self):
+        for batch in self.batches():
+            for start in range(0, len(batch), self.chunk):
+                yield batch[start: start + self.chunk]
+
+    def __len__(self) -> int:
+        return sum(-(-len(b) // self.chunk) for b in self.batches())
+
+
+class PassLoader:
+    """One pass over a dataset in batches of `batch_size`, loaded by workers in chunks of at most
+    `chunk` images and joined on the device.
+
+    Memory in flight is workers x prefetch x chunk images instead of workers x prefetch x batch
+    (at batch 256 and 640x640 base images, 14 workers held ~18 GB of prefetched batches), and
+    each worker's piece is ready sooner, so the device starts earlier.
+    """
+
+    def __init__(self, dataset, batch_size: int, sampler, num_workers: int, device: torch.device, chunk: int = 32):
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.device = device
+        self.chunk = min(chunk, batch_size)
+        self.batch_sampler = ChunkedBatchSampler(sampler, batch_size, self.chunk)
+        self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
+                                 collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
+                                 persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler.batches())
+
+    def __iter__(self):
+        sizes = [len(b) for b in self.batch_sampler.batches()]
+        pieces, expected, batch_number = [], 0, 0
+        for piece in self.loader:
+            if not pieces:
+                expected = -(-sizes[batch_number] // self.chunk)
+            pieces.append(piece)
+            if len(pieces) == expected:
+                yield self._join(pieces)
+                pieces, batch_number = [], batch_number + 1
+
+    def _join(self, pieces: List[Batch]) -> Batch:
+        if len(pieces) == 1:
+            return pieces[0]
+        kept = [p for p in pieces if p.indices.numel() > 0]
+        n_skipped = sum(p.n_skipped for p in pieces)
+        if not kept:
+            return Batch(torch.empty(0, dtype=torch.long), pieces[0].images, None, n_skipped)
+        # Move each (pinned) piece to the device and join there: no extra host copy.
+        images = torch.cat([p.images.to(self.device, non_blocking=True) for p in kept])
+        labels = (torch.cat([p.labels.to(self.device, non_blocking=True) for p in kept])
+                  if kept[0].labels is not None else None)
+        return Batch(torch.cat([p.indices for p in kept]), images, labels, n_skipped)
+
+
+def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
+    """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers.
 
     Workers are capped at the CPUs this process may use: more only adds memory and switching.
     """
     num_workers = min(num_workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
-                      persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
+    return PassLoader(dataset, batch_size, sampler, num_workers, device)

@@ -1,0 +1,124 @@
+"""Every bad input ends with one clear line naming the path or flag, a non-zero exit, and no loss."""
+import hashlib
+import pickle
+import shutil
+
+import pytest
+import torch
+
+import test_picie
+import train_picie
+from conftest import TINY_FLAGS
+
+
+def _train(capsys, *argv):
+    code = train_picie.cli([*argv, *TINY_FLAGS, '--num_epoch', '1'])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _copy_demo(tiny_demo, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_demo, root)
+    return root
+
+
+def _assert_one_line(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_missing_data_root(capsys, tmp_path):
+    missing = tmp_path / 'nope'
+    code, err = _train(capsys, '--data_root', str(missing), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, str(missing), '--data_root')
+
+
+def test_misnamed_image_folder(capsys, tiny_demo, tmp_path):
+    root = _copy_demo(tiny_demo, tmp_path)
+    (root / 'images' / 'train2017').rename(root / 'images' / 'train')
+    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, str(root / 'images' / 'train2017'), 'image folder')
+
+
+def test_missing_label_folder(capsys, tiny_demo, tmp_path):
+    root = _copy_demo(tiny_demo, tmp_path)
+    shutil.rmtree(root / 'annotations' / 'val2017')
+    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, str(root / 'annotations' / 'val2017'), 'label folder')
+
+
+def test_missing_curated_list(capsys, tiny_demo, tmp_path):
+    root = _copy_demo(tiny_demo, tmp_path)
+    (root / 'curated' / 'train2017' / 'Coco164kFull_Stuff_Coarse_7.txt').unlink()
+    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, 'Coco164kFull_Stuff_Coarse_7.txt', 'make_curated.py', '--fullcoco')
+
+
+def test_listed_image_without_file(capsys, tiny_demo, tmp_path):
+    root = _copy_demo(tiny_demo, tmp_path)
+    first = (root / 'curated' / 'train2017' / 'Coco164kFull_Stuff_Coarse_7.txt').read_text().split()[0]
+    (root / 'images' / 'train2017' / f'{first}.jpg').unlink()
+    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, f'{first}.jpg', 'does not exist')
+
+
+def test_broken_class_map_pickle(capsys, tiny_demo, tmp_path):
+    root = _copy_demo(tiny_demo, tmp_path)
+    (root / 'fine_to_coarse_dict.pickle').write_bytes(pickle.dumps({'something': 1}))
+    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    _assert_one_line(code, err, str(root / 'fine_to_coarse_dict.pickle'), 'fine_index_to_coarse_index')
+
+
+def test_unknown_transform_name(capsys, tiny_demo, tmp_path):
+    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--inv_list', 'gray')
+    _assert_one_line(code, err, '--inv_list', "'gray'")
+
+
+@pytest.mark.parametrize('content', ['text', 'dict'])
+def test_checkpoint_that_is_not_picie(capsys, tiny_demo, tmp_path, content):
+    path = tmp_path / 'model.pth'
+    if content == 'text':
+        path.write_text('not a checkpoint')
+    else:
+        torch.save({'weights': torch.zeros(3)}, path)
+    code = test_picie.cli(['--eval_path', str(path), '--data_root', str(tiny_demo), '--num_workers', '0'])
+    _assert_one_line(code, capsys.readouterr().err, str(path), 'not')
+
+
+def test_missing_checkpoint(capsys, tiny_demo, tmp_path):
+    path = tmp_path / 'missing.pth'
+    code = test_picie.cli(['--eval_path', str(path), '--data_root', str(tiny_demo), '--num_workers', '0'])
+    _assert_one_line(code, capsys.readouterr().err, str(path), 'not found')
+
+
+def test_existing_run_is_never_overwritten(capsys, tiny_demo, tmp_path):
+    args = ['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'run', '--stuff',
+            '--K_train', '15', '--K_test', '15']
+    code, _ = _train(capsys, *args)
+    assert code == 0
+    checkpoint = tmp_path / 'run' / 'checkpoint.pth'
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    code, err = _train(capsys, *args)
+    _assert_one_line(code, err, str(tmp_path / 'run'), '--restart', '--overwrite')
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest
+    # --overwrite starts afresh but keeps the old files in previous_*/
+    code, _ = _train(capsys, *args, '--overwrite')
+    assert code == 0
+    kept = list((tmp_path / 'run').glob('previous_*/checkpoint.pth'))
+    assert len(kept) == 1 and hashlib.sha256(kept[0].read_bytes()).hexdigest() == digest
+
+
+def test_unwritable_save_root(capsys, tiny_demo, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('a file where a folder should be')
+    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(blocker))
+    _assert_one_line(code, err, str(blocker), 'writable')
+
+
+def test_bad_flag_value(capsys, tiny_demo, tmp_path):
+    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--K_train', '1')
+    _assert_one_line(code, err, '--K_train')
