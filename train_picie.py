@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from data.build import build_source, train_dataset
 from data.datasets import DataError
 from modules.fpn import PretrainError, build_model
 from modules.loss import PiCIELoss
+from modules.siamese import SiamesePair
 from utils import dist
 from utils.checkpoint import CheckpointError, atomic_save, build_model_from_checkpoint, load_checkpoint
 from utils.config import config_to_json, finalize_args, get_args_parser
@@ -44,10 +46,13 @@ def main(args) -> dict:
     # --- 2. Data ------------------------------------------------------------------------
     source = build_source(args)
     trainset = train_dataset(source, args.res2)
-    cluster_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True, pad=True)
-    train_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True, reshuffle=True, pad=True)
-    cluster_loader = make_loader(trainset, args.batch_size_cluster, cluster_sampler, args.num_workers, runtime.device)
-    train_loader = make_loader(trainset, args.batch_size_train, train_sampler, args.num_workers, runtime.device)
+    # Batch sizes are global: each of the world_size ranks takes its share of every batch.
+    cluster_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True)
+    train_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True, reshuffle=True, even=True)
+    cluster_loader = make_loader(trainset, dist.local_batch(args.batch_size_cluster), cluster_sampler,
+                                 args.num_workers, runtime.device)
+    train_loader = make_loader(trainset, dist.local_batch(args.batch_size_train), train_sampler,
+                               args.num_workers, runtime.device)
     evaluation_loader = val_loader(source, args, runtime) if source.has_labels else None
     log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
              len(source.val_images), source.n_classes, source.name)
@@ -67,12 +72,18 @@ def main(args) -> dict:
         model = build_model(args.arch, args.in_dim, args.pretrain, args.pretrain_path).to(runtime.device)
         optimizer = build_optimizer(model, args)
     model = model.to(memory_format=torch.channels_last)
+    # Training runs the Siamese pair (both views in one call) under DDP on several ranks;
+    # clustering and evaluation use the plain network (no gradients, nothing to synchronise).
+    pair = SiamesePair(model)
+    if dist.is_distributed():
+        pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     eval_config = eval_config_of(args, source)
     settings = KMeansSettings(n_clusters=args.K_train, n_iter=args.kmeans_n_iter,
                               num_init_batches=args.num_init_batches, num_batches=args.num_batches,
                               pixels_per_image=args.kmeans_pixels_per_image,
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
-    labels = allocate_labels(len(trainset), view_maker.grid, args.K_train, str(run_folder / "pseudo_labels"))
+    labels = allocate_labels(len(trainset), view_maker.grid, args.K_train,
+                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
 
     # --- 4. The untrained network, for reference; BatchNorm statistics of a random init ----------
     def evaluate_untrained(stage: str, label: str) -> None:
@@ -93,7 +104,9 @@ def main(args) -> dict:
     if start_epoch == 0 and n_calibration > 0:
         cluster_sampler.epoch = 0
         used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, n_calibration)
-        log.info("BatchNorm statistics set from %d training images (random init; --calibrate_bn)", used)
+        dist.average_buffers(model)
+        log.info("BatchNorm statistics set from %d training images (random init; --calibrate_bn)",
+                 used * dist.world_size())
         if evaluate_init:
             evaluate_untrained("init_bn", "untrained network, BatchNorm statistics re-estimated")
 
@@ -108,9 +121,10 @@ def main(args) -> dict:
             tick[0] = now
 
         cluster_sampler.epoch = train_sampler.epoch = epoch
+        dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
         clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, settings, runtime, labels, args.seed,
                                      args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer)
-        train_stats = train_one_epoch(model, loss_fn, optimizer, train_loader, view_maker, epoch, clusters,
+        train_stats = train_one_epoch(pair, loss_fn, optimizer, train_loader, view_maker, epoch, clusters,
                                       runtime, args.metric_train == "cosine", balance=not args.no_balance,
                                       skip_nonfinite=args.skip_nonfinite)
         timer("train")

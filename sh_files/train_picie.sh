@@ -5,7 +5,7 @@
 #   DATA_ROOT=/data/coco SAVE_ROOT=/scratch/results ./sh_files/train_picie.sh --restart
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # may be a launcher with flags (train_picie_ddp.sh)
 
 DATA_ROOT=${DATA_ROOT:-datasets/coco/}
 SAVE_ROOT=${SAVE_ROOT:-results/}
@@ -19,14 +19,16 @@ KM_NUM=1
 KM_ITER=20
 SEED=${SEED:-1}
 LR=1e-4
+# ImageNet init as in the paper; PRETRAIN="" trains from scratch, PRETRAIN="--pretrain_path FILE" uses a local file.
+PRETRAIN=${PRETRAIN---pretrain}
 
 mkdir -p "${SAVE_ROOT}" logs
 
-"$PYTHON" train_picie.py \
+$PYTHON train_picie.py \
   --data_root "${DATA_ROOT}" \
   --save_root "${SAVE_ROOT}" \
   --run_name "${RUN_NAME}" \
-  --pretrain \
+  ${PRETRAIN} \
   --repeats 1 \
   --lr ${LR} \
   --seed ${SEED} \

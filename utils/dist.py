@@ -82,6 +82,49 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([g[: int(n)] for g, n in zip(gathered, lengths)])
 
 
+def local_batch(global_batch: int) -> int:
+    """This rank's share of a global batch size (rounded up)."""
+    return max(1, -(-global_batch // world_size()))
+
+
+def any_over_ranks(flag: bool) -> bool:
+    """True if `flag` is true on any rank (decisions every rank must take together)."""
+    return bool(max_over_ranks(int(flag))) if is_distributed() else bool(flag)
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest of an integer over ranks (e.g. batch counts, so every rank joins every collective)."""
+    if not is_distributed():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([value], dtype=torch.long, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def max_diff_from_rank0(tensor: torch.Tensor) -> float:
+    """Largest |difference| between this rank's tensor and rank 0's, over all ranks (0.0 alone).
+    A cheap check that state meant to be identical (centroids) really is."""
+    if not is_distributed():
+        return 0.0
+    reference = tensor.detach().clone()
+    dist.broadcast(reference, 0)
+    diff = (tensor.detach() - reference).abs().max().reshape(1).double()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff.item())
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, so that passes
+    in eval mode compute the same features on every rank."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(world_size())
+
+
 def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     if is_distributed():
         dist.broadcast(tensor, src)
@@ -96,17 +139,20 @@ class EpochSampler(Sampler):
     rank the same images and every rank trains on the pseudo-labels it computed. Within the
     shard, `order` = "shard" keeps the shard order, "shuffle" reshuffles it (training) and
     `shuffle=False` gives 0..n-1 split over ranks (evaluation). `pad` repeats the first indices
-    so that every rank gets the same count (ranks of DDP must run the same number of steps).
+    so that every rank gets the same count; `even` instead drops the last image of the ranks that
+    have one more (training under DDP: ranks must run the same number of steps, and a rank only
+    holds pseudo-labels of its own shard).
     """
 
     def __init__(self, n_items: int, seed: int, epoch: int = 0, shuffle: bool = True,
-                 reshuffle: bool = False, pad: bool = False):
+                 reshuffle: bool = False, pad: bool = False, even: bool = False):
         self.n_items = n_items
         self.seed = seed
         self.epoch = epoch
         self.shuffle = shuffle
         self.reshuffle = reshuffle
         self.pad = pad
+        self.even = even
 
     def indices(self) -> List[int]:
         if self.shuffle:
@@ -117,6 +163,8 @@ class EpochSampler(Sampler):
         if self.pad and self.n_items % world_size():
             order = order + order[: world_size() - self.n_items % world_size()]
         shard = order[rank():: world_size()]
+        if self.even:
+            shard = shard[: len(order) // world_size()]  # drop the <= 1 extra image of some ranks
         if self.reshuffle:
             generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch + 7919 * 100003)
             shard = [shard[i] for i in torch.randperm(len(shard), generator=generator).tolist()]

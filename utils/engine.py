@@ -19,6 +19,7 @@ from tqdm import tqdm
 from data.datasets import Batch
 from data.transforms import ViewMaker, normalize
 from modules.loss import PiCIELoss, centroid_logits, class_weights
+from modules.siamese import SiamesePair
 from utils import dist
 from utils.kmeans import MiniBatchKMeans
 from utils.metrics import confusion_histogram
@@ -83,11 +84,23 @@ def make_views(view_maker: ViewMaker, base_images: torch.Tensor, params, runtime
     return view1, view2
 
 
+def as_pair(model) -> torch.nn.Module:
+    """The model as a Siamese pair (a SiamesePair, or DDP around one, is returned as is)."""
+    if isinstance(model, SiamesePair) or isinstance(getattr(model, "module", None), SiamesePair):
+        return model
+    return SiamesePair(model)
+
+
 def features_of_views(model, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor, params,
                       runtime: Runtime, l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w], pixel-aligned."""
-    feats_view1 = forward_features(model, view1, runtime)
-    feats_view2 = view_maker.geometric_on_features(forward_features(model, view2, runtime), params)
+    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w], pixel-aligned.
+
+    `model` is the network, a SiamesePair, or DDP around a SiamesePair (training on several ranks).
+    """
+    with runtime.autocast():
+        feats_view1, feats_view2 = as_pair(model)(view1, view2)
+    feats_view1 = feats_view1.float()
+    feats_view2 = view_maker.geometric_on_features(feats_view2.float(), params)
     if l2_normalize:
         feats_view1 = F.normalize(feats_view1, dim=1)
         feats_view2 = F.normalize(feats_view2, dim=1)
@@ -109,49 +122,88 @@ def flatten_pixels(feats: torch.Tensor) -> torch.Tensor:
 class OnlineKMeansFeed:
     """Feeds feature batches to one MiniBatchKMeans on PiCIE's schedule: the first
     `num_init_batches` batches go to the initial k-means (a random `pixels_per_image` sample of
-    each image, or every pixel), then every `num_batches` batches make one online update."""
+    each image, or every pixel), then every `num_batches` batches make one online update.
 
-    def __init__(self, kmeans: MiniBatchKMeans, settings: KMeansSettings, seed: int):
+    Distributed runs: every rank feeds its own shard; the initial sample is gathered from all
+    ranks and put in image-index order, and online updates sum statistics over ranks, so all
+    ranks hold the same centroids, equal to one process's when the global batches match.
+    Ranks with fewer batches call `add_empty` so that every rank joins every collective.
+    """
+
+    def __init__(self, kmeans: MiniBatchKMeans, settings: KMeansSettings, seed: int, dim: int):
         self.kmeans = kmeans
         self.settings = settings
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.dim = dim
         self.init_points: List[torch.Tensor] = []
+        self.init_indices: List[torch.Tensor] = []  # image index of every initial point (for a canonical order)
         self.init_pixels = 0
         self.pending: List[torch.Tensor] = []
         self.n_batches = 0
         self.initialized = False
         self.peak_bytes = 0  # largest k-means-owned feature memory held at once (init sample or update group)
 
-    def _sample(self, feats: torch.Tensor) -> torch.Tensor:
+    def _sample(self, feats: torch.Tensor, indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Initial-k-means points of a batch [B*n, C] and their image indices [B*n]; the pixels
+        kept from an image depend only on (seed, image index), not on batch or rank."""
         batch, channels, height, width = feats.shape
         per_image = height * width
         if self.settings.init_all_pixels or self.settings.pixels_per_image >= per_image:
-            return flatten_pixels(feats).clone()
-        keys = torch.rand((batch, per_image), generator=self.generator).to(feats.device)
+            return flatten_pixels(feats).clone(), indices.repeat_interleave(per_image)
+        keys = torch.stack([torch.rand(per_image, generator=torch.Generator().manual_seed(self.seed * 1000003 + int(i)))
+                            for i in indices.tolist()]).to(feats.device)
         picks = keys.topk(self.settings.pixels_per_image, dim=1).indices  # random subset per image
         flat = feats.flatten(2).gather(2, picks[:, None, :].expand(-1, channels, -1))
-        return flat.permute(0, 2, 1).reshape(-1, channels)
+        return flat.permute(0, 2, 1).reshape(-1, channels), indices.repeat_interleave(self.settings.pixels_per_image)
 
     def _fit_init(self) -> None:
-        points = dist.all_gather_cat(torch.cat(self.init_points))
+        device = self.kmeans.device
+        local = (torch.cat(self.init_points) if self.init_points
+                 else torch.zeros((0, self.dim), device=device))
+        local_indices = (torch.cat(self.init_indices).to(local.device) if self.init_indices
+                         else torch.zeros(0, dtype=torch.long, device=local.device))
+        # A canonical point order, by image index (stable within an image), so that k-means's random
+        # initialisation picks the same points whatever the batch order and the number of ranks.
+        points = dist.all_gather_cat(local)
+        order = torch.sort(dist.all_gather_cat(local_indices), stable=True).indices
+        points = points[order.to(points.device)]
         self._track(self.init_points, extra=points.numel() * points.element_size())
         n_represented = int(dist.all_reduce_sum(torch.tensor([self.init_pixels], dtype=torch.float64,
                                                              device=points.device)).item())
+        if points.shape[0] == 0:
+            raise RuntimeError("k-means saw no features: the image list is empty or every image failed to load")
         self.kmeans.fit_init(points, n_represented=n_represented)
-        self.init_points = []
+        self.init_points, self.init_indices = [], []
         self.initialized = True
 
-    def add(self, feats: torch.Tensor) -> None:
-        """feats [B, C, h, w] of one batch (already normalised if the metric is cosine)."""
+    def add(self, feats: torch.Tensor, indices: Optional[torch.Tensor] = None) -> None:
+        """feats [B, C, h, w] of one batch (already normalised if the metric is cosine) and the
+        images' dataset indices [B] (used to order the initial sample; default 0..B-1)."""
+        if indices is None:
+            indices = torch.arange(feats.shape[0])
         self.n_batches += 1
         if not self.initialized:
-            self.init_points.append(self._sample(feats))
+            points, point_indices = self._sample(feats, indices.cpu())
+            self.init_points.append(points)
+            self.init_indices.append(point_indices)
             self.init_pixels += feats.shape[0] * feats.shape[2] * feats.shape[3]
             self._track(self.init_points)
             if self.n_batches == self.settings.num_init_batches:
                 self._fit_init()
             return
         self.pending.append(flatten_pixels(feats))
+        if len(self.pending) == self.settings.num_batches:
+            self._update()
+
+    def add_empty(self) -> None:
+        """A batch with no readable image (or a rank's missing batch): keeps the schedule and the
+        collectives of all ranks in step."""
+        self.n_batches += 1
+        if not self.initialized:
+            if self.n_batches == self.settings.num_init_batches:
+                self._fit_init()
+            return
+        self.pending.append(torch.zeros((0, self.dim), device=self.kmeans.device))
         if len(self.pending) == self.settings.num_batches:
             self._update()
 
@@ -170,12 +222,28 @@ class OnlineKMeansFeed:
         """Initialise on what was collected if there were fewer batches than num_init_batches,
         and use the last incomplete group of batches too."""
         if not self.initialized:
-            if not self.init_points:
-                raise RuntimeError("k-means saw no features: the image list is empty or every image failed to load")
             self._fit_init()
         if self.pending:
             self._update()
         return self.kmeans
+
+
+def feed_pass(feeds: Sequence[OnlineKMeansFeed], loader, batch_features: Callable, desc: str,
+              runtime: "Runtime") -> None:
+    """Run one pass of `loader`, feeding `batch_features(batch) -> [feats per feed]` to the feeds;
+    batches with no readable image, and batches this rank lacks, are fed as empty."""
+    n_local = 0
+    for batch in runtime.bar(loader, desc):
+        n_local += 1
+        if batch.indices.numel() == 0:
+            for feed in feeds:
+                feed.add_empty()
+            continue
+        for feed, feats in zip(feeds, batch_features(batch)):
+            feed.add(feats, batch.indices)
+    for _ in range(dist.max_over_ranks(n_local) - n_local):
+        for feed in feeds:
+            feed.add_empty()
 
 
 class PassCache:
@@ -241,19 +309,20 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
     kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter,
                                                      seed=seed * 1000 + epoch * 2 + view, backend=settings.backend,
                                                      device=runtime.device),
-                                     settings, seed=seed * 1000 + epoch * 2 + view) for view in (0, 1)]
+                                     settings, seed=seed * 1000 + epoch * 2 + view, dim=model.feat_dim)
+                    for view in (0, 1)]
     cache = PassCache(feature_cache_bytes)
     model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
+
+    def both_views(batch):
+        params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
+        views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
+        feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
+        cache.add(batch.indices, views, feats)
+        return feats
+
     with torch.inference_mode():
-        for batch in runtime.bar(loader, f"epoch {epoch} cluster"):
-            if batch.indices.numel() == 0:
-                continue
-            params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
-            views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
-            feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
-            cache.add(batch.indices, views, feats)
-            for feed, feats_view in zip(kmeans_feeds, feats):
-                feed.add(feats_view)
+        feed_pass(kmeans_feeds, loader, both_views, f"epoch {epoch} cluster", runtime)
         kmeans = [feed.finish() for feed in kmeans_feeds]
         if timer:
             timer("kmeans")
@@ -286,7 +355,8 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
     return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts], labels=list(label_arrays),
                          kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete, cache=cache,
                          stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans)),
-                                "kmeans_peak_mb": sum(feed.peak_bytes for feed in kmeans_feeds) / 2 ** 20})
+                                "kmeans_peak_mb": sum(feed.peak_bytes for feed in kmeans_feeds) / 2 ** 20,
+                                "centroid_rank_diff": max(dist.max_diff_from_rank0(km.centroids) for km in kmeans)})
 
 
 def _training_batches(loader, cache: Optional[PassCache]):
@@ -320,8 +390,8 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
     n_steps = n_nonfinite = n_bad_images = 0
     for batch in runtime.bar(_training_batches(loader, clusters.cache), f"epoch {epoch} train", total=len(loader)):
         n_bad_images += batch.n_skipped
-        if batch.indices.numel() == 0:
-            continue
+        if dist.any_over_ranks(batch.indices.numel() == 0):
+            continue  # every rank skips together: DDP ranks must run the same steps
         # Views with the same parameters as in the clustering pass of this epoch (reused if cached).
         indices = batch.indices.tolist()
         params = view_maker.params(epoch, indices, runtime.device)
@@ -335,13 +405,15 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
         labels_view2 = torch.from_numpy(clusters.labels[1][rows].astype(np.int64)).to(runtime.device)
         loss, parts = loss_fn(feats_view1, feats_view2, centroids_view1, centroids_view2,
                               labels_view1, labels_view2, weights[0], weights[1])
-        if not torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        if dist.any_over_ranks(not torch.isfinite(loss)):
             if not skip_nonfinite:
                 raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {n_steps}")
             n_nonfinite += 1
+            if dist.is_distributed():
+                (loss.nan_to_num() * 0).backward()  # DDP needs the backward its forward prepared
             optimizer.zero_grad(set_to_none=True)
             continue
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         n_steps += 1
@@ -387,17 +459,19 @@ def fresh_kmeans(model, loader, settings: KMeansSettings, runtime: Runtime, seed
     """Final-evaluation clustering: one pass over un-augmented images feeding one online
     k-means per seed (the `--repeats`); returns their centroids [K, C]."""
     feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter, seed=seed,
-                                              backend=settings.backend, device=runtime.device), settings, seed=seed)
+                                              backend=settings.backend, device=runtime.device), settings, seed=seed,
+                              dim=model.feat_dim)
              for seed in seeds]
     model.eval()
+
+    def plain_features(batch):
+        images = normalize(batch.images.to(runtime.device, non_blocking=True).float().div_(255))
+        feats = forward_features(model, runtime.to_device(images), runtime)
+        feats = F.normalize(feats, dim=1) if l2_normalize else feats
+        return [feats] * len(feeds)
+
     with torch.inference_mode():
-        for batch in runtime.bar(loader, desc):
-            images = normalize(batch.images.to(runtime.device, non_blocking=True).float().div_(255))
-            feats = forward_features(model, runtime.to_device(images), runtime)
-            if l2_normalize:
-                feats = F.normalize(feats, dim=1)
-            for feed in feeds:
-                feed.add(feats)
+        feed_pass(feeds, loader, plain_features, desc, runtime)
     return [feed.finish().centroids for feed in feeds]
 
 
