@@ -219,11 +219,13 @@ def blur_kernel_size(sigma: float) -> int:
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with a per-image sigma [B] (> 0), reflect padding.
 
-    All images go through one grouped convolution: each image's kernel is zero-padded to the
-    largest size in the batch, which leaves its result unchanged.
+    All images go through one grouped convolution: each image's kernel is zero-padded to a common
+    size, which leaves its result unchanged. That size is at least the kernel of sigma 2 (the
+    default upper bound), so an image's result does not depend on which images share its batch
+    (the clustering and training passes batch images differently, and must see the same views).
     """
     batch, channels, height, width = images.shape
-    size = max(blur_kernel_size(float(s)) for s in sigma.tolist())
+    size = max(blur_kernel_size(max(2.0, float(s))) for s in sigma.tolist())
     half = size // 2
     x = torch.arange(size, device=images.device, dtype=torch.float32) - half
     kernels = torch.exp(-0.5 * (x[None, :] / sigma.float()[:, None]) ** 2)

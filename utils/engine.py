@@ -252,8 +252,9 @@ class PassCache:
     whose views are identical by construction) and both views' features (reused to label).
     Once over budget it is emptied and the later passes recompute instead."""
 
-    def __init__(self, budget_bytes: float):
+    def __init__(self, budget_bytes: float, channels_last: bool = False):
         self.budget = budget_bytes
+        self.channels_last = channels_last  # hand views back in the layout make_views gives them
         self.batches: List[Tuple[torch.Tensor, Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...]]] = []
         self.views_of: Dict[int, Tuple[int, int]] = {}  # image index -> (batch number, row)
         self.bytes = 0
@@ -279,8 +280,10 @@ class PassCache:
         picks = [self.views_of[i] for i in indices]
         view1 = torch.stack([self.batches[b][1][0][r] for b, r in picks])
         view2 = torch.stack([self.batches[b][1][1][r] for b, r in picks])
-        return (view1.contiguous(memory_format=torch.channels_last),
-                view2.contiguous(memory_format=torch.channels_last))
+        if self.channels_last:
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
+        return view1, view2
 
     def drop_features(self) -> None:
         self.batches = [(indices, views, ()) for indices, views, _ in self.batches]
@@ -311,7 +314,7 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
                                                      device=runtime.device),
                                      settings, seed=seed * 1000 + epoch * 2 + view, dim=model.feat_dim)
                     for view in (0, 1)]
-    cache = PassCache(feature_cache_bytes)
+    cache = PassCache(feature_cache_bytes, channels_last=runtime.channels_last)
     model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
 
     def both_views(batch):
