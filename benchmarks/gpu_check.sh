@@ -22,7 +22,7 @@ COMMON="--data_root $DATA --fullcoco --train_list_repeats $TILE --res 320 --res1
   --batch_size_cluster $BS --batch_size_train $((BS / 2)) --batch_size_test $((BS / 2)) --num_init_batches 2
   --num_batches 1 --kmeans_n_iter 20 --K_train 27 --K_test 27 --augment --jitter --blur --grey --equiv
   --random_crop --h_flip --num_workers $WORKERS --seed 1 --repeats 1 --feature_cache_gb 0 --device $DEVICE"
-for backend in torch faiss; do
+for backend in ${BACKENDS:-torch faiss}; do
   epochs=2; limit=240; [ $backend = faiss ] && epochs=1 && limit=170
   echo "== k-means backend: $backend"
   timeout $limit $PY benchmarks/bench_epoch.py $COMMON --num_epoch $epochs --kmeans_backend $backend \
