@@ -30,6 +30,17 @@ BACKENDS = ("auto", "faiss", "torch")
 _ASSIGN_CHUNK = 1 << 18
 
 
+def faiss_threads() -> Optional[int]:
+    """OpenMP threads faiss uses (its own pool, apart from torch's), None without faiss."""
+    return faiss.omp_get_max_threads() if faiss is not None else None
+
+
+def set_faiss_threads(n_threads: int) -> None:
+    """Fix faiss's thread count: with --deterministic a resumed run uses the original count."""
+    if faiss is not None:
+        faiss.omp_set_num_threads(int(n_threads))
+
+
 def faiss_has_gpu() -> bool:
     return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
