@@ -21,13 +21,13 @@ from modules.loss import PiCIELoss
 from utils import dist
 from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from utils.config import config_to_json, finalize_args, get_args_parser
-from utils.reliability import (RunProgress, check_bad_images, configure_determinism, differing_flags,
-                               match_thread_counts, remove_stale_temp_files, restore_rng, resume_command,
-                               rewrite_metrics, save_checkpoint)
 from utils.engine import KMeansSettings, allocate_labels, calibrate_batchnorm, cluster_and_label, train_one_epoch
 from utils.pipeline import (build_optimizer, checkpoint_state, classifier_entry, eval_config_of,
                             fresh_cluster_evaluation, make_runtime, make_view_maker, score_classifiers,
                             seed_everything, val_loader)
+from utils.reliability import (RunProgress, check_bad_images, configure_determinism, differing_flags,
+                               match_thread_counts, remove_stale_temp_files, restore_rng, resume_command,
+                               rewrite_metrics, save_checkpoint)
 from utils.run import (CHECKPOINT_NAME, RunFolderError, append_jsonl, git_commit, make_loader,
                        prepare_run_folder, setup_logging, write_json)
 from utils.signals import GracefulStop, StopRequested, stop_requested

@@ -166,7 +166,8 @@ def resume_command(argv: Sequence[str]) -> str:
     args = [a for a in argv if a != "--overwrite"]
     if "--restart" not in args:
         args.append("--restart")
-    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "train_picie.py"
+    # The script as it was started when that was train_picie.py (any folder), else its plain name.
+    program = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "train_picie.py" else "train_picie.py"
     return shlex.join(["python", program, *args])
 
 
