@@ -494,3 +494,23 @@ def test_more_clusters_than_distinct_features(tmp_path, backend, capsys):
     assert torch.isfinite(ckpt['classifiers']['view1']['weight']).all()
     final = json.loads((tmp_path / 'run' / 'final_metrics.json').read_text())
     assert math.isfinite(final['acc']) and math.isfinite(final['mIoU'])
+
+
+def test_deterministic_weighted_cross_entropy_equals_the_fused_one():
+    """--deterministic forms the weighted CE from per-pixel losses (CUDA's fused weighted loss has
+    no deterministic kernel); value and gradient are those of F.cross_entropy(weight=...)."""
+    from modules.loss import weighted_cross_entropy
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7, generator=generator, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 5, (2, 6, 7), generator=generator)
+    weight = torch.rand(5, generator=generator, dtype=torch.float64)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        value = weighted_cross_entropy(logits, labels, weight)
+        (grad,) = torch.autograd.grad(value, logits)
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    assert torch.allclose(value, expected, atol=1e-12) and torch.allclose(grad, expected_grad, atol=1e-12)
