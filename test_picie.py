@@ -13,6 +13,7 @@ import torch
 
 from data.build import build_source
 from data.datasets import DataError
+from data.validation import scan_label_maps
 from modules.fpn import PretrainError
 from utils import dist
 from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
@@ -45,6 +46,8 @@ def main(args) -> dict:
     if not source.has_labels:
         raise DataError(f"no labelled evaluation images under {args.data_root}; test_picie.py needs val labels")
     loader = val_loader(source, args, runtime)
+    label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, args.bad_labels,
+                                   args.num_workers)
     log.info("evaluating %s (%s, epoch %s) on %d images, %d classes", args.eval_path, ckpt["format"],
              ckpt.get("epoch"), len(source.val_images), source.n_classes)
     if args.recluster:
@@ -60,7 +63,7 @@ def main(args) -> dict:
         result["per_classifier"] = {name: {k: m[k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU")}
                                     for name, m in scored.items()}
     result.update(checkpoint=str(args.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
-                  n_images=len(source.val_images), class_names=list(source.class_names))
+                  n_images=len(source.val_images), class_names=list(source.class_names), label_maps=label_report)
     log.info("acc %.2f  mIoU %.2f%s", result["acc"], result["mIoU"],
              "" if result.get("thing_mIoU") is None else
              f"  thing mIoU {result['thing_mIoU']:.2f}  stuff mIoU {result['stuff_mIoU']:.2f}")

@@ -30,9 +30,11 @@ def train_dataset(source: DataSource, res2: int) -> TrainImages:
 
 
 def cluster_dataset(source: DataSource, res: int) -> EvalImages:
-    """Un-augmented train images for the final evaluation's fresh k-means (labels not needed)."""
-    return EvalImages(source.cluster_images, res)
+    """Un-augmented train images for the final evaluation's fresh k-means (labels not needed);
+    unreadable ones are skipped with a warning, as in training."""
+    return EvalImages(source.cluster_images, res, skip_unreadable=True)
 
 
 def val_dataset(source: DataSource, res: int, bad_labels: str = "error") -> EvalImages:
-    return EvalImages(source.val_images, res, source.val_labels, source.label_lut, label_policy=bad_labels)
+    return EvalImages(source.val_images, res, source.val_labels, source.label_lut, label_policy=bad_labels,
+                      label_valid=source.label_valid)

@@ -8,7 +8,9 @@
 from pathlib import Path
 from typing import List, Tuple
 
-from data.cocostuff_classes import class_names, coarse_lut, load_fine_to_coarse
+import numpy as np
+
+from data.cocostuff_classes import N_FINE, UNLABELED, class_names, coarse_lut, load_fine_to_coarse
 from data.datasets import DataError
 from data.source import DataSource
 
@@ -85,4 +87,13 @@ def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco:
         val_labels=val_labels,
         label_lut=coarse_lut(table, stuff, thing),
         class_names=class_names(stuff, thing),
+        label_valid=stuffthingmaps_values(),
     )
+
+
+def stuffthingmaps_values() -> np.ndarray:
+    """bool [256]: the values a stuffthingmaps PNG may hold, fine classes 0..181 and 255 (unlabelled)."""
+    valid = np.zeros(256, dtype=bool)
+    valid[:N_FINE] = True
+    valid[UNLABELED] = True
+    return valid

@@ -11,7 +11,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,11 +19,12 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
+from data.validation import DataError, fixes_bad_labels, read_label_map  # DataError is re-exported here
+
 log = logging.getLogger(__name__)
 
-
-class DataError(ValueError):
-    """A data file or folder is missing or malformed; the message names it and says what to do."""
+# Longest side kept, as a multiple of the shorter side, before the resize rule (see resize_center_crop).
+MAX_ASPECT = 8
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -46,7 +47,22 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 def resize_center_crop(image: Image.Image, size: int, interpolation=TF.InterpolationMode.BILINEAR) -> Image.Image:
-    """Shorter side to `size`, then the central size x size square (left = round((w - size) / 2))."""
+    """Shorter side to `size`, then the central size x size square (left = round((w - size) / 2)).
+
+    Images of any size work (a 5x3 image is upsampled). A strip longer than MAX_ASPECT times its
+    width is first cut to its central MAX_ASPECT x width part: resized whole, a 1000x2 strip would
+    become 320000x640 pixels before the crop. Below that ratio the protocol is followed exactly.
+    """
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) > MAX_ASPECT * short:
+        keep = MAX_ASPECT * short
+        if width > height:
+            left = (width - keep) // 2
+            image = image.crop((left, 0, left + keep, height))
+        else:
+            top = (height - keep) // 2
+            image = image.crop((0, top, width, top + keep))
     image = TF.resize(image, size, interpolation=interpolation)
     return TF.center_crop(image, [size, size])
 
@@ -85,33 +101,33 @@ class EvalImages(Dataset):
 
     `label_lut` maps raw label values (0..255) to evaluation classes (-1 = ignore). Without
     label paths the label is all -1 (used to cluster train images in the final evaluation).
-    Unreadable files raise DataError naming the file: evaluation must see every image.
+    Unreadable files raise DataError naming the file: evaluation must see every image. With
+    `skip_unreadable` (train images clustered by the final evaluation, no labels) an unreadable
+    image is skipped with a warning instead, as in training: item i -> (i, None, None).
+    `label_valid` (bool [256], optional) marks the label values the dataset defines; others
+    are an error, or unlabelled with `label_policy` 'fix' (data/validation.py).
     """
 
     def __init__(self, image_paths: Sequence[Path], res: int, label_paths: Optional[Sequence[Path]] = None,
-                 label_lut: Optional[np.ndarray] = None, label_policy: str = "error"):
+                 label_lut: Optional[np.ndarray] = None, label_policy: str = "error",
+                 label_valid: Optional[np.ndarray] = None, skip_unreadable: bool = False):
         self.image_paths = [Path(p) for p in image_paths]
         self.label_paths = [Path(p) for p in label_paths] if label_paths is not None else None
         self.res = res
         self.label_lut = label_lut
         self.label_policy = label_policy
+        fixes_bad_labels(label_policy)  # rejects an unknown policy here, not in a worker
+        self.label_valid = label_valid
+        if label_lut is not None and label_valid is not None:
+            # Undefined values are unlabelled (-1) once --bad_labels fix lets them through.
+            self.label_lut = np.where(label_valid, label_lut, -1).astype(label_lut.dtype)
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.image_paths)
 
     def _label(self, path: Path, image_size) -> np.ndarray:
-        try:
-            with Image.open(path) as label:
-                label.load()
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"unreadable label map {path} ({exc.__class__.__name__}); re-create or remove it") from None
-        if label.mode not in ("L", "P"):
-            raise DataError(f"label map {path} has mode {label.mode}; expected an 8-bit PNG of class ids")
-        if label.size != image_size:
-            if self.label_policy != "resize":
-                raise DataError(f"label map {path} is {label.size[0]}x{label.size[1]} but its image is "
-                                f"{image_size[0]}x{image_size[1]}; fix the file or pass --bad_labels resize")
-            label = label.resize(image_size, Image.NEAREST)
+        label, _ = read_label_map(path, image_size, self.label_valid, self.label_policy)
         label = resize_center_crop(label, self.res, TF.InterpolationMode.NEAREST)
         raw = np.asarray(label, dtype=np.uint8)
         mapped = self.label_lut[raw]
@@ -122,6 +138,9 @@ class EvalImages(Dataset):
         try:
             image = load_rgb(path)
         except Exception as exc:  # noqa: BLE001
+            if self.skip_unreadable and self.label_paths is None:
+                log.warning("skipping unreadable training image %s (%s: %s)", path, exc.__class__.__name__, exc)
+                return index, None, None
             raise DataError(f"unreadable evaluation image {path} ({exc.__class__.__name__}: {exc}); "
                             "re-download or remove it from the list") from None
         if self.label_paths is None:
@@ -134,12 +153,16 @@ class EvalImages(Dataset):
 
 @dataclass
 class Batch:
-    """A collated batch: dataset indices [B] and images uint8 [B, 3, H, W] (+ labels [B, H, W])."""
+    """A collated batch: dataset indices [B] and images uint8 [B, 3, H, W] (+ labels [B, H, W]).
+
+    n_skipped images of the batch could not be read; `skipped` holds their dataset indices.
+    """
 
     indices: torch.Tensor
     images: torch.Tensor
     labels: Optional[torch.Tensor] = None
     n_skipped: int = 0
+    skipped: Tuple[int, ...] = ()
 
     def pin_memory(self):
         self.images = self.images.pin_memory()
@@ -151,13 +174,14 @@ class Batch:
 def collate_skip_bad(items: List) -> Batch:
     """Stack (index, image[, label]) items, dropping training items whose image was unreadable."""
     good = [item for item in items if item[1] is not None]
-    n_skipped = len(items) - len(good)
+    skipped = tuple(int(item[0]) for item in items if item[1] is None)
     if not good:
-        return Batch(torch.empty(0, dtype=torch.long), torch.empty(0, 3, 1, 1, dtype=torch.uint8), None, n_skipped)
+        return Batch(torch.empty(0, dtype=torch.long), torch.empty(0, 3, 1, 1, dtype=torch.uint8), None,
+                     len(skipped), skipped)
     indices = torch.tensor([item[0] for item in good], dtype=torch.long)
     images = torch.stack([item[1] for item in good])
     labels = torch.stack([item[2] for item in good]) if len(good[0]) > 2 else None
-    return Batch(indices, images, labels, n_skipped)
+    return Batch(indices, images, labels, len(skipped), skipped)
 
 
 # Decode truncated JPEGs as far as they go is NOT enabled: a truncated file should be reported.

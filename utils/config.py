@@ -54,8 +54,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--res", type=int, default=320, help="evaluation crop size")
     g.add_argument("--res1", type=int, default=320, help="network input size of both training views")
     g.add_argument("--res2", type=int, default=640, help="base image size the views are cut from")
-    g.add_argument("--bad_labels", type=str, default="error", choices=["error", "resize"],
-                   help="label map whose size differs from its image: stop, or resize it (nearest)")
+    g.add_argument("--bad_labels", type=str, default="error", choices=["error", "fix", "resize"],
+                   help="evaluation label map whose size differs from its image or with undefined values "
+                        "(COCO-Stuff: not 0..181 or 255): stop with an error, or fix it (resize by nearest "
+                        "neighbour, undefined values unlabelled; counted in final_metrics.json); resize = fix")
     g.add_argument("--train_list_repeats", type=int, default=1,
                    help="benchmarking: repeat the training image list N times (throughput on a small sample)")
     g.add_argument("--max_bad_fraction", type=float, default=0.01,

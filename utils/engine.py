@@ -300,6 +300,7 @@ class EpochClusters:
     reused_features: bool = False
     stats: Dict[str, float] = field(default_factory=dict)
     cache: Optional[PassCache] = None
+    labelled: Optional[np.ndarray] = None  # bool [N]: labelled this epoch (False: unreadable, not trained on)
 
 
 def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings: KMeansSettings,
@@ -332,9 +333,13 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
 
         # Step 2: pseudo-labels of every pixel with the final centroids.
         counts = [torch.zeros(settings.n_clusters, dtype=torch.float64, device=runtime.device) for _ in kmeans]
+        # Images unreadable in this pass get no labels this epoch, so training must skip them too
+        # (their rows hold an earlier epoch's labels, or zeros).
+        labelled = np.zeros(len(label_arrays[0]), dtype=bool)
 
         def label_batch(indices: torch.Tensor, feats: Sequence[torch.Tensor]) -> None:
             rows = indices.numpy()
+            labelled[rows] = True
             for view, (km, feats_view) in enumerate(zip(kmeans, feats)):
                 assigned, _ = km.assign(flatten_pixels(feats_view))
                 counts[view] += torch.bincount(assigned, minlength=settings.n_clusters).to(counts[view])
@@ -357,20 +362,22 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
     # Clones made outside inference mode: training takes gradients through products with them.
     return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts], labels=list(label_arrays),
                          kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete, cache=cache,
+                         labelled=labelled,
                          stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans)),
                                 "kmeans_peak_mb": sum(feed.peak_bytes for feed in kmeans_feeds) / 2 ** 20,
                                 "centroid_rank_diff": max(dist.max_diff_from_rank0(km.centroids) for km in kmeans)})
 
 
-def _training_batches(loader, cache: Optional[PassCache]):
+def _training_batches(loader, cache: Optional[PassCache], labelled: Optional[np.ndarray] = None):
     """The loader's batches; when every view of the epoch is cached, only the index batches
-    (same order and sizes as the loader's), so no image is decoded again."""
+    (same order and sizes as the loader's), so no image is decoded again. Images not labelled
+    this epoch (unreadable in the clustering pass) are not cached and need no views."""
     sampler = loader.sampler
     if cache is None or not cache.complete or not hasattr(sampler, "indices"):
         yield from loader
         return
     order = sampler.indices()
-    if not cache.has_views(order):
+    if not cache.has_views([i for i in order if labelled is None or labelled[i]]):
         yield from loader
         return
     for start in range(0, len(order), loader.batch_size):
@@ -391,8 +398,15 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
     weights = [class_weights(c).to(runtime.device) if balance else None for c in clusters.counts]
     sums = {"loss": 0.0, "loss_within": 0.0, "loss_cross": 0.0}
     n_steps = n_nonfinite = n_bad_images = 0
-    for batch in runtime.bar(_training_batches(loader, clusters.cache), f"epoch {epoch} train", total=len(loader)):
+    for batch in runtime.bar(_training_batches(loader, clusters.cache, clusters.labelled), f"epoch {epoch} train",
+                             total=len(loader)):
         n_bad_images += batch.n_skipped
+        if clusters.labelled is not None and batch.indices.numel() > 0:
+            keep = torch.from_numpy(clusters.labelled[batch.indices.numpy()])
+            if not bool(keep.all()):  # unreadable in the clustering pass: no labels this epoch
+                n_bad_images += int((~keep).sum())
+                batch = Batch(batch.indices[keep], None if batch.images is None else
+                              batch.images[keep.to(batch.images.device)], None, batch.n_skipped)
         if dist.any_over_ranks(batch.indices.numel() == 0):
             continue  # every rank skips together: DDP ranks must run the same steps
         # Views with the same parameters as in the clustering pass of this epoch (reused if cached).
@@ -411,7 +425,8 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
         optimizer.zero_grad(set_to_none=True)
         if dist.any_over_ranks(not torch.isfinite(loss)):
             if not skip_nonfinite:
-                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {n_steps}")
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}, training step "
+                                         f"{n_steps + n_nonfinite + 1} of {len(loader)}")
             n_nonfinite += 1
             if dist.is_distributed():
                 (loss.nan_to_num() * 0).backward()  # DDP needs the backward its forward prepared

@@ -30,6 +30,17 @@ BACKENDS = ("auto", "faiss", "torch")
 _ASSIGN_CHUNK = 1 << 18
 
 
+def faiss_threads() -> Optional[int]:
+    """OpenMP threads faiss uses (its own pool, apart from torch's), None without faiss."""
+    return faiss.omp_get_max_threads() if faiss is not None else None
+
+
+def set_faiss_threads(n_threads: int) -> None:
+    """Fix faiss's thread count: with --deterministic a resumed run uses the original count."""
+    if faiss is not None:
+        faiss.omp_set_num_threads(int(n_threads))
+
+
 def faiss_has_gpu() -> bool:
     return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -110,13 +121,20 @@ def torch_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
 
 
 def faiss_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
-                 max_points_per_centroid: Optional[int] = None, use_gpu: bool = False) -> torch.Tensor:
-    """faiss's Lloyd k-means on points [N, D]; returns centroids [K, D] on the points' device."""
+                 max_points_per_centroid: Optional[int] = None, use_gpu: bool = False,
+                 stats: Optional[dict] = None) -> torch.Tensor:
+    """faiss's Lloyd k-means on points [N, D]; returns centroids [K, D] on the points' device.
+
+    faiss re-seeds empty clusters itself by splitting large ones; `stats` (optional) receives
+    how many splits it made ("nsplit"), so that they are logged and counted like the torch backend's.
+    """
     points_np = np.ascontiguousarray(points.detach().float().cpu().numpy())
     kmeans = faiss.Kmeans(points_np.shape[1], n_clusters, niter=n_iter, seed=seed, verbose=False,
                           gpu=use_gpu, max_points_per_centroid=max_points_per_centroid or (1 << 30),
                           min_points_per_centroid=1)
     kmeans.train(points_np)
+    if stats is not None:
+        stats["nsplit"] = int(sum(s.get("nsplit", 0) for s in getattr(kmeans, "iteration_stats", [])))
     return torch.from_numpy(kmeans.centroids.copy()).to(points.device)
 
 
@@ -140,6 +158,7 @@ class MiniBatchKMeans:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.reseeded = 0
+        self.empty_after_init = 0  # clusters with no point after the initial k-means (fewer distinct points than K)
         self._index = None
 
     # -- assignment ---------------------------------------------------------------------
@@ -186,16 +205,24 @@ class MiniBatchKMeans:
         if self.backend == "torch":
             centroids, reseeded = torch_kmeans(points, self.n_clusters, self.n_iter, self.seed,
                                                self.max_points_per_centroid)
-            self.reseeded += reseeded
-            if reseeded:
-                log.info("k-means: re-seeded %d empty clusters during the initial k-means", reseeded)
         else:
+            faiss_stats = {}
             centroids = faiss_kmeans(points, self.n_clusters, self.n_iter, self.seed,
                                      self.max_points_per_centroid,
-                                     use_gpu=faiss_has_gpu() and self.device.type == "cuda")
+                                     use_gpu=faiss_has_gpu() and self.device.type == "cuda", stats=faiss_stats)
+            reseeded = faiss_stats.get("nsplit", 0)
+        self.reseeded += reseeded
+        if reseeded:
+            log.info("k-means: re-seeded %d empty clusters during the initial k-means", reseeded)
         self._set_centroids(centroids)
         labels, dists = self.assign(points)
         counts = torch.bincount(labels, minlength=self.n_clusters).double()
+        self.empty_after_init = int((counts == 0).sum())
+        if self.empty_after_init:
+            # Only possible with fewer distinct features than clusters (e.g. uniform images): the
+            # centroids stay finite and these clusters simply get no pixels.
+            log.info("k-means: %d of %d clusters are empty after the initial k-means (fewer distinct features "
+                     "than clusters); they get no pixels", self.empty_after_init, self.n_clusters)
         scale = (n_represented or n_points) / points.shape[0]
         self.counts = counts.to(self.device) * scale
         self.loss_sum += float(dists.double().sum())

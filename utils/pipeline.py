@@ -14,6 +14,7 @@ from utils.checkpoint import FORMAT
 from utils.config import augment_config
 from utils.engine import KMeansSettings, Runtime, evaluate, fresh_kmeans
 from utils.metrics import segmentation_metrics, summarize_repeats
+from utils.reliability import capture_rng, thread_counts
 from utils.run import make_loader, select_amp_dtype, select_device
 
 log = logging.getLogger("picie")
@@ -81,8 +82,9 @@ def checkpoint_state(model, optimizer, epoch: int, args, centroids: Optional[Lis
         "classifiers": {},
         "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))},
         "eval_config": eval_config,
-        "rng": {"torch": torch.get_rng_state(), "numpy": list(np.random.get_state()[1].tolist()),
-                "python": repr(random.getstate())},
+        # Global RNGs and CPU thread counts: the rest of an epoch's state derives from (seed, epoch).
+        "rng": capture_rng(),
+        "threads": thread_counts(),
         "history": history or [],
     }
     if centroids is not None:

@@ -12,8 +12,9 @@ from typing import List, Optional
 import torch
 from torch.utils.data import DataLoader
 
-from data.datasets import Batch, collate_skip_bad
+from data.datasets import Batch, DataError, collate_skip_bad
 from utils import dist
+from utils.signals import check_stop, ignore_interrupts
 
 log = logging.getLogger("picie")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +156,10 @@ class PassLoader:
     Memory in flight is workers x prefetch x chunk images instead of workers x prefetch x batch
     (at batch 256 and 640x640 base images, 14 workers held ~18 GB of prefetched batches), and
     each worker's piece is ready sooner, so the device starts earlier.
+
+    Reliability: before each batch it checks for a stop request (utils/signals.py); it records
+    the indices of unreadable images it skipped in `skipped` (cleared by the caller); a
+    DataError raised in a worker reaches the caller as the worker's one-line message.
     """
 
     def __init__(self, dataset, batch_size: int, sampler, num_workers: int, device: torch.device, chunk: int = 32):
@@ -163,9 +168,11 @@ class PassLoader:
         self.device = device
         self.chunk = min(chunk, batch_size)
         self.batch_sampler = ChunkedBatchSampler(sampler, batch_size, self.chunk)
+        self.skipped = set()  # dataset indices of unreadable images skipped since the caller cleared it
         self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
                                  collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
-                                 persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None)
+                                 persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None,
+                                 worker_init_fn=ignore_interrupts if num_workers > 0 else None)
 
     def __len__(self) -> int:
         return len(self.batch_sampler.batches())
@@ -173,26 +180,56 @@ class PassLoader:
     def __iter__(self):
         sizes = [len(b) for b in self.batch_sampler.batches()]
         pieces, expected, batch_number = [], 0, 0
-        for piece in self.loader:
+        check_stop()
+        for piece in _unwrapped_errors(self.loader):
             if not pieces:
                 expected = -(-sizes[batch_number] // self.chunk)
             pieces.append(piece)
+            self.skipped.update(piece.skipped)
             if len(pieces) == expected:
                 yield self._join(pieces)
                 pieces, batch_number = [], batch_number + 1
+                check_stop()
 
     def _join(self, pieces: List[Batch]) -> Batch:
         if len(pieces) == 1:
             return pieces[0]
         kept = [p for p in pieces if p.indices.numel() > 0]
         n_skipped = sum(p.n_skipped for p in pieces)
+        skipped = tuple(i for p in pieces for i in p.skipped)
         if not kept:
-            return Batch(torch.empty(0, dtype=torch.long), pieces[0].images, None, n_skipped)
+            return Batch(torch.empty(0, dtype=torch.long), pieces[0].images, None, n_skipped, skipped)
         # Move each (pinned) piece to the device and join there: no extra host copy.
         images = torch.cat([p.images.to(self.device, non_blocking=True) for p in kept])
         labels = (torch.cat([p.labels.to(self.device, non_blocking=True) for p in kept])
                   if kept[0].labels is not None else None)
-        return Batch(torch.cat([p.indices for p in kept]), images, labels, n_skipped)
+        return Batch(torch.cat([p.indices for p in kept]), images, labels, n_skipped, skipped)
+
+
+def _unwrapped_errors(loader):
+    """Iterate a DataLoader; a DataError from a worker is re-raised with its own message.
+
+    DataLoader re-raises a worker's exception as 'Caught DataError in DataLoader worker
+    process 0. Original Traceback ...'; the user should see the one line naming the file.
+    """
+    try:
+        yield from loader
+    except DataError as exc:
+        raise DataError(worker_error_message(exc)) from None
+
+
+def worker_error_message(exc: BaseException) -> str:
+    """The original message of an exception re-raised by a DataLoader worker (else str(exc))."""
+    text = str(exc)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = lines[-1]
+    name = type(exc).__name__
+    for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
 
 
 def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:

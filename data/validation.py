@@ -1,0 +1,118 @@
+"""Checks of evaluation label maps against their images, shared by the datasets and the
+up-front scan that train_picie.py / test_picie.py run before any training or evaluation.
+
+A label map is wrong when it cannot be read, is not an 8-bit map of class ids (mode L or P),
+differs in size from its image, or holds values the dataset does not define (COCO-Stuff:
+0..181 and 255). `--bad_labels error` (default) stops with a DataError naming the file;
+`--bad_labels fix` (alias: resize) resizes it to the image by nearest neighbour and treats
+undefined values as unlabelled, and the fixes are counted.
+"""
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+BAD_LABEL_POLICIES = ("error", "fix", "resize")  # 'resize' is the earlier name of 'fix'
+
+
+class DataError(ValueError):
+    """A data file or folder is missing or malformed; the message names it and says what to do."""
+
+
+def fixes_bad_labels(policy: str) -> bool:
+    if policy not in BAD_LABEL_POLICIES:
+        raise ValueError(f"--bad_labels {policy!r}: choose one of {', '.join(BAD_LABEL_POLICIES)}")
+    return policy != "error"
+
+
+def describe_values(valid: np.ndarray) -> str:
+    """'0..181 and 255' for a boolean mask [256] of the defined label values."""
+    runs, start = [], None
+    for value in range(len(valid) + 1):
+        inside = value < len(valid) and bool(valid[value])
+        if inside and start is None:
+            start = value
+        elif not inside and start is not None:
+            runs.append(f"{start}..{value - 1}" if value - 1 > start else str(start))
+            start = None
+    return " and ".join(runs) if runs else "none"
+
+
+def read_label_map(path: Path, image_size: Tuple[int, int], valid: Optional[np.ndarray] = None,
+                   policy: str = "error") -> Tuple[Image.Image, List[str]]:
+    """Open the label map of an image of `image_size` (w, h) and check it.
+
+    Returns (label map as a PIL image of mode L or P and size image_size, fixes made: a list
+    with 'resized' and/or 'values'). Raises DataError naming the file when it is unreadable,
+    or wrong and policy is 'error'.
+    """
+    fix = fixes_bad_labels(policy)
+    try:
+        with Image.open(path) as label:
+            label.load()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+        raise DataError(f"unreadable label map {path} ({exc.__class__.__name__}); re-create or remove it") from None
+    if label.mode not in ("L", "P"):
+        raise DataError(f"label map {path} has mode {label.mode}; expected an 8-bit PNG of class ids")
+    fixes = []
+    if valid is not None:
+        raw = np.asarray(label, dtype=np.uint8)
+        undefined = ~valid[raw]
+        if undefined.any():
+            values = np.unique(raw[undefined])
+            if not fix:
+                shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+                raise DataError(f"label map {path} has values outside {describe_values(valid)} ({shown}); fix the "
+                                "file or pass --bad_labels fix to treat them as unlabelled")
+            fixes.append("values")
+    if label.size != tuple(image_size):
+        if not fix:
+            raise DataError(f"label map {path} is {label.size[0]}x{label.size[1]} but its image is "
+                            f"{image_size[0]}x{image_size[1]}; fix the file or pass --bad_labels fix "
+                            "to resize it (nearest neighbour)")
+        label = label.resize(tuple(image_size), Image.NEAREST)
+        fixes.append("resized")
+    return label, fixes
+
+
+def image_size_of(path: Path) -> Tuple[int, int]:
+    """(w, h) from the image header (no decoding); DataError naming the file if unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"unreadable evaluation image {path} ({exc.__class__.__name__}: {exc}); "
+                        "re-download or remove it from the list") from None
+
+
+def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], valid: Optional[np.ndarray],
+                    policy: str = "error", workers: int = 4) -> Dict:
+    """Check every evaluation label map once, before training, so that a bad file stops the run
+    at its start instead of at the first evaluation (and fixes are counted once).
+
+    Returns {"n_label_maps", "n_labels_resized", "n_labels_bad_values", "fixed_label_maps": [paths]}.
+    Raises DataError for the first bad file (in list order) unless policy fixes it.
+    """
+    def check(pair):
+        image_path, label_path = pair
+        _, fixes = read_label_map(label_path, image_size_of(image_path), valid, policy)
+        return fixes
+
+    pairs = list(zip(image_paths, label_paths))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL decodes without the GIL
+        results = list(pool.map(check, pairs))
+    fixed = [str(label) for (_, label), fixes in zip(pairs, results) if fixes]
+    report = {"n_label_maps": len(pairs),
+              "n_labels_resized": sum("resized" in f for f in results),
+              "n_labels_bad_values": sum("values" in f for f in results),
+              "fixed_label_maps": fixed[:100]}
+    if fixed:
+        log.warning("--bad_labels %s: fixed %d of %d label maps (%d resized to their image, %d with undefined "
+                    "values set to unlabelled), e.g. %s", policy, len(fixed), len(pairs), report["n_labels_resized"],
+                    report["n_labels_bad_values"], ", ".join(fixed[:3]))
+    return report
