@@ -438,7 +438,7 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
         sums["loss"] += loss.item()
         sums["loss_within"] += parts["within"].item()
         sums["loss_cross"] += parts["cross"].item()
-        if should_stop():
+        if dist.any_over_ranks(should_stop()):  # all DDP ranks stop after the same step
             break
     averages = {k: v / max(n_steps, 1) for k, v in sums.items()}
     averages.update(n_steps=n_steps, n_nonfinite_steps=n_nonfinite, n_bad_images=n_bad_images)
