@@ -3,6 +3,8 @@
 Each epoch: (1) cluster both views with mini-batch k-means, (2) label every pixel,
 (3) train against the labels with the within- and cross-view balanced CE, (4) evaluate,
 (5) checkpoint. After the last epoch: fresh k-means on the train images, scored on val.
+The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc); what they
+change is in the objective (modules/methods.py).
 """
 import json
 import sys
@@ -14,7 +16,7 @@ import torch
 from data.build import build_source, train_dataset
 from data.datasets import DataError
 from modules.fpn import PretrainError, build_model
-from modules.loss import PiCIELoss
+from modules.methods import build_objective
 from utils import dist
 from utils.checkpoint import CheckpointError, atomic_save, build_model_from_checkpoint, load_checkpoint
 from utils.config import config_to_json, finalize_args, get_args_parser
@@ -72,7 +74,13 @@ def main(args) -> dict:
                               num_init_batches=args.num_init_batches, num_batches=args.num_batches,
                               pixels_per_image=args.kmeans_pixels_per_image,
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
-    labels = allocate_labels(len(trainset), view_maker.grid, args.K_train, str(run_folder / "pseudo_labels"))
+    objective = build_objective(args.method, args.K_train, getattr(model, "module", model).feat_dim,
+                                args.K_aux if args.overcluster else 0, args.nonparametric,
+                                lambda module: build_optimizer(module, args), args.seed)
+    log.info("method: %s, clusterings per epoch: %s", objective.name,
+             ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
+    labels = allocate_labels(len(trainset), view_maker.grid, args.K_train, str(run_folder / "pseudo_labels"),
+                             heads=objective.heads)
 
     # --- 4. The untrained network, for reference; BatchNorm statistics of a random init ----------
     def evaluate_untrained(stage: str, label: str) -> None:
@@ -98,7 +106,6 @@ def main(args) -> dict:
             evaluate_untrained("init_bn", "untrained network, BatchNorm statistics re-estimated")
 
     # --- 5. Epochs -------------------------------------------------------------------------
-    loss_fn = PiCIELoss()
     for epoch in range(start_epoch, args.num_epoch):
         phase_s, tick = {}, [time.perf_counter()]
 
@@ -109,8 +116,9 @@ def main(args) -> dict:
 
         cluster_sampler.epoch = train_sampler.epoch = epoch
         clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, settings, runtime, labels, args.seed,
-                                     args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer)
-        train_stats = train_one_epoch(model, loss_fn, optimizer, train_loader, view_maker, epoch, clusters,
+                                     args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer,
+                                     heads=objective.heads)
+        train_stats = train_one_epoch(model, objective, optimizer, train_loader, view_maker, epoch, clusters,
                                       runtime, args.metric_train == "cosine", balance=not args.no_balance,
                                       skip_nonfinite=args.skip_nonfinite)
         timer("train")
@@ -119,8 +127,8 @@ def main(args) -> dict:
                   "reused_features": clusters.reused_features, **clusters.stats}
         if evaluation_loader is not None:
             scored = score_classifiers(model, evaluation_loader,
-                                       {"view1": classifier_entry(clusters.centroids[0]),
-                                        "view2": classifier_entry(clusters.centroids[1])},
+                                       {name: classifier_entry(c) for name, c in
+                                        objective.named_centroids(clusters.centroids, main_only=True).items()},
                                        source, args, runtime, desc=f"epoch {epoch} eval")
             timer("eval")
             record.update({view: _brief(m) for view, m in scored.items()})
@@ -129,7 +137,8 @@ def main(args) -> dict:
         log.info("epoch %d/%d: %s", epoch + 1, args.num_epoch, json.dumps(_loggable(record)))
         if dist.is_main():
             append_jsonl(run_folder / "metrics.jsonl", record)
-            state = checkpoint_state(model, optimizer, epoch + 1, args, clusters.centroids, eval_config, history)
+            state = checkpoint_state(model, optimizer, epoch + 1, args, objective.named_centroids(clusters.centroids),
+                                     eval_config, history)
             atomic_save(state, checkpoint_path)
             if args.keep_checkpoints > 0:
                 keep_epoch_checkpoints(run_folder, state, epoch + 1, args.keep_checkpoints)

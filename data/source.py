@@ -14,7 +14,10 @@ class DataSource:
     cluster_images: images the final evaluation clusters afresh (no augmentation);
     val_images / val_labels: labelled evaluation images (labels None: no evaluation);
     label_lut:      int16 [256] raw label value -> class (-1 ignored);
-    class_names:    evaluation class names, index = class id.
+    class_names:    evaluation class names, index = class id;
+    probe_*:        labelled images of the supervised linear probe (test_picie.py --linear_probe):
+                    train images with their ground truth, and the images it is scored on
+                    (None: val_images / val_labels). Label paths are not checked until a probe runs.
     """
 
     name: str
@@ -24,6 +27,10 @@ class DataSource:
     val_labels: Optional[List[Path]]
     label_lut: Optional[np.ndarray]
     class_names: List[str]
+    probe_train_images: Optional[List[Path]] = None
+    probe_train_labels: Optional[List[Path]] = None
+    probe_val_images: Optional[List[Path]] = None
+    probe_val_labels: Optional[List[Path]] = None
 
     @property
     def n_classes(self) -> int:
