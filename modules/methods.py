@@ -167,7 +167,7 @@ class MDCObjective(Objective):
         if self.nonparametric:
             logits = centroid_logits(feats[0], self.centroids[0])
         else:
-            logits = self.classifier(feats[0].to(self.classifier.weight.dtype))
+            logits = self.classifier(feats[0])
         loss = F.cross_entropy(logits.float(), labels[0], weight=self.weights[0])
         return loss, {"ce": loss.detach()}
 

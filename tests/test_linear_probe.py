@@ -61,3 +61,8 @@ def test_probe_needs_the_train_labels(tiny_demo, random_checkpoint, tmp_path, ca
     code = test_picie.cli(['--eval_path', str(random_checkpoint), '--data_root', str(root), *PROBE_FLAGS])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
     assert code == 2 and len(lines) == 1 and str(missing) in lines[0] and '--linear_probe' in lines[0]
+
+
+def test_probe_and_recluster_are_exclusive(capsys):
+    assert test_picie.cli(['--eval_path', 'x.pth', '--linear_probe', '--recluster']) == 2
+    assert '--linear_probe and --recluster' in capsys.readouterr().err

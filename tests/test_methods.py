@@ -8,8 +8,10 @@ import torch.nn.functional as F
 import train_mdc
 import train_picie
 from conftest import TINY_FLAGS
+from data.transforms import AugmentConfig, ViewMaker
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from modules.methods import MDCObjective, PiCIEObjective, build_objective, picie_heads
+from utils.engine import Runtime, features_of_views
 
 B, C, H, W = 2, 8, 4, 4
 
@@ -136,3 +138,21 @@ def test_train_mdc_entry_point_nonparametric(tiny_demo, tmp_path, capsys):
     assert record['n_steps'] == 3
     assert train_mdc.cli(['--method', 'picie']) == 2
     assert 'always trains --method mdc' in capsys.readouterr().err
+
+
+def test_one_view_methods_forward_view_1_only():
+    """MDC's clustering and training passes never run the network on view 2."""
+    calls = []
+
+    def model(images):
+        calls.append(images.shape)
+        return torch.randn(images.shape[0], C, images.shape[-2] // 4, images.shape[-1] // 4)
+
+    view_maker = ViewMaker(AugmentConfig(eqv_list=('random_crop', 'h_flip')), 32, seed=0)
+    params = view_maker.params(0, [0, 1], torch.device('cpu'))
+    view1, view2 = view_maker.views(torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), params)
+    runtime = Runtime(device=torch.device('cpu'))
+    assert len(features_of_views(model, view_maker, view1, view2, params, runtime, True, n_views=1)) == 1
+    assert len(calls) == 1
+    assert len(features_of_views(model, view_maker, view1, view2, params, runtime, True)) == 2
+    assert len(calls) == 3

@@ -247,6 +247,8 @@ def check_method_and_dataset_flags(args) -> None:
         raise ValueError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
     if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
         raise ValueError("--label_root and --n_classes go together: give both to evaluate a folder, or neither")
+    if args.linear_probe and args.recluster:
+        raise ValueError("--linear_probe and --recluster are two evaluation protocols; pass one of them")
     if args.probe_epochs < 1:
         raise ValueError(f"--probe_epochs {args.probe_epochs} must be at least 1")
 
