@@ -28,7 +28,7 @@ def test_committed_lists_match_the_tool_on_a_regenerated_demo(tiny_demo, tmp_pat
     for split in COUNTS:
         made = _ids(tmp_path / 'curated' / split / LIST_NAME)
         committed = _ids(REPO_ROOT / 'curated' / split / LIST_NAME)
-        assert made == committed[:len(made)] and len(made) == len(_ids(tiny_demo / 'curated' / split / LIST_NAME))
+        assert made == committed[:len(made)] == _ids(tiny_demo / 'curated' / split / LIST_NAME)
     # With COCO's 360 px threshold most demo images (shorter side 240-400 px) would be dropped.
     assert main(['--data_root', str(tiny_demo), '--out_dir', str(tmp_path / 'coco_rule'), '--workers', '1']) == 0
     assert len(_ids(tmp_path / 'coco_rule' / 'curated' / 'train2017' / LIST_NAME)) < 12
