@@ -4,7 +4,9 @@
 
 By default the stored classifiers (the centroids of the checkpoint's last epoch) are scored,
 which needs only the val images and labels. With --recluster the paper's final protocol is
-run instead: fresh k-means with K_test clusters on the train images, --repeats times.
+run instead: fresh k-means with K_test clusters on the train images, --repeats times. With
+--linear_probe a 1x1 linear classifier is trained on the frozen features against the train
+split's ground truth and scored on val without matching (utils/probe.py).
 """
 import json
 import sys
@@ -19,6 +21,7 @@ from utils import dist
 from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
 from utils.config import finalize_args, get_args_parser
 from utils.pipeline import fresh_cluster_evaluation, make_runtime, score_classifiers, val_loader
+from utils.probe import linear_probe
 from utils.run import setup_logging, write_json
 
 USER_ERRORS = (DataError, CheckpointError, PretrainError, ValueError, FileNotFoundError)
@@ -50,7 +53,9 @@ def main(args) -> dict:
                                    args.num_workers)
     log.info("evaluating %s (%s, epoch %s) on %d images, %d classes", args.eval_path, ckpt["format"],
              ckpt.get("epoch"), len(source.val_images), source.n_classes)
-    if args.recluster:
+    if args.linear_probe:
+        result = linear_probe(model, source, args, runtime)
+    elif args.recluster:
         fresh = fresh_cluster_evaluation(model, source, args, runtime, loader)
         result = {k: v for k, v in fresh.items()}
     else:
@@ -63,7 +68,8 @@ def main(args) -> dict:
         result["per_classifier"] = {name: {k: m[k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU")}
                                     for name, m in scored.items()}
     result.update(checkpoint=str(args.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
-                  n_images=len(source.val_images), class_names=list(source.class_names), label_maps=label_report)
+                  n_images=result.get("n_images", len(source.val_images)), class_names=list(source.class_names),
+                  label_maps=label_report)
     log.info("acc %.2f  mIoU %.2f%s", result["acc"], result["mIoU"],
              "" if result.get("thing_mIoU") is None else
              f"  thing mIoU {result['thing_mIoU']:.2f}  stuff mIoU {result['stuff_mIoU']:.2f}")

@@ -3,6 +3,8 @@
 Each epoch: (1) cluster both views with mini-batch k-means, (2) label every pixel,
 (3) train against the labels with the within- and cross-view balanced CE, (4) evaluate,
 (5) checkpoint. After the last epoch: fresh k-means on the train images, scored on val.
+The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc); what they
+change is in the objective (modules/methods.py).
 """
 import json
 import signal
@@ -18,7 +20,7 @@ from data.build import build_source, train_dataset
 from data.datasets import DataError
 from data.validation import scan_label_maps
 from modules.fpn import PretrainError, build_model
-from modules.loss import PiCIELoss
+from modules.methods import build_objective
 from modules.siamese import SiamesePair
 from utils import dist
 from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
@@ -102,8 +104,13 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
                               num_init_batches=args.num_init_batches, num_batches=args.num_batches,
                               pixels_per_image=args.kmeans_pixels_per_image,
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
+    objective = build_objective(args.method, args.K_train, getattr(model, "module", model).feat_dim,
+                                args.K_aux if args.overcluster else 0, args.nonparametric,
+                                lambda module: build_optimizer(module, args), args.seed)
+    log.info("method: %s, clusterings per epoch: %s", objective.name,
+             ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
     labels = allocate_labels(len(trainset), view_maker.grid, args.K_train,
-                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
+                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"), heads=objective.heads)
     if dist.is_main():  # one line per record of the checkpoint's history: a redone epoch is not listed twice
         dropped = rewrite_metrics(run_folder / "metrics.jsonl", history)
         if dropped:
@@ -143,7 +150,6 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
         restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
     # --- 5. Epochs -------------------------------------------------------------------------
-    loss_fn = PiCIELoss()
     for epoch in range(start_epoch, args.num_epoch):
         phase_s, tick = {}, [time.perf_counter()]
 
@@ -158,10 +164,11 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
         cluster_loader.skipped.clear()
         train_loader.skipped.clear()
         clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, settings, runtime, labels, args.seed,
-                                     args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer)
+                                     args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer,
+                                     heads=objective.heads)
         check_bad_images(_paths(trainset, cluster_loader.skipped), len(trainset), args.max_bad_fraction)
         progress.phase = "training"
-        train_stats = train_one_epoch(pair, loss_fn, optimizer, train_loader, view_maker, epoch, clusters,
+        train_stats = train_one_epoch(pair, objective, optimizer, train_loader, view_maker, epoch, clusters,
                                       runtime, args.metric_train == "cosine", balance=not args.no_balance,
                                       skip_nonfinite=args.skip_nonfinite, should_stop=lambda: bool(stop_requested()))
         if stop_requested():
@@ -180,8 +187,8 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
         progress.phase = "evaluation"
         if evaluation_loader is not None:
             scored = score_classifiers(model, evaluation_loader,
-                                       {"view1": classifier_entry(clusters.centroids[0]),
-                                        "view2": classifier_entry(clusters.centroids[1])},
+                                       {name: classifier_entry(c) for name, c in
+                                        objective.named_centroids(clusters.centroids, main_only=True).items()},
                                        source, args, runtime, desc=f"epoch {epoch} eval")
             timer("eval")
             record.update({view: _brief(m) for view, m in scored.items()})
@@ -191,7 +198,8 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
         progress.phase = "checkpoint"
         if dist.is_main():
             append_jsonl(run_folder / "metrics.jsonl", record)
-            state = checkpoint_state(model, optimizer, epoch + 1, args, clusters.centroids, eval_config, history)
+            state = checkpoint_state(model, optimizer, epoch + 1, args, objective.named_centroids(clusters.centroids),
+                                     eval_config, history)
             save_checkpoint(state, checkpoint_path)
             progress.saved_epoch = epoch + 1
             if args.keep_checkpoints > 0:

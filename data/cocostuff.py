@@ -76,7 +76,8 @@ def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco:
         table = load_fine_to_coarse(data_root)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    train_images, _ = coco_split_files(data_root, train_split, fullcoco, with_labels=False)
+    # Training needs no labels; the linear probe reads the train split's (checked when it runs).
+    train_images, train_labels = coco_split_files(data_root, train_split, fullcoco, with_labels=False)
     # The final evaluation clusters the (curated) train images without augmentation.
     val_images, val_labels = coco_split_files(data_root, val_split, fullcoco=False, with_labels=True)
     return DataSource(
@@ -88,6 +89,8 @@ def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco:
         label_lut=coarse_lut(table, stuff, thing),
         class_names=class_names(stuff, thing),
         label_valid=stuffthingmaps_values(),
+        probe_train_images=train_images,
+        probe_train_labels=train_labels,
     )
 
 

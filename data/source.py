@@ -17,6 +17,9 @@ class DataSource:
     class_names:    evaluation class names, index = class id;
     label_valid:    bool [256], the raw label values the dataset defines (None: not checked);
                     others are an error, or unlabelled with --bad_labels fix.
+    probe_*:        labelled images of the supervised linear probe (test_picie.py --linear_probe):
+                    train images with their ground truth, and the images it is scored on
+                    (None: val_images / val_labels). Label paths are not checked until a probe runs.
     """
 
     name: str
@@ -27,6 +30,10 @@ class DataSource:
     label_lut: Optional[np.ndarray]
     class_names: List[str]
     label_valid: Optional[np.ndarray] = None
+    probe_train_images: Optional[List[Path]] = None
+    probe_train_labels: Optional[List[Path]] = None
+    probe_val_images: Optional[List[Path]] = None
+    probe_val_labels: Optional[List[Path]] = None
 
     @property
     def n_classes(self) -> int:

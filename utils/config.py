@@ -9,8 +9,10 @@ import json
 import os
 from typing import List, Optional, Tuple
 
+from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from modules.fpn import ARCHS
+from modules.methods import METHODS
 
 DATASETS = ("cocostuff", "cityscapes", "folder")
 
@@ -62,6 +64,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="benchmarking: repeat the training image list N times (throughput on a small sample)")
     g.add_argument("--max_bad_fraction", type=float, default=0.01,
                    help="stop if more than this fraction of training images is unreadable")
+    g.add_argument("--cityscapes_train_splits", type=str, nargs="+", default=list(DEFAULT_TRAIN_SPLITS),
+                   choices=CITYSCAPES_SPLITS, help="Cityscapes splits whose images are trained on (no labels needed)")
+    g.add_argument("--cityscapes_eval_splits", type=str, nargs="+", default=list(DEFAULT_EVAL_SPLITS),
+                   choices=CITYSCAPES_SPLITS, help="labelled Cityscapes splits evaluated on (gtFine labelIds)")
+    g.add_argument("--label_root", type=str, default=None,
+                   help="--dataset folder: label PNGs named like the images (class ids; needs --n_classes)")
+    g.add_argument("--n_classes", type=int, default=None,
+                   help="--dataset folder: classes of the --label_root maps (values 0..n-1; others ignored)")
 
     g = parser.add_argument_group("model and optimiser")
     g.add_argument("--arch", type=str, default="resnet18", choices=ARCHS, help="ResNet backbone")
@@ -103,6 +113,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--skip_nonfinite", action="store_true",
                    help="skip training steps with a non-finite loss (counted) instead of stopping")
 
+    g = parser.add_argument_group("method")
+    g.add_argument("--method", type=str, default="picie", choices=METHODS,
+                   help="picie, or mdc: the modified-DeepCluster baseline (one view, own classifier)")
+    g.add_argument("--nonparametric", action="store_true",
+                   help="--method mdc: train against the frozen centroids instead of a re-initialised classifier")
+    g.add_argument("--overcluster", action="store_true",
+                   help="PiCIE+H: add an auxiliary over-clustering head with --K_aux clusters to the loss")
+    g.add_argument("--K_aux", type=int, default=100, help="clusters of the --overcluster head")
+
     g = parser.add_argument_group("augmentation (original switches)")
     g.add_argument("--augment", action="store_true", help="enable the photometric switches below")
     g.add_argument("--jitter", action="store_true", help="brightness, contrast, saturation and hue")
@@ -135,6 +154,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--out", type=str, default=None, help="test_picie.py: write the metrics JSON here")
     g.add_argument("--recluster", action="store_true",
                    help="test_picie.py: evaluate with fresh k-means on the train images instead of the stored classifier")
+    g.add_argument("--linear_probe", action="store_true",
+                   help="test_picie.py: train a 1x1 linear classifier on frozen features with the train split's "
+                        "ground truth and score it on val (no matching)")
+    g.add_argument("--probe_epochs", type=int, default=5, help="--linear_probe: epochs over the labelled train images")
+    g.add_argument("--probe_lr", type=float, default=1e-3, help="--linear_probe: Adam learning rate")
     return parser
 
 
@@ -187,7 +211,9 @@ def finalize_args(args, for_training: bool = True):
     else:
         args.stuff, args.thing = bool(args.stuff), bool(args.thing)
     if args.run_name is None:
-        args.run_name = f"picie_{args.arch}_K{args.K_train}_seed{args.seed}"
+        method = args.method + ("_h" if args.overcluster else "")
+        args.run_name = f"{method}_{args.arch}_K{args.K_train}_seed{args.seed}"
+    check_method_and_dataset_flags(args)
     checks = [("--K_train", args.K_train, 2), ("--K_test", args.K_test, 2), ("--num_epoch", args.num_epoch, 0),
               ("--batch_size_cluster", args.batch_size_cluster, 1), ("--batch_size_train", args.batch_size_train, 1),
               ("--batch_size_test", args.batch_size_test, 1), ("--num_init_batches", args.num_init_batches, 1),
@@ -207,6 +233,26 @@ def finalize_args(args, for_training: bool = True):
         raise ValueError(f"--res2 {args.res2} must be at least --res1 {args.res1} (views are cut from the res2 image)")
     args.augment_config = augment_config(args).to_dict()
     return args
+
+
+def check_method_and_dataset_flags(args) -> None:
+    """Flags of the methods and datasets beyond COCO-Stuff PiCIE that only make sense together."""
+    if args.nonparametric and args.method != "mdc":
+        raise ValueError("--nonparametric applies to --method mdc")
+    if args.overcluster and args.method != "picie":
+        raise ValueError("--overcluster (PiCIE+H) applies to --method picie")
+    if args.overcluster and args.K_aux < 2:
+        raise ValueError(f"--K_aux {args.K_aux} must be at least 2")
+    if args.K_aux > 65535:
+        raise ValueError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
+    if args.n_classes is not None and not 1 <= args.n_classes <= 255:
+        raise ValueError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
+    if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
+        raise ValueError("--label_root and --n_classes go together: give both to evaluate a folder, or neither")
+    if args.linear_probe and args.recluster:
+        raise ValueError("--linear_probe and --recluster are two evaluation protocols; pass one of them")
+    if args.probe_epochs < 1:
+        raise ValueError(f"--probe_epochs {args.probe_epochs} must be at least 1")
 
 
 def config_to_json(args) -> str:

@@ -8,7 +8,7 @@ Evaluation forwards each validation image once for all classifiers being scored.
 import logging
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from data.datasets import Batch
 from data.transforms import ViewMaker, normalize
-from modules.loss import PiCIELoss, centroid_logits, class_weights
+from modules.loss import PiCIELoss, centroid_logits
+from modules.methods import Head, Objective, PiCIEObjective, picie_heads
 from modules.siamese import SiamesePair
 from utils import dist
 from utils.kmeans import MiniBatchKMeans
@@ -92,26 +93,27 @@ def as_pair(model) -> torch.nn.Module:
 
 
 def features_of_views(model, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor, params,
-                      runtime: Runtime, l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+                      runtime: Runtime, l2_normalize: bool, n_views: int = 2) -> Tuple[torch.Tensor, ...]:
     """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w], pixel-aligned.
 
     `model` is the network, a SiamesePair, or DDP around a SiamesePair (training on several ranks).
+    n_views=1 (MDC) forwards view 1 only and returns (z1,).
     """
     with runtime.autocast():
-        feats_view1, feats_view2 = as_pair(model)(view1, view2)
-    feats_view1 = feats_view1.float()
-    feats_view2 = view_maker.geometric_on_features(feats_view2.float(), params)
+        feats = list(as_pair(model)(view1, view2 if n_views > 1 else None))
+    feats = [f.float() for f in feats]
+    if n_views > 1:
+        feats[1] = view_maker.geometric_on_features(feats[1], params)
     if l2_normalize:
-        feats_view1 = F.normalize(feats_view1, dim=1)
-        feats_view2 = F.normalize(feats_view2, dim=1)
-    return feats_view1, feats_view2
+        feats = [F.normalize(f, dim=1) for f in feats]
+    return tuple(feats)
 
 
 def embed_views(model, view_maker: ViewMaker, base_images: torch.Tensor, params, runtime: Runtime,
-                l2_normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Both views' features straight from base images (uint8 [B, 3, res2, res2])."""
+                l2_normalize: bool, n_views: int = 2) -> Tuple[torch.Tensor, ...]:
+    """The views' features straight from base images (uint8 [B, 3, res2, res2])."""
     view1, view2 = make_views(view_maker, base_images, params, runtime, runtime.amp_dtype)
-    return features_of_views(model, view_maker, view1, view2, params, runtime, l2_normalize)
+    return features_of_views(model, view_maker, view1, view2, params, runtime, l2_normalize, n_views)
 
 
 def flatten_pixels(feats: torch.Tensor) -> torch.Tensor:
@@ -291,11 +293,12 @@ class PassCache:
 
 @dataclass
 class EpochClusters:
-    """Result of the clustering and labelling passes of one epoch."""
+    """Result of the clustering and labelling passes of one epoch; one entry per head
+    (PiCIE: view 1, view 2; see modules/methods.py)."""
 
-    centroids: List[torch.Tensor]          # per view [K, C]
-    counts: List[torch.Tensor]             # per view, pixels per cluster [K]
-    labels: List[np.ndarray]               # per view, [N, h, w] uint8/uint16 (-> LabelStore)
+    centroids: List[torch.Tensor]          # per head [K, C]
+    counts: List[torch.Tensor]             # per head, pixels per cluster [K]
+    labels: List[np.ndarray]               # per head, [N, h, w] uint8/uint16 (-> LabelStore)
     kmeans_loss: List[float]
     reused_features: bool = False
     stats: Dict[str, float] = field(default_factory=dict)
@@ -305,25 +308,29 @@ class EpochClusters:
 
 def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings: KMeansSettings,
                       runtime: Runtime, label_arrays: Sequence[np.ndarray], seed: int, l2_normalize: bool,
-                      feature_cache_bytes: float, timer: Optional[Callable[[str], None]] = None) -> EpochClusters:
-    """Steps 1-2 of an epoch: online k-means on both views in one pass, then label every pixel.
+                      feature_cache_bytes: float, timer: Optional[Callable[[str], None]] = None,
+                      heads: Optional[Sequence[Head]] = None) -> EpochClusters:
+    """Steps 1-2 of an epoch: online k-means of every head in one pass, then label every pixel.
 
-    label_arrays: two arrays [N, h, w] (one per view) filled in place with the pseudo-labels.
+    heads: the clusterings, (view, K) each (default: PiCIE's, one per view with settings.n_clusters);
+    label_arrays: one array [N, h, w] per head, filled in place with the pseudo-labels.
     """
-    kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter,
-                                                     seed=seed * 1000 + epoch * 2 + view, backend=settings.backend,
+    heads = tuple(heads) if heads is not None else picie_heads(settings.n_clusters)
+    n_views = max(head.view for head in heads) + 1
+    kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(head.n_clusters, settings.n_iter,
+                                                     seed=head.kmeans_seed(seed, epoch), backend=settings.backend,
                                                      device=runtime.device),
-                                     settings, seed=seed * 1000 + epoch * 2 + view, dim=model.feat_dim)
-                    for view in (0, 1)]
+                                     replace(settings, n_clusters=head.n_clusters),
+                                     seed=head.kmeans_seed(seed, epoch), dim=model.feat_dim) for head in heads]
     cache = PassCache(feature_cache_bytes, channels_last=runtime.channels_last)
     model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
 
     def both_views(batch):
         params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
         views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
-        feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
+        feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize, n_views)
         cache.add(batch.indices, views, feats)
-        return feats
+        return [feats[head.view] for head in heads]
 
     with torch.inference_mode():
         feed_pass(kmeans_feeds, loader, both_views, f"epoch {epoch} cluster", runtime)
@@ -332,7 +339,7 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
             timer("kmeans")
 
         # Step 2: pseudo-labels of every pixel with the final centroids.
-        counts = [torch.zeros(settings.n_clusters, dtype=torch.float64, device=runtime.device) for _ in kmeans]
+        counts = [torch.zeros(head.n_clusters, dtype=torch.float64, device=runtime.device) for head in heads]
         # Images unreadable in this pass get no labels this epoch, so training must skip them too
         # (their rows hold an earlier epoch's labels, or zeros).
         labelled = np.zeros(len(label_arrays[0]), dtype=bool)
@@ -340,11 +347,12 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
         def label_batch(indices: torch.Tensor, feats: Sequence[torch.Tensor]) -> None:
             rows = indices.numpy()
             labelled[rows] = True
-            for view, (km, feats_view) in enumerate(zip(kmeans, feats)):
+            for index, (head, km) in enumerate(zip(heads, kmeans)):
+                feats_view = feats[head.view]
                 assigned, _ = km.assign(flatten_pixels(feats_view))
-                counts[view] += torch.bincount(assigned, minlength=settings.n_clusters).to(counts[view])
+                counts[index] += torch.bincount(assigned, minlength=head.n_clusters).to(counts[index])
                 height, width = feats_view.shape[-2:]
-                label_arrays[view][rows] = assigned.reshape(-1, height, width).cpu().numpy()
+                label_arrays[index][rows] = assigned.reshape(-1, height, width).cpu().numpy()
 
         if cache.complete:
             for indices, _, feats in cache.batches:
@@ -355,7 +363,8 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, settings
                 if batch.indices.numel() == 0:
                     continue
                 params = view_maker.params(epoch, batch.indices.tolist(), runtime.device)
-                label_batch(batch.indices, embed_views(model, view_maker, batch.images, params, runtime, l2_normalize))
+                label_batch(batch.indices, embed_views(model, view_maker, batch.images, params, runtime, l2_normalize,
+                                                       n_views))
         counts = [dist.all_reduce_sum(c) for c in counts]
         if timer:
             timer("label")
@@ -385,18 +394,19 @@ def _training_batches(loader, cache: Optional[PassCache], labelled: Optional[np.
         yield Batch(torch.tensor(chunk, dtype=torch.long), None)
 
 
-def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: ViewMaker, epoch: int,
+def train_one_epoch(model, loss_fn: Objective, optimizer, loader, view_maker: ViewMaker, epoch: int,
                     clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, balance: bool = True,
                     skip_nonfinite: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
-    """Step 3 of an epoch: train the network against both views' pseudo-labels.
+    """Step 3 of an epoch: train the network against every head's pseudo-labels.
 
-    Returns averages over steps: loss, loss_within, loss_cross, and counts of steps, skipped
-    non-finite steps and unreadable images.
+    loss_fn: the method's objective (modules/methods.py; a plain PiCIELoss means PiCIE).
+    Returns averages over steps: loss, its parts (PiCIE: loss_within, loss_cross, + loss_aux for
+    PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.
     """
     model.train()
-    centroids_view1, centroids_view2 = clusters.centroids
-    weights = [class_weights(c).to(runtime.device) if balance else None for c in clusters.counts]
-    sums = {"loss": 0.0, "loss_within": 0.0, "loss_cross": 0.0}
+    objective = PiCIEObjective(clusters.centroids[0].shape[0]) if isinstance(loss_fn, PiCIELoss) else loss_fn
+    objective.start_epoch(clusters.centroids, clusters.counts, balance, runtime.device)
+    sums: Dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
     n_steps = n_nonfinite = n_bad_images = 0
     for batch in runtime.bar(_training_batches(loader, clusters.cache, clusters.labelled), f"epoch {epoch} train",
                              total=len(loader)):
@@ -416,13 +426,13 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
             views = clusters.cache.views(indices)
         else:
             views = make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype)
-        feats_view1, feats_view2 = features_of_views(model, view_maker, *views, params, runtime, l2_normalize)
+        feats = features_of_views(model, view_maker, *views, params, runtime, l2_normalize, objective.n_views)
         rows = batch.indices.numpy()
-        labels_view1 = torch.from_numpy(clusters.labels[0][rows].astype(np.int64)).to(runtime.device)
-        labels_view2 = torch.from_numpy(clusters.labels[1][rows].astype(np.int64)).to(runtime.device)
-        loss, parts = loss_fn(feats_view1, feats_view2, centroids_view1, centroids_view2,
-                              labels_view1, labels_view2, weights[0], weights[1])
+        labels = [torch.from_numpy(head_labels[rows].astype(np.int64)).to(runtime.device)
+                  for head_labels in clusters.labels]
+        loss, parts = objective(feats, labels)
         optimizer.zero_grad(set_to_none=True)
+        objective.zero_grad()
         if dist.any_over_ranks(not torch.isfinite(loss)):
             if not skip_nonfinite:
                 raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}, training step "
@@ -431,13 +441,14 @@ def train_one_epoch(model, loss_fn: PiCIELoss, optimizer, loader, view_maker: Vi
             if dist.is_distributed():
                 (loss.nan_to_num() * 0).backward()  # DDP needs the backward its forward prepared
             optimizer.zero_grad(set_to_none=True)
+            objective.zero_grad()
             continue
         loss.backward()
         optimizer.step()
+        objective.step()
         n_steps += 1
-        sums["loss"] += loss.item()
-        sums["loss_within"] += parts["within"].item()
-        sums["loss_cross"] += parts["cross"].item()
+        for key, value in (("loss", loss), *((f"loss_{name}", part) for name, part in parts.items())):
+            sums[key] = sums.get(key, 0.0) + value.item()
         if dist.any_over_ranks(should_stop()):  # all DDP ranks stop after the same step
             break
     averages = {k: v / max(n_steps, 1) for k, v in sums.items()}
@@ -528,15 +539,17 @@ def label_dtype(n_clusters: int):
 
 
 def allocate_labels(n_images: int, grid: int, n_clusters: int, path_prefix: Optional[str] = None,
-                    memmap_above_bytes: float = 2 ** 31) -> List[np.ndarray]:
-    """One pseudo-label array [N, grid, grid] per view: in memory, or memory-mapped files in the
-    run folder (path_prefix + '_view{1,2}.npy') when they would exceed `memmap_above_bytes`."""
-    dtype = label_dtype(n_clusters)
-    size = n_images * grid * grid * np.dtype(dtype).itemsize
+                    memmap_above_bytes: float = 2 ** 31, heads: Optional[Sequence[Head]] = None) -> List[np.ndarray]:
+    """One pseudo-label array [N, grid, grid] per head (default: PiCIE's two views): in memory, or
+    memory-mapped files in the run folder (path_prefix + '_<head name>.npy', e.g. '_view1.npy')
+    when one would exceed `memmap_above_bytes`."""
+    heads = tuple(heads) if heads is not None else picie_heads(n_clusters)
+    dtypes = [label_dtype(head.n_clusters) for head in heads]
+    size = max(n_images * grid * grid * np.dtype(dtype).itemsize for dtype in dtypes)
     if path_prefix is None or size <= memmap_above_bytes:
-        return [np.zeros((n_images, grid, grid), dtype=dtype) for _ in range(2)]
-    return [np.lib.format.open_memmap(f"{path_prefix}_view{view}.npy", mode="w+", dtype=dtype,
-                                      shape=(n_images, grid, grid)) for view in (1, 2)]
+        return [np.zeros((n_images, grid, grid), dtype=dtype) for dtype in dtypes]
+    return [np.lib.format.open_memmap(f"{path_prefix}_{head.name}.npy", mode="w+", dtype=dtype,
+                                      shape=(n_images, grid, grid)) for head, dtype in zip(heads, dtypes)]
 
 
 def num_batches(n_items: int, batch_size: int) -> int:

@@ -64,7 +64,8 @@ def segmentation_metrics(hist, class_names: Sequence[str], thing_classes: Sequen
 
     matching="hungarian": one-to-one (needs n_clusters >= n_classes for every class to get a
     cluster); "majority": many-to-one, every cluster votes for the class it overlaps most
-    (for over-clustering, K_train > number of classes).
+    (for over-clustering, K_train > number of classes); "identity": prediction k is class k
+    (linear probe).
     Returns acc, mIoU, per_class_iou {name: IoU}, mean_class_acc, thing_mIoU, stuff_mIoU,
     cluster_to_class (list, -1 = unmatched) and matching.
     """
@@ -79,6 +80,10 @@ def segmentation_metrics(hist, class_names: Sequence[str], thing_classes: Sequen
     elif matching == "majority":
         class_of_cluster = hist.argmax(0)
         class_of_cluster[hist.sum(0) == 0] = -1
+    elif matching == "identity":
+        # Predictions are classes already (a supervised linear probe): prediction k is class k.
+        class_of_cluster = np.arange(n_clusters, dtype=np.int64)
+        class_of_cluster[class_of_cluster >= n_classes] = -1
     else:
         raise ValueError(f"unknown matching {matching!r}")
     iou, class_acc, acc = _iou_and_acc(hist, class_of_cluster)

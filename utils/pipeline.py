@@ -1,7 +1,7 @@
 """Building blocks of the entry points: runtime, optimiser, checkpoint state, evaluations."""
 import logging
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -69,9 +69,10 @@ def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids,
     return result
 
 
-def checkpoint_state(model, optimizer, epoch: int, args, centroids: Optional[List[torch.Tensor]],
-                     eval_config: dict, history: Optional[list] = None) -> dict:
-    """Everything to rebuild the model, evaluate it and resume training after `epoch` epochs."""
+def checkpoint_state(model, optimizer, epoch: int, args,
+                     centroids: Union[None, List[torch.Tensor], Dict[str, torch.Tensor]], eval_config: dict, history: Optional[list] = None) -> dict:
+    """Everything to rebuild the model, evaluate it and resume training after `epoch` epochs.
+    centroids: per view [K, C] (stored as view1, view2), or {classifier name: [K, C]}."""
     module = model.module if hasattr(model, "module") else model
     state = {
         "format": FORMAT,
@@ -87,7 +88,9 @@ def checkpoint_state(model, optimizer, epoch: int, args, centroids: Optional[Lis
         "threads": thread_counts(),
         "history": history or [],
     }
-    if centroids is not None:
+    if isinstance(centroids, dict):
+        state["classifiers"] = {name: classifier_entry(c) for name, c in centroids.items()}
+    elif centroids is not None:
         state["classifiers"] = {f"view{v + 1}": classifier_entry(c) for v, c in enumerate(centroids)}
     return state
 
