@@ -76,7 +76,7 @@ def render(model, ckpt: dict, args, runtime, out_dir: Path, n_images: int, class
     if rows:
         fig = _figure(rows)
         path = out_dir / "overview.png"
-        fig.savefig(path, dpi=60)
+        fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)
     fig = plt.figure(figsize=(4, 0.3 * len(names) + 0.9))
