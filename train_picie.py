@@ -35,6 +35,7 @@ from utils.reliability import (RunProgress, check_bad_images, configure_determin
 from utils.run import (CHECKPOINT_NAME, RunFolderError, append_jsonl, git_commit, make_loader,
                        prepare_run_folder, setup_logging, write_json)
 from utils.signals import GracefulStop, StopRequested, stop_requested
+from utils.tb import open_tensorboard
 
 USER_ERRORS = (DataError, CheckpointError, PretrainError, RunFolderError, ValueError, FileNotFoundError)
 
@@ -45,6 +46,7 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
     # --- 1. Config, run folder and logging ------------------------------------------------
     configure_determinism(args.deterministic)
     runtime = make_runtime(args)
+    tb = open_tensorboard(args)  # a no-op without --tensorboard; fails here, before any file, if it is not installed
     run_folder = prepare_run_folder(Path(args.save_root) / args.run_name, args.restart, args.overwrite)
     log = setup_logging(run_folder / "train.log")
     if dist.is_main():
@@ -52,6 +54,8 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
     args.git_commit = git_commit()
     log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, args.git_commit, runtime.device, runtime.amp_dtype)
     log.info("config: %s", config_to_json(args))
+    log.info("transforms: photometric %s, geometric %s", list(args.augment_config["inv_list"]) or "none",
+             list(args.augment_config["eqv_list"]) or "none")
     if dist.is_main():
         (run_folder / "config.json").write_text(config_to_json(args))
     seed_everything(args.seed)
@@ -192,10 +196,15 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
                                        source, args, runtime, desc=f"epoch {epoch} eval")
             timer("eval")
             record.update({view: _brief(m) for view, m in scored.items()})
+            if args.K_train > args.K_test:  # over-clustering: also K_test fresh clusters, as the final protocol
+                record["fresh_K_test"] = _fresh_brief(fresh_cluster_evaluation(
+                    model, source, args, runtime, evaluation_loader, desc=f"epoch {epoch} fresh", repeats=1), args.K_test)
+                timer("eval_fresh")
         record["phase_s"] = {k: round(v, 3) for k, v in phase_s.items()}
         history.append(record)
         log.info("epoch %d/%d: %s", epoch + 1, args.num_epoch, json.dumps(_loggable(record)))
         progress.phase = "checkpoint"
+        tb.log_epoch(record, model, clusters.centroids, source, runtime)
         if dist.is_main():
             append_jsonl(run_folder / "metrics.jsonl", record)
             state = checkpoint_state(model, optimizer, epoch + 1, args, objective.named_centroids(clusters.centroids),
@@ -225,14 +234,21 @@ def main(args, progress: Optional[RunProgress] = None) -> dict:
     if dist.is_main():
         write_json(run_folder / "final_metrics.json", final)
         log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
+    tb.close(final)
     return final
 
 
 def _brief(metrics: dict) -> dict:
-    keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching")
+    keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching", "cluster_to_class")
     brief = {k: metrics[k] for k in keep if k in metrics}
-    if "majority" in metrics:
-        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU")}
+    if "majority" in metrics:  # K_train > classes: many-to-one matching, labelled by its "matching" key
+        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "matching")}
+    return brief
+
+
+def _fresh_brief(scores: dict, n_clusters: int) -> dict:
+    brief = _brief(scores)
+    brief.update(matching="hungarian", K=n_clusters, protocol="fresh k-means on un-augmented train images, 1 repeat")
     return brief
 
 
@@ -240,7 +256,7 @@ def _loggable(record: dict) -> dict:
     out = {}
     for key, value in record.items():
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k != "per_class_iou"}
+            value = {k: v for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
         out[key] = value
     return out
 

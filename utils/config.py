@@ -45,6 +45,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="also keep the last N per-epoch checkpoints (checkpoint_epoch<N>.pth)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels and fp32, so that reruns and resumed runs match bit for bit on the CPU")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, k-means loss, per-epoch metrics and a few cluster maps to "
+                        "<run folder>/tensorboard (needs the optional tensorboard package)")
 
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", type=str, default="cocostuff", choices=DATASETS, help="data source")

@@ -116,9 +116,10 @@ def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tens
     return {n: metrics_from_hist(h, source.class_names, thing_ids, stuff_ids) for n, h in zip(names, hists)}
 
 
-def fresh_cluster_evaluation(model, source, args, runtime: Runtime, val_loader_, desc: str = "final") -> Dict:
+def fresh_cluster_evaluation(model, source, args, runtime: Runtime, val_loader_, desc: str = "final",
+                             repeats: Optional[int] = None) -> Dict:
     """The paper's final protocol: k-means with K_test clusters on the un-augmented train images,
-    `--repeats` times (seeds seed, seed+1, ...), each scored on val; mean +- std."""
+    `repeats` times (default `--repeats`; seeds seed, seed+1, ...), each scored on val; mean +- std."""
     dataset = cluster_dataset(source, args.res)
     sampler = dist.EpochSampler(len(dataset), args.seed, epoch=10 ** 6, shuffle=True)
     loader = make_loader(dataset, args.batch_size_cluster, sampler, args.num_workers, runtime.device)
@@ -126,7 +127,7 @@ def fresh_cluster_evaluation(model, source, args, runtime: Runtime, val_loader_,
                               num_init_batches=args.num_init_batches, num_batches=args.num_batches,
                               pixels_per_image=args.kmeans_pixels_per_image,
                               init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
-    seeds = [args.seed + r for r in range(max(args.repeats, 1))]
+    seeds = [args.seed + r for r in range(max(args.repeats if repeats is None else repeats, 1))]
     centroids = fresh_kmeans(model, loader, settings, runtime, seeds, args.metric_test == "cosine",
                              desc=f"{desc} k-means")
     classifiers = {f"repeat{r}": classifier_entry(c) for r, c in enumerate(centroids)}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Compare run folders: settings that differ, final accuracy / mIoU (mean +- std), thing / stuff
+# mIoU, wall time, per-class IoU, and PNG curves per epoch, written to a report folder.
+#   ./sh_files/compare_runs.sh results/ablate_transforms_demo/none results/ablate_transforms_demo/all --out reports/none_vs_all
+#   ./sh_files/compare_runs.sh results/sweep_hparams_demo/*/ --out reports/sweep --title "LR sweep"
+# Paths are taken as given (relative to where the script is started). See tools/compare_runs.py.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON=${PYTHON:-$([ -x "${ROOT}/.venv/bin/python" ] && echo "${ROOT}/.venv/bin/python" || echo python)}
+exec "$PYTHON" "${ROOT}/tools/compare_runs.py" "$@"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Hyperparameter sweep, one factor at a time: a base run with the preset's values, then one run
+# per listed value of each parameter with every other setting at its base value; each run's folder
+# is named after what changed (base, lr_3e-4, K_train_54, ...). Then a comparison report
+# (tools/compare_runs.py). Parameters and their lists (a value equal to the base value is the base run):
+#   LRS            --lr
+#   K_TRAINS       --K_train, the training k-means' clusters; K_test stays: over-clustering
+#                  (K_train > K_test) is scored by the many-to-one matching of the K_train clusters
+#                  and by a fresh K_test clustering every epoch (both in metrics.jsonl), and finally
+#                  by the fresh K_test clustering as always
+#   KM_INITS       --num_init_batches, batches of the initial k-means of every epoch
+#   KM_ITERS       --kmeans_n_iter, Lloyd iterations of that k-means
+#   MIN_SCALES     --min_scale, smallest random crop (fraction of the image side)
+#   BS_TRAINS      --batch_size_train
+#   RES1S          --res1, the training views' size (--res2 = 2 x res1; evaluation stays at --res)
+# PARAMS picks the parameters to sweep (default all: "lr K_train num_init_batches kmeans_n_iter
+# min_scale batch_size_train res1").
+#
+#   PRESET=demo ./sh_files/sweep_hparams.sh                     # ~30 minutes on 2 CPU cores
+#   PRESET=demo PARAMS="K_train" ./sh_files/sweep_hparams.sh    # over-clustering only
+#   DRY_RUN=1 ./sh_files/sweep_hparams.sh                       # print the commands (paper settings)
+#   TINY=1 ./sh_files/sweep_hparams.sh                          # seconds a run, on a tiny demo set
+#
+# Presets, DRY_RUN, TINY and the other environment settings: sh_files/experiment_common.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PASS_THROUGH=("$@")
+
+# shellcheck source=sh_files/experiment_common.sh
+source sh_files/experiment_common.sh
+SAVE_ROOT=${SAVE_ROOT:-results/sweep_hparams_${PRESET}}
+REPORT_DIR=${REPORT_DIR:-reports/sweep_hparams_${PRESET}}
+# The paper's transforms in every run.
+TRANSFORMS=(--inv_list "${PHOTO_ALL:-jitter,grey,blur}" --eqv_list "${GEO_ALL:-random_crop,h_flip}")
+
+case "${PRESET}" in
+  paper)
+    : "${LRS:=3e-5 1e-4 3e-4 1e-3}" "${K_TRAINS:=27 54 100}" "${KM_INITS:=5 20 40}" "${KM_ITERS:=5 20 50}"
+    : "${MIN_SCALES:=0.25 0.5 0.75}" "${BS_TRAINS:=64 128 256}" "${RES1S:=224 320 448}"
+    ;;
+  demo)
+    : "${LRS:=3e-5 1e-4 3e-4 1e-3}" "${K_TRAINS:=15 30 60}" "${KM_INITS:=1 2 4}" "${KM_ITERS:=5 20 50}"
+    : "${MIN_SCALES:=0.25 0.5 0.75}" "${BS_TRAINS:=8 16 32}" "${RES1S:=64 96 128}"
+    ;;
+  tiny)
+    : "${LRS:=1e-3}" "${K_TRAINS:=30}" "${KM_INITS:=2}" "${KM_ITERS:=10}"
+    : "${MIN_SCALES:=0.75}" "${BS_TRAINS:=6}" "${RES1S:=48}"
+    ;;
+esac
+ALL_PARAMS="lr K_train num_init_batches kmeans_n_iter min_scale batch_size_train res1"
+PARAMS=${PARAMS:-${ALL_PARAMS}}
+for param in ${PARAMS}; do
+  if [[ " ${ALL_PARAMS} " != *" ${param} "* ]]; then
+    echo "error: PARAMS: unknown parameter '${param}'; choose from: ${ALL_PARAMS}" >&2
+    exit 2
+  fi
+done
+
+# sweep PARAM VARIABLE BASE_VALUE VALUES...: one run per value that differs from the base.
+sweep() {
+  local param=$1 variable=$2 base=$3
+  shift 3
+  [[ " ${PARAMS} " == *" ${param} "* ]] || return 0
+  for value in "$@"; do
+    [ "${value}" = "${base}" ] && continue
+    if [ "${variable}" = RES1 ]; then
+      run_one "${param}_${value}" "RES1=${value}" "RES2=$((2 * value))" -- "${TRANSFORMS[@]}"
+    else
+      run_one "${param}_${value}" "${variable}=${value}" -- "${TRANSFORMS[@]}"
+    fi
+  done
+}
+
+prepare_data
+echo "hyperparameter sweep (${PRESET} preset, seed ${SEED}, ${EPOCHS} epochs) into ${SAVE_ROOT}"
+run_one base -- "${TRANSFORMS[@]}"
+# shellcheck disable=SC2086  # the value lists are space separated on purpose
+{
+  sweep lr LR "${LR}" ${LRS}
+  sweep K_train K_TRAIN "${K_TRAIN}" ${K_TRAINS}
+  sweep num_init_batches KM_INIT "${KM_INIT}" ${KM_INITS}
+  sweep kmeans_n_iter KM_ITER "${KM_ITER}" ${KM_ITERS}
+  sweep min_scale MIN_SCALE "${MIN_SCALE}" ${MIN_SCALES}
+  sweep batch_size_train BS_TRAIN "${BS_TRAIN}" ${BS_TRAINS}
+  sweep res1 RES1 "${RES1}" ${RES1S}
+}
+compare_all "Hyperparameter sweep (${PRESET} preset)"

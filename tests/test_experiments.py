@@ -1,0 +1,362 @@
+"""Experiment tooling: the 2-transform, ablation and sweep scripts (dry run and tiny end-to-end
+runs), over-clustering metrics, tools/compare_runs.py, tools/visualize.py, TensorBoard logging
+and the visualize.ipynb notebook."""
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import train_picie
+from conftest import REPO_ROOT, TINY_FLAGS
+from tools import compare_runs, visualize
+from utils import config
+
+SH = REPO_ROOT / 'sh_files'
+HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
+
+
+def _script(name, env, *args, timeout=600):
+    full_env = {**os.environ, 'PYTHON': sys.executable, **{k: str(v) for k, v in env.items()}}
+    done = subprocess.run(['bash', str(SH / name), *args], capture_output=True, text=True, env=full_env,
+                          cwd=REPO_ROOT, timeout=timeout)
+    return done
+
+
+def _train_commands(stdout):
+    """The train_picie.py command lines a DRY_RUN printed, parsed: {run_name: args}."""
+    runs = {}
+    for line in stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) > 1 and words[1] == 'train_picie.py':
+            args = config.get_args_parser().parse_args(words[2:])
+            runs[args.run_name] = args
+    return runs
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------------------
+# sh_files/train_picie_2aug.sh
+# ----------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_python(tmp_path):
+    """A 'python' that records its arguments (one per line) instead of training."""
+    script = tmp_path / 'fake_python'
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_OUT"\n')
+    script.chmod(0o755)
+    return script
+
+
+def _recorded_args(name, fake_python, tmp_path, **env):
+    out = tmp_path / f'{name}.argv'
+    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs', **env})
+    assert done.returncode == 0, done.stderr
+    words = out.read_text().splitlines()
+    assert words[0] == 'train_picie.py'
+    return config.get_args_parser().parse_args(words[1:])
+
+
+def test_2aug_script_is_train_picie_with_one_photometric_and_one_geometric(fake_python, tmp_path):
+    paper = _recorded_args('train_picie.sh', fake_python, tmp_path)
+    two = _recorded_args('train_picie_2aug.sh', fake_python, tmp_path)
+    assert config.resolve_transform_lists(two) == (['brightness', 'contrast', 'saturation', 'hue'], ['random_crop'])
+    assert config.resolve_transform_lists(paper) == (['brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur'],
+                                                    ['random_crop', 'h_flip'])
+    transform_keys = {'augment', 'jitter', 'grey', 'blur', 'equiv', 'random_crop', 'h_flip', 'v_flip', 'inv_list',
+                      'eqv_list', 'run_name'}
+    differing = {k for k in vars(paper) if getattr(paper, k) != getattr(two, k)}
+    assert differing <= transform_keys, differing  # every other setting as in train_picie.sh
+    other = _recorded_args('train_picie_2aug.sh', fake_python, tmp_path, PHOTO='blur', GEO='h_flip')
+    assert config.resolve_transform_lists(other) == (['blur'], ['h_flip'])
+    assert other.run_name == 'picie_2aug_blur_h_flip'
+
+
+@pytest.mark.parametrize('env, fragment', [({'PHOTO': 'gray'}, 'PHOTO=gray'), ({'GEO': 'rotate'}, 'GEO=rotate'),
+                                           ({'PHOTO': 'jitter,blur'}, 'PHOTO=jitter,blur')])
+def test_2aug_script_rejects_anything_but_one_transform_each(env, fragment, tmp_path):
+    done = _script('train_picie_2aug.sh', {'DRY_RUN': 1, **env})
+    assert done.returncode == 2
+    assert done.stderr.count('error:') == 1 and fragment in done.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# Dry runs: the commands the ablation and the sweep would run
+# ----------------------------------------------------------------------------------------
+def test_ablation_dry_run_covers_every_combination_with_one_budget():
+    done = _script('ablate_transforms.sh', {'DRY_RUN': 1, 'PRESET': 'demo'})
+    assert done.returncode == 0, done.stderr
+    runs = _train_commands(done.stdout)
+    jitter = ['brightness', 'contrast', 'saturation', 'hue']
+    photo_all, geo_all = jitter + ['grey', 'blur'], ['random_crop', 'h_flip']
+    expected = {'none': ([], []), 'photometric': (photo_all, []), 'geometric': ([], geo_all),
+                'all': (photo_all, geo_all)}
+    for photo, names in (('jitter', jitter), ('grey', ['grey']), ('blur', ['blur'])):
+        for geo in ('random_crop', 'h_flip'):
+            expected[f'{photo}+{geo}'] = (names, [geo])
+    assert {name: config.resolve_transform_lists(args) for name, args in runs.items()} == expected
+    # Identical seeds, budgets and everything else; one results folder.
+    ignore = {'run_name', 'inv_list', 'eqv_list'}
+    settings = [{k: v for k, v in vars(args).items() if k not in ignore} for args in runs.values()]
+    assert all(s == settings[0] for s in settings)
+    assert settings[0]['save_root'] == 'results/ablate_transforms_demo' and settings[0]['num_epoch'] == 5
+    assert 'tools/compare_runs.py' in done.stdout and 'make_demo' in done.stdout
+    # The paper preset: train_picie.sh's settings.
+    paper = _train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
+    assert (paper.pretrain, paper.res1, paper.K_train, paper.num_epoch, paper.batch_size_cluster) == (True, 320, 27, 10, 256)
+
+
+def test_ablation_rejects_unknown_combination():
+    done = _script('ablate_transforms.sh', {'DRY_RUN': 1, 'COMBOS': 'none jitter+rotate'})
+    assert done.returncode == 2 and "'jitter+rotate'" in done.stderr
+
+
+def test_sweep_dry_run_changes_one_setting_per_run():
+    done = _script('sweep_hparams.sh', {'DRY_RUN': 1})
+    assert done.returncode == 0, done.stderr
+    runs = _train_commands(done.stdout)
+    base = vars(runs.pop('base'))
+    changed = {}
+    for name, args in runs.items():
+        diff = {k: v for k, v in vars(args).items() if base[k] != v and k != 'run_name'}
+        changed[name] = diff
+    assert changed['K_train_54'] == {'K_train': 54} and changed['K_train_100'] == {'K_train': 100}
+    assert runs['K_train_100'].K_test == 27  # over-clustering, scored with 27 classes
+    assert changed['lr_1e-3'] == {'lr': 1e-3}
+    assert changed['num_init_batches_40'] == {'num_init_batches': 40}
+    assert changed['kmeans_n_iter_50'] == {'kmeans_n_iter': 50}
+    assert changed['min_scale_0.25'] == {'min_scale': 0.25}
+    assert changed['batch_size_train_256'] == {'batch_size_train': 256}
+    assert changed['res1_448'] == {'res1': 448, 'res2': 896}
+    assert 'K_train_27' not in runs and 'lr_1e-4' not in runs  # the base value is the base run
+    done = _script('sweep_hparams.sh', {'DRY_RUN': 1, 'PARAMS': 'K_train learning_rate'})
+    assert done.returncode == 2 and "'learning_rate'" in done.stderr
+
+
+def test_tiny_preset_uses_the_test_suites_tiny_flags():
+    runs = _train_commands(_script('sweep_hparams.sh', {'DRY_RUN': 1, 'TINY': 1, 'PARAMS': 'lr'}).stdout)
+    tiny = vars(config.get_args_parser().parse_args(TINY_FLAGS))
+    base = vars(runs['base'])
+    for key in ('res', 'res1', 'res2', 'batch_size_cluster', 'batch_size_train', 'batch_size_test',
+                'num_init_batches', 'kmeans_n_iter', 'num_workers', 'device', 'precision'):
+        assert base[key] == tiny[key], key
+
+
+# ----------------------------------------------------------------------------------------
+# Tiny end-to-end runs of both scripts (shared by the tests below)
+# ----------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def ablation(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp('ablation')
+    extra = ['--tensorboard'] if HAS_TENSORBOARD else []
+    done = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
+                                            'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
+                   *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root, done.stdout
+
+
+@pytest.fixture(scope='module')
+def sweep(tiny_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp('sweep')
+    done = _script('sweep_hparams.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
+                                        'REPORT_DIR': root / 'report', 'PARAMS': 'K_train'})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root, done.stdout
+
+
+def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
+    root, stdout = ablation
+    assert '[none] done' in stdout and '[jitter+random_crop] done' in stdout
+    expected = {'none': ([], []), 'jitter+random_crop': (['brightness', 'contrast', 'saturation', 'hue'], ['random_crop'])}
+    for name, (inv, eqv) in expected.items():
+        run = root / 'runs' / name
+        saved = json.loads((run / 'config.json').read_text())['augment_config']
+        assert (saved['inv_list'], saved['eqv_list']) == (inv, eqv)
+        assert (saved['jitter_strength'], saved['min_scale']) == (0.3, 0.5)  # the paper's strengths
+        log = (run / 'train.log').read_text()
+        assert f"transforms: photometric {inv or 'none'}, geometric {eqv or 'none'}" in log
+        assert (run / 'final_metrics.json').is_file()
+    # Without transforms both views are one image: the cross-view loss equals the within-view loss.
+    record = _metrics(root / 'runs' / 'none')[-1]
+    assert record['loss_cross'] == pytest.approx(record['loss_within'], rel=1e-5)
+    report = (root / 'report' / 'report.md').read_text()
+    assert '| none |' in report and '| jitter+random_crop |' in report
+    for png in ('miou_per_epoch.png', 'acc_per_epoch.png', 'loss_per_epoch.png', 'per_class_iou.png'):
+        assert (root / 'report' / png).stat().st_size > 1000
+    # Started again, finished runs are kept rather than trained again.
+    again = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
+                                             'REPORT_DIR': root / 'report', 'COMBOS': 'none'})
+    assert again.returncode == 0 and 'finished before: kept' in again.stdout
+
+
+def test_overclustering_epochs_report_majority_and_fresh_k_test(sweep):
+    root, stdout = sweep
+    assert '[base] done' in stdout and '[K_train_30] done' in stdout
+    record = _metrics(root / 'runs' / 'K_train_30')[-1]
+    for view in ('view1', 'view2'):
+        assert record[view]['matching'] == 'hungarian'
+        assert len(record[view]['cluster_to_class']) == 30
+        assert record[view]['majority']['matching'] == 'majority'
+        assert record[view]['majority']['acc'] >= record[view]['acc'] - 1e-9  # many-to-one can only gain
+    fresh = record['fresh_K_test']
+    assert fresh['K'] == 15 and fresh['matching'] == 'hungarian' and 'fresh k-means' in fresh['protocol']
+    assert len(fresh['per_class_iou']) == 15 and 0 <= fresh['mIoU'] <= 100
+    assert 'eval_fresh' in record['phase_s']
+    base = _metrics(root / 'runs' / 'base')[-1]
+    assert 'fresh_K_test' not in base and 'majority' not in base['view1']
+    report = (root / 'report' / 'report.md').read_text()
+    assert 'Settings that differ: `K_train`' in report and 'fresh K_test' in report
+
+
+# ----------------------------------------------------------------------------------------
+# tools/compare_runs.py on hand-made run folders: unfinished runs, different lengths, errors
+# ----------------------------------------------------------------------------------------
+def _fake_run(folder, epochs, planned, finished, lr=1e-4, classes=('sky', 'water')):
+    folder.mkdir(parents=True)
+    cfg = {'lr': lr, 'num_epoch': planned, 'seed': 1, 'K_train': 27, 'run_name': folder.name, 'git_commit': 'abc',
+           'augment_config': {'inv_list': ['grey'], 'eqv_list': ['h_flip']}}
+    (folder / 'config.json').write_text(json.dumps(cfg))
+    lines = []
+    for epoch in range(1, epochs + 1):
+        view = {'acc': 30.0 + epoch, 'mIoU': 10.0 + epoch, 'per_class_iou': {c: 5.0 * epoch for c in classes}}
+        lines.append(json.dumps({'epoch': epoch, 'stage': 'train', 'loss': 3.0 - 0.1 * epoch, 'view1': view,
+                                 'view2': view, 'phase_s': {'kmeans': 1.0, 'train': 2.0}}))
+    (folder / 'metrics.jsonl').write_text('\n'.join(lines) + '\n')
+    if finished:
+        final = {'epochs': planned, 'acc': 40.0, 'acc_std': 0.5, 'mIoU': 15.0, 'mIoU_std': 0.25, 'repeats': 3,
+                 'thing_mIoU': None, 'stuff_mIoU': 15.0, 'per_class_iou': {c: 12.0 for c in classes},
+                 'final_eval_s': 4.0}
+        (folder / 'final_metrics.json').write_text(json.dumps(final))
+    return folder
+
+
+def test_compare_runs_handles_unfinished_runs_and_different_lengths(tmp_path, capsys):
+    done = _fake_run(tmp_path / 'done', epochs=3, planned=3, finished=True)
+    killed = _fake_run(tmp_path / 'killed', epochs=1, planned=5, finished=False, lr=3e-4)
+    with open(killed / 'metrics.jsonl', 'a') as handle:
+        handle.write('{"epoch": 2, "stage": "tr')  # killed while writing
+    out = tmp_path / 'report'
+    assert compare_runs.main([str(done), str(killed), '--out', str(out)]) == 0
+    report = (out / 'report.md').read_text()
+    assert 'Settings that differ: `num_epoch`, `lr`.' in report
+    assert '| done | 3 | 0.0001 | 3/3 | 40.00 ± 0.50 (3×) | 15.00 ± 0.25 (3×) | — | 15.00 |' in report
+    assert '| killed | 5 | 0.0003 | 1/5 | not finished (no final_metrics.json) |' in report
+    assert '| 13s |' in report  # 3 epochs x 3 s of phases + 4 s of final evaluation
+    assert '| sky | **12.00** | 5.00 |' in report and 'killed *' in report  # last epoch's IoU, marked
+    assert 'line 2 is not valid JSON' in report
+    for png in ('miou_per_epoch.png', 'acc_per_epoch.png', 'per_class_iou.png'):
+        assert (out / png).is_file()
+    rows = (out / 'summary.csv').read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith('run,num_epoch,lr,epochs')
+
+
+@pytest.mark.parametrize('make, fragment', [
+    (lambda p: p.mkdir(), 'no config.json'),
+    (lambda p: None, 'is not a folder'),
+])
+def test_compare_runs_names_a_folder_that_is_not_a_run(tmp_path, capsys, make, fragment):
+    good = _fake_run(tmp_path / 'good', epochs=1, planned=1, finished=True)
+    bad = tmp_path / 'not_a_run'
+    make(bad)
+    assert compare_runs.main([str(good), str(bad), '--out', str(tmp_path / 'report')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error:') and str(bad) in err[0] and fragment in err[0]
+    assert not (tmp_path / 'report').exists()
+
+
+def test_compare_runs_wrapper_script(tmp_path):
+    run = _fake_run(tmp_path / 'a', epochs=2, planned=2, finished=True)
+    done = _script('compare_runs.sh', {}, str(run), '--out', str(tmp_path / 'r'))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / 'r' / 'report.md').is_file()
+
+
+# ----------------------------------------------------------------------------------------
+# tools/visualize.py
+# ----------------------------------------------------------------------------------------
+def test_visualize_draws_cluster_maps(ablation, tiny_demo, tmp_path, capsys):
+    from PIL import Image
+    checkpoint = ablation[0] / 'runs' / 'jitter+random_crop' / 'checkpoint.pth'
+    out = tmp_path / 'maps'
+    argv = ['--eval_path', str(checkpoint), '--data_root', str(tiny_demo), '--n_images', '2', '--out_dir', str(out),
+            '--device', 'cpu', '--num_workers', '0']
+    assert visualize.main(argv) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ['cluster_map_000.png', 'cluster_map_001.png', 'legend.png', 'overview.png']
+    single, overview = Image.open(out / 'cluster_map_000.png'), Image.open(out / 'overview.png')
+    assert single.width > 3 * single.height  # image | ground truth | clusters | correct/wrong
+    assert overview.height > 1.5 * single.height  # both images, one row each
+    assert 'acc' in capsys.readouterr().out
+    # One-to-one only: there are not more clusters than classes for a many-to-one matching.
+    assert visualize.main(argv + ['--matching', 'majority']) == 2
+    assert 'needs more clusters than classes' in capsys.readouterr().err
+
+
+def test_visualize_majority_matching_of_an_overclustered_run(sweep, tiny_demo, tmp_path):
+    checkpoint = sweep[0] / 'runs' / 'K_train_30' / 'checkpoint.pth'
+    argv = ['--eval_path', str(checkpoint), '--data_root', str(tiny_demo), '--n_images', '1',
+            '--out_dir', str(tmp_path), '--device', 'cpu', '--num_workers', '0', '--matching', 'majority']
+    assert visualize.main(argv) == 0
+    assert (tmp_path / 'cluster_map_000.png').is_file()
+
+
+def test_visualize_bad_checkpoint_is_one_line(tmp_path, capsys):
+    missing = tmp_path / 'nope.pth'
+    assert visualize.main(['--eval_path', str(missing), '--data_root', str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+
+
+# ----------------------------------------------------------------------------------------
+# TensorBoard (optional dependency)
+# ----------------------------------------------------------------------------------------
+def test_tensorboard_missing_is_one_clear_line(tiny_demo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # import fails as if not installed
+    code = train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'tb',
+                            '--stuff', '--num_epoch', '1', *TINY_FLAGS, '--tensorboard'])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    assert code == 2 and len(err) == 1
+    assert '--tensorboard' in err[0] and 'pip install tensorboard' in err[0]
+    assert not (tmp_path / 'tb').exists()  # stopped before the run folder was made
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason='the optional tensorboard package is not installed')
+def test_tensorboard_logs_scalars_and_cluster_maps(ablation):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(ablation[0] / 'runs' / 'jitter+random_crop' / 'tensorboard'))
+    events.Reload()
+    scalars = set(events.Tags()['scalars'])
+    assert {'loss/total', 'loss/within_view', 'loss/cross_view', 'kmeans_loss/view1', 'view1/mIoU', 'view2/acc',
+            'final/mIoU'} <= scalars
+    assert [e.step for e in events.Scalars('view1/mIoU')] == [1]
+    assert events.Tags()['images'] == ['cluster_maps/view1']
+
+
+# ----------------------------------------------------------------------------------------
+# visualize.ipynb
+# ----------------------------------------------------------------------------------------
+def test_notebook_runs_headless_and_draws(tiny_demo, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip('nbformat')
+    nbclient = pytest.importorskip('nbclient')
+    # Default path of the notebook: no checkpoint given, so it trains a tiny run itself.
+    monkeypatch.delenv('PICIE_CHECKPOINT', raising=False)
+    monkeypatch.setenv('PICIE_DATA_ROOT', str(tiny_demo))
+    monkeypatch.setenv('PICIE_WORK_DIR', str(tmp_path / 'work'))
+    notebook = nbformat.read(REPO_ROOT / 'visualize.ipynb', as_version=4)
+    assert not any(cell.get('outputs') for cell in notebook.cells if cell.cell_type == 'code')  # stored clean
+    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name='python3',
+                                     resources={'metadata': {'path': str(REPO_ROOT)}})
+    client.execute()
+    images = [output for cell in notebook.cells if cell.cell_type == 'code' for output in cell.outputs
+              if 'image/png' in output.get('data', {})]
+    assert len(images) >= 3  # cluster maps + the two views for two draws
+    assert (tmp_path / 'work' / 'run' / 'checkpoint.pth').is_file()
+    errors = [output for cell in notebook.cells if cell.cell_type == 'code' for output in cell.outputs
+              if output.get('output_type') == 'error']
+    assert not errors
