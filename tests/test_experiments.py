@@ -217,9 +217,9 @@ def test_overclustering_epochs_report_majority_and_fresh_k_test(sweep):
 # ----------------------------------------------------------------------------------------
 # tools/compare_runs.py on hand-made run folders: unfinished runs, different lengths, errors
 # ----------------------------------------------------------------------------------------
-def _fake_run(folder, epochs, planned, finished, lr=1e-4, classes=('sky', 'water')):
+def _fake_run(folder, epochs, planned, finished, lr=1e-4, classes=('sky', 'water'), seed=1, miou=15.0):
     folder.mkdir(parents=True)
-    cfg = {'lr': lr, 'num_epoch': planned, 'seed': 1, 'K_train': 27, 'run_name': folder.name, 'git_commit': 'abc',
+    cfg = {'lr': lr, 'num_epoch': planned, 'seed': seed, 'K_train': 27, 'run_name': folder.name, 'git_commit': 'abc',
            'augment_config': {'inv_list': ['grey'], 'eqv_list': ['h_flip']}}
     (folder / 'config.json').write_text(json.dumps(cfg))
     lines = []
@@ -229,7 +229,7 @@ def _fake_run(folder, epochs, planned, finished, lr=1e-4, classes=('sky', 'water
                                  'view2': view, 'phase_s': {'kmeans': 1.0, 'train': 2.0}}))
     (folder / 'metrics.jsonl').write_text('\n'.join(lines) + '\n')
     if finished:
-        final = {'epochs': planned, 'acc': 40.0, 'acc_std': 0.5, 'mIoU': 15.0, 'mIoU_std': 0.25, 'repeats': 3,
+        final = {'epochs': planned, 'acc': 40.0, 'acc_std': 0.5, 'mIoU': miou, 'mIoU_std': 0.25, 'repeats': 3,
                  'thing_mIoU': None, 'stuff_mIoU': 15.0, 'per_class_iou': {c: 12.0 for c in classes},
                  'final_eval_s': 4.0}
         (folder / 'final_metrics.json').write_text(json.dumps(final))
@@ -254,6 +254,19 @@ def test_compare_runs_handles_unfinished_runs_and_different_lengths(tmp_path, ca
         assert (out / png).is_file()
     rows = (out / 'summary.csv').read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith('run,num_epoch,lr,epochs')
+
+
+def test_compare_runs_groups_runs_that_differ_only_in_seed(tmp_path):
+    runs = [_fake_run(tmp_path / f'seed{seed}' / 'all', 2, 2, True, seed=seed, miou=miou)
+            for seed, miou in ((1, 14.0), (2, 10.0), (3, 12.0))]
+    runs.append(_fake_run(tmp_path / 'seed1' / 'fast', 2, 2, True, lr=1e-3, miou=20.0))
+    out = tmp_path / 'report'
+    assert compare_runs.main([*map(str, runs), '--out', str(out)]) == 0
+    report = (out / 'report.md').read_text()
+    assert '## Across training seeds' in report
+    assert '| all | 1, 2, 3 | 14.00, 10.00, 12.00 | 12.00 ± 1.63 |' in report  # population std
+    assert '| fast | 1 | 20.00 | 20.00 ± 0.00 |' in report
+    assert '| seed1/all |' in report  # same folder names under different parents are told apart
 
 
 @pytest.mark.parametrize('make, fragment', [

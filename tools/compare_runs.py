@@ -11,6 +11,8 @@ and writes into --out:
                             thing / stuff mIoU, the untrained network's scores when logged, wall
                             time; then per-class IoU with class names; then the figures
   summary.csv               the same numbers, one row per run
+  (report.md also gets a table "Across training seeds" when some runs differ only in --seed:
+  their final scores' mean and std over the seeds)
   miou_per_epoch.png        mIoU per epoch of every run (view 1 solid, view 2 dashed, the fresh
   acc_per_epoch.png         K_test clustering dotted when logged; epoch 0 = the untrained network,
                             stars = the final evaluation)
@@ -269,6 +271,37 @@ def per_class_table(runs: Sequence[Run]) -> (List[str], Dict[str, Dict[str, Opti
     return classes, table, from_epoch
 
 
+def seed_groups(runs: Sequence[Run]) -> List[List[Run]]:
+    """Runs whose settings differ only in --seed, grouped (first-seen order)."""
+    groups: Dict[str, List[Run]] = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run.settings.items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def seed_rows(groups: Sequence[Sequence[Run]]) -> List[Dict[str, str]]:
+    """Final scores across training seeds: the repeats' std measures only k-means noise, the spread
+    over seeds measures training noise too, which is what tells two settings apart."""
+    rows = []
+    for group in groups:
+        finished = [run for run in group if run.final and run.final.get("mIoU") is not None]
+        names = {run.path.name for run in group}
+        row = {"runs": names.pop() if len(names) == 1 else ", ".join(run.label for run in group),
+               "seeds": ", ".join(str(run.config.get("seed", "?")) for run in group)}
+        for key, name in (("mIoU", "final mIoU"), ("acc", "final acc")):
+            values = [run.final[key] for run in finished]
+            row[f"{name} per seed"] = ", ".join(f"{v:.2f}" for v in values) or "—"
+            row[f"{name} mean ± std over seeds"] = (_pm(float(np.mean(values)), float(np.std(values)))
+                                                    if values else "—")
+        bn = [run.init_scores("init_bn")["mIoU"] for run in group if run.init_scores("init_bn")]
+        if bn:
+            row["untrained+BN mIoU mean ± std"] = _pm(float(np.mean(bn)), float(np.std(bn)))
+        row["finished"] = f"{len(finished)}/{len(group)}"
+        rows.append(row)
+    return rows
+
+
 def markdown_table(rows: Sequence[Dict[str, str]], columns: Sequence[str]) -> str:
     def cell(text) -> str:
         return str(text).replace("|", "\\|")
@@ -406,6 +439,12 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
     if common:
         lines += ["Common settings: " + ", ".join(f"`{k}` {v}" for k, v in common.items()) + ".", ""]
     lines += ["## Summary", "", markdown_table(rows, columns), ""]
+    groups = seed_groups(runs)
+    if any(len(group) > 1 for group in groups):
+        rows_by_seed = seed_rows(groups)
+        lines += ["## Across training seeds", "",
+                  "Runs whose settings differ only in `seed`, grouped: mean ± std (population) of their final scores "
+                  "over the seeds.", "", markdown_table(rows_by_seed, list(rows_by_seed[0])), ""]
     lines += ["## Per-class IoU", ""]
     if classes:
         pc_rows = []
