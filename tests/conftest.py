@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Make the repo's packages (data, tools, ...) importable when pytest is started as `pytest`
@@ -44,3 +45,12 @@ def coco_mini(shared_data) -> Path:
     if not (root / 'images').is_dir():
         pytest.skip(f'real COCO-Stuff sample not found: {root}')
     return root
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """One intra-op thread for a module of small-tensor tests (threads only add synchronisation cost)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -77,6 +77,41 @@ def test_2aug_script_is_train_picie_with_one_photometric_and_one_geometric(fake_
     assert other.run_name == 'picie_2aug_blur_h_flip'
 
 
+def _recorded(name, fake_python, tmp_path, **env):
+    """(entry script, parsed args) of the command a training script runs."""
+    out = tmp_path / f'{name}.argv'
+    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs', **env})
+    assert done.returncode == 0, done.stderr
+    words = out.read_text().splitlines()
+    return words[0], config.get_args_parser().parse_args(words[1:])
+
+
+@pytest.mark.parametrize('script, env, entry, expected', [
+    ('train_picie_h.sh', {}, 'train_picie.py', {'overcluster': True, 'run_name': 'picie_h'}),  # K_aux 100 = default
+    ('train_picie_h.sh', {'K_AUX': '54'}, 'train_picie.py', {'overcluster': True, 'K_aux': 54, 'run_name': 'picie_h'}),
+    ('train_mdc.sh', {}, 'train_mdc.py', {'run_name': 'mdc'}),
+    ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
+    ('train_picie_cityscapes.sh', {}, 'train_picie.py',
+     {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes', 'data_root': 'datasets/cityscapes/',
+      'stuff': None, 'thing': None}),  # Cityscapes has no stuff/thing split
+])
+def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, entry, expected, fake_python, tmp_path):
+    """The paper's settings live in train_picie.sh; each variant changes only what it names."""
+    _, paper = _recorded('train_picie.sh', fake_python, tmp_path)
+    got_entry, variant = _recorded(script, fake_python, tmp_path, **env)
+    assert got_entry == entry
+    differing = {k: getattr(variant, k) for k in vars(paper) if getattr(paper, k) != getattr(variant, k)}
+    assert differing == expected
+
+
+def test_train_script_dry_run_prints_the_command_and_passes_flags_through(tmp_path):
+    done = _script('train_picie.sh', {'DRY_RUN': 1, 'SAVE_ROOT': tmp_path / 'runs', 'SEED': 3}, '--restart')
+    assert done.returncode == 0, done.stderr
+    args = _train_commands(done.stdout)['picie']
+    assert (args.seed, args.restart, args.pretrain, args.K_train, args.batch_size_cluster) == (3, True, True, 27, 256)
+    assert not (tmp_path / 'runs').exists()  # nothing written by a dry run
+
+
 @pytest.mark.parametrize('env, fragment', [({'PHOTO': 'gray'}, 'PHOTO=gray'), ({'GEO': 'rotate'}, 'GEO=rotate'),
                                            ({'PHOTO': 'jitter,blur'}, 'PHOTO=jitter,blur')])
 def test_2aug_script_rejects_anything_but_one_transform_each(env, fragment, tmp_path):

@@ -12,13 +12,8 @@ BACKENDS = ["faiss", "torch"]
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (seconds on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: intra-op threads mostly add synchronisation cost on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blobs(n_blobs=5, dim=16, n_points=2000, spread=5.0, noise=0.1, seed=0):

@@ -18,13 +18,8 @@ MEAN = torch.tensor(T.IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(T.IMAGENET_STD).view(1, 3, 1, 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: intra-op threads mostly add synchronisation cost on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: intra-op threads mostly add synchronisation cost on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(batch=6, height=24, width=20, seed=0):
