@@ -1,0 +1,171 @@
+"""How invariant and how equivariant a checkpoint's clusters are, one transform at a time.
+
+    python tools/invariance.py results/ablate_transforms_demo/*/checkpoint.pth --data_root datasets/demo \
+        --out reports/invariance   # writes invariance.md and invariance.json
+
+For every photometric transform P (brightness, contrast, saturation, hue, greyscale, blur) and
+every geometric transform G (random resized crop, h-flip, v-flip), applied with probability 1 and
+the strength the checkpoint was trained with (the paper's by default), it measures on val images
+the fraction of feature-map cells whose cluster does not change:
+
+    photometric P:  c(f(P x))  ==  c(f(x))          invariance
+    geometric G:    c(f(G x))  ==  G(c(f(x)))       equivariance (G on the network's feature map)
+    paper views:    c(f(G(P1 x))) == c(G(f(P2 x)))  both views as training draws them
+
+c is the nearest of the checkpoint's view-1 centroids (the training k-means's assignment), so a
+score is exactly the cross-view agreement PiCIE's loss asks for, transform by transform. The
+"chance" row is the agreement of two independent maps with the clusters' sizes (sum of squared
+cluster fractions). The transform parameters are drawn per image from --seed, the same for every
+checkpoint, so columns compare networks on identical inputs.
+"""
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from data.build import build_source  # noqa: E402
+from data.datasets import TrainImages  # noqa: E402
+from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, draw_view_params  # noqa: E402
+from utils.checkpoint import build_model_from_checkpoint, load_checkpoint  # noqa: E402
+from utils.config import finalize_args, get_args_parser  # noqa: E402
+from utils.engine import embed_views  # noqa: E402
+from utils.pipeline import make_runtime  # noqa: E402
+from utils.viz import assign_clusters  # noqa: E402
+
+PAPER_VIEWS = "paper views"
+STRENGTH_KEYS = ("jitter_strength", "hue_range", "blur_sigma", "min_scale")
+
+
+def probe_configs(trained: dict) -> Dict[str, AugmentConfig]:
+    """{probe name: AugmentConfig}: one transform at a time, always applied, at the strengths of
+    `trained` (the checkpoint's augment_config); last, the paper's two views with their draws."""
+    strengths = {k: tuple(v) if isinstance(v, list) else v for k, v in trained.items() if k in STRENGTH_KEYS}
+    always = dict(jitter_p=1.0, grey_p=1.0, blur_p=1.0, flip_p=1.0, **strengths)
+    probes = {name: AugmentConfig(inv_list=(name,), **always) for name in PHOTOMETRIC_OPS}
+    probes.update({name: AugmentConfig(eqv_list=(name,), **always) for name in GEOMETRIC_OPS})
+    probes[PAPER_VIEWS] = AugmentConfig(inv_list=PHOTOMETRIC_OPS, eqv_list=("random_crop", "h_flip"), **strengths)
+    return probes
+
+
+def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, AugmentConfig], res1: int,
+                      seed: int, runtime) -> Dict[str, float]:
+    """{probe: percent of cells with the same cluster in both views, 'chance': percent}.
+
+    centroids [K, C]; the loader yields (indices [B], base images uint8 [B, 3, res2, res2]). For a
+    single-transform probe view 2 is the plain image (its photometric params are the identity),
+    so z2 = G(f(x)); for PAPER_VIEWS both views are drawn as in training.
+    """
+    same = {name: 0 for name in probes}
+    cells, sizes = 0, torch.zeros(centroids.shape[0], dtype=torch.float64)
+    makers = {name: ViewMaker(cfg, res1, seed) for name, cfg in probes.items()}
+    for indices, base in loader:
+        for name, maker in makers.items():
+            params = maker.params(0, indices.tolist(), runtime.device)
+            if name != PAPER_VIEWS:
+                plain = draw_view_params(AugmentConfig(), seed, 0, indices.tolist(), maker.grid, runtime.device)
+                params = replace(params, photometric2=plain.photometric2)
+            with torch.inference_mode():
+                z1, z2 = embed_views(model, maker, base, params, runtime, l2_normalize=True)
+            y1, y2 = assign_clusters(z1, centroids), assign_clusters(z2, centroids)
+            same[name] += int((y1 == y2).sum())
+            if name == PHOTOMETRIC_OPS[0]:  # y2 is the plain image's map: count cluster sizes once
+                cells += y2.numel()
+                sizes += torch.bincount(y2.flatten(), minlength=centroids.shape[0]).double()
+    result = {name: 100.0 * count / cells for name, count in same.items()}
+    result["chance"] = 100.0 * float(((sizes / cells) ** 2).sum())
+    return result
+
+
+def run_name(path: Path) -> str:
+    return path.parent.name if path.name.endswith((".pth", ".pkl", ".tar")) else path.name
+
+
+def markdown_table(results: Dict[str, Dict[str, float]], trained_with: Dict[str, str]) -> str:
+    names = list(results)
+    rows = [f"| transform | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
+    rows.append("| trained with | " + " | ".join(trained_with[n] for n in names) + " |")
+    for probe in next(iter(results.values())):
+        label = {"chance": "chance (cluster sizes)"}.get(probe, probe)
+        best = max(results[n][probe] for n in names)
+        cells = [f"**{results[n][probe]:.1f}**" if results[n][probe] == best and len(names) > 1 and probe != "chance"
+                 else f"{results[n][probe]:.1f}" for n in names]
+        rows.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] = None) -> int:
+    parser = argparse.ArgumentParser("invariance", parents=[get_args_parser(add_help=False)],
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders (or use --eval_path)")
+    parser.add_argument("--n_images", type=int, default=40, help="how many val images to measure on")
+    parser.set_defaults(res1=None, res2=None, data_root=None, dataset=None)  # None: the checkpoint's own
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.checkpoints] or ([Path(args.eval_path)] if args.eval_path else [])
+    try:
+        if not paths:
+            raise ValueError("name one or more checkpoints (or run folders), or --eval_path CKPT")
+        if args.n_images < 1:
+            raise ValueError(f"--n_images {args.n_images} must be at least 1")
+        paths = [p / "checkpoint.pth" if p.is_dir() else p for p in paths]
+        results: Dict[str, Dict[str, float]] = {}
+        trained_with: Dict[str, str] = {}
+        source = None
+        for path in paths:
+            ckpt = load_checkpoint(str(path))
+            saved = ckpt.get("args", {})
+            trained = saved.get("augment_config") or {}
+            # The checkpoint's own view sizes and data unless given on the command line.
+            run_args = argparse.Namespace(**vars(args))
+            run_args.res1 = args.res1 or int(saved.get("res1", 320))
+            run_args.res2 = args.res2 or int(saved.get("res2", 640))
+            run_args.data_root = args.data_root or saved.get("data_root")
+            if not run_args.data_root:
+                raise ValueError(f"{path} does not record its data: give --data_root")
+            run_args.dataset = args.dataset or saved.get("dataset", "cocostuff")
+            if args.stuff is None and args.thing is None:
+                evaluated = ckpt.get("eval_config", {})
+                run_args.stuff, run_args.thing = bool(evaluated.get("stuff", True)), bool(evaluated.get("thing", True))
+            run_args = finalize_args(run_args, for_training=False)
+            runtime = make_runtime(run_args)
+            runtime.progress = False
+            model = build_model_from_checkpoint(ckpt, runtime.device).eval()
+            if source is None:
+                source = build_source(run_args)
+                images = TrainImages(source.val_images[: args.n_images], run_args.res2)
+                loader = DataLoader(images, batch_size=min(16, len(images)), num_workers=0)
+            weight = ckpt["classifiers"]["view1"]["weight"]
+            centroids = weight.reshape(weight.shape[0], -1)  # [K, C] (stored as a 1x1 conv or a matrix)
+            name = run_name(path)
+            if name in results:
+                name = str(path)
+            results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), run_args.res1,
+                                              args.seed, runtime)
+            lists = [",".join(trained.get(k, [])) or "none" for k in ("inv_list", "eqv_list")]
+            trained_with[name] = " / ".join(lists) if trained else "?"
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = markdown_table(results, trained_with)
+    print(f"cells whose cluster is unchanged, % ({len(images)} val images, view-1 centroids)\n")
+    print(table)
+    if args.out:
+        # --out (the shared flag): the table as OUT.md and the numbers as OUT.json.
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table)
+        out.with_suffix(".json").write_text(json.dumps({"results": results, "trained_with": trained_with,
+                                                        "n_images": len(images), "seed": args.seed}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
