@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end and report what the README's tables quote."""
+import json
+
+import pytest
+
+from benchmarks import bench_epoch, bench_views
+from conftest import TINY_FLAGS
+
+
+def test_kmeans_working_set_at_the_papers_settings():
+    sampled = bench_epoch.kmeans_working_set_mb(batch=256, init_batches=20, grid=80, dim=128, pixels_per_image=128,
+                                                all_pixels=False)
+    assert sampled == {"init_sample_mb": 320.0, "online_batch_mb": 800.0, "both_views_peak_mb": 960.0}
+    every = bench_epoch.kmeans_working_set_mb(batch=256, init_batches=20, grid=80, dim=128, pixels_per_image=128,
+                                              all_pixels=True)
+    assert every["init_sample_mb"] == 16000.0  # the original's 16.8 GB (decimal) of initial features
+
+
+def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    result = bench_epoch.main(['--data_root', str(tiny_demo), '--stuff', *TINY_FLAGS, '--num_epoch', '2',
+                               '--repeats', '1', '--K_train', '5', '--K_test', '5', '--bench_json', str(out),
+                               '--project_images', '1000'])
+    saved = json.loads(out.read_text())
+    assert saved['n_train_images'] == 12 and len(saved['epochs']) == 2
+    for epoch in saved['epochs']:
+        for phase in ('kmeans_s', 'label_s', 'train_s', 'eval_s', 'kmeans_img_per_s', 'train_img_per_s'):
+            assert epoch[phase] > 0, phase
+        assert epoch['epoch_s'] == pytest.approx(epoch['kmeans_s'] + epoch['label_s'] + epoch['train_s']
+                                                 + epoch['eval_s'], abs=0.01)
+    assert saved['peak_rss_mb']['self'] > 100
+    assert 0 <= saved['final']['mIoU'] <= 100 and 0 <= saved['untrained']['mIoU'] <= 100
+    assert saved['projection']['images'] == 1000 and saved['projection']['epoch_s'] > 0
+    assert result['final'] == saved['final']
+    printed = capsys.readouterr().out
+    assert 'k-means working set at paper settings' in printed and 'projected epoch of 1000 images' in printed
+
+
+def test_bench_views_times_every_transform_set(capsys):
+    bench_views.main(['--res2', '32', '--res1', '16', '--batch', '2', '--repeats', '2', '--threads', '1'])
+    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    assert [row[:40].strip() for row in rows] == list(bench_views.SETS)
+    assert all(float(row.split()[-1]) > 0 for row in rows)
