@@ -40,8 +40,16 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed batches per transform set")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = parser.parse_args(argv)
+    threads_before = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        _time_sets(args)
+    finally:
+        torch.set_num_threads(threads_before)  # main() may run inside another process (tests)
+
+
+def _time_sets(args) -> None:
     base = torch.randint(0, 256, (args.batch, 3, args.res2, args.res2), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(0))
     print(f"views of {args.batch} images {args.res2} -> {args.res1}, {torch.get_num_threads()} threads, "

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from benchmarks import bench_epoch, bench_views
 from conftest import TINY_FLAGS
@@ -37,7 +38,9 @@ def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, ca
 
 
 def test_bench_views_times_every_transform_set(capsys):
+    threads = torch.get_num_threads()
     bench_views.main(['--res2', '32', '--res1', '16', '--batch', '2', '--repeats', '2', '--threads', '1'])
     rows = capsys.readouterr().out.strip().splitlines()[2:]
     assert [row[:40].strip() for row in rows] == list(bench_views.SETS)
     assert all(float(row.split()[-1]) > 0 for row in rows)
+    assert torch.get_num_threads() == threads  # --threads must not leak into the calling process
