@@ -21,7 +21,6 @@ checkpoint, so columns compare networks on identical inputs.
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -30,14 +29,15 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from data.build import build_source  # noqa: E402
 from data.datasets import TrainImages  # noqa: E402
-from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, draw_view_params  # noqa: E402
+from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker  # noqa: E402
 from utils.checkpoint import build_model_from_checkpoint, load_checkpoint  # noqa: E402
 from utils.config import finalize_args, get_args_parser  # noqa: E402
-from utils.engine import embed_views  # noqa: E402
+from utils.engine import embed_views, forward_features, make_views  # noqa: E402
 from utils.pipeline import make_runtime  # noqa: E402
 from utils.viz import assign_clusters  # noqa: E402
 
@@ -61,25 +61,34 @@ def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, 
     """{probe: percent of cells with the same cluster in both views, 'chance': percent}.
 
     centroids [K, C]; the loader yields (indices [B], base images uint8 [B, 3, res2, res2]). For a
-    single-transform probe view 2 is the plain image (its photometric params are the identity),
-    so z2 = G(f(x)); for PAPER_VIEWS both views are drawn as in training.
+    single-transform probe view 2 is the plain image, so z2 = G(f(x)) with f(x) computed once per
+    batch; for PAPER_VIEWS both views are drawn as in training.
     """
     same = {name: 0 for name in probes}
     cells, sizes = 0, torch.zeros(centroids.shape[0], dtype=torch.float64)
     makers = {name: ViewMaker(cfg, res1, seed) for name, cfg in probes.items()}
+    plain_maker = ViewMaker(AugmentConfig(), res1, seed)
     for indices, base in loader:
+        indices = indices.tolist()
+        # f(x) of the plain image once per batch: view 2 of every single-transform probe (the network
+        # sees each view on its own, so this equals what a two-view forward would give).
+        plain_params = plain_maker.params(0, indices, runtime.device)
+        _, plain_input = make_views(plain_maker, base, plain_params, runtime, runtime.amp_dtype)
+        with torch.inference_mode():
+            plain_feats = forward_features(model, plain_input, runtime)
+        y_plain = assign_clusters(F.normalize(plain_feats, dim=1), centroids)
+        cells += y_plain.numel()
+        sizes += torch.bincount(y_plain.flatten(), minlength=centroids.shape[0]).double()
         for name, maker in makers.items():
-            params = maker.params(0, indices.tolist(), runtime.device)
-            if name != PAPER_VIEWS:
-                plain = draw_view_params(AugmentConfig(), seed, 0, indices.tolist(), maker.grid, runtime.device)
-                params = replace(params, photometric2=plain.photometric2)
+            params = maker.params(0, indices, runtime.device)
             with torch.inference_mode():
-                z1, z2 = embed_views(model, maker, base, params, runtime, l2_normalize=True)
-            y1, y2 = assign_clusters(z1, centroids), assign_clusters(z2, centroids)
-            same[name] += int((y1 == y2).sum())
-            if name == PHOTOMETRIC_OPS[0]:  # y2 is the plain image's map: count cluster sizes once
-                cells += y2.numel()
-                sizes += torch.bincount(y2.flatten(), minlength=centroids.shape[0]).double()
+                if name == PAPER_VIEWS:
+                    z1, z2 = embed_views(model, maker, base, params, runtime, l2_normalize=True)
+                else:
+                    view1, _ = make_views(maker, base, params, runtime, runtime.amp_dtype)
+                    z1 = F.normalize(forward_features(model, view1, runtime), dim=1)
+                    z2 = F.normalize(maker.geometric_on_features(plain_feats, params), dim=1)
+            same[name] += int((assign_clusters(z1, centroids) == assign_clusters(z2, centroids)).sum())
     result = {name: 100.0 * count / cells for name, count in same.items()}
     result["chance"] = 100.0 * float(((sizes / cells) ** 2).sum())
     return result
