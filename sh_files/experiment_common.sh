@@ -5,7 +5,7 @@
 #                 datasets/coco/), ImageNet init (--pretrain), res 320, 10 epochs, K 27
 #   PRESET=demo   sh_files/demo.sh's settings: the generated demo set (480 train + 40 val images,
 #                 written to datasets/demo if missing), res 96, 5 epochs, K 15, 3 final repeats,
-#                 the untrained network scored too (--eval_init); about 1.5 minutes a run on 2 CPU cores
+#                 the untrained network scored too (--eval_init); 70-99 s a run on 2 CPU cores
 #   PRESET=tiny   (or TINY=1) 12 + 6 generated images, res 64, 1 epoch, CPU fp32: seconds a run, to
 #                 check a script end to end
 #   DRY_RUN=1     print the commands instead of running them
