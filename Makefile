@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test clean-demo
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	# The repository as an editable package: its modules import from anywhere, with no sys.path edits.
+	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -6,62 +6,53 @@ By default the stored classifiers (the centroids of the checkpoint's last epoch)
 which needs only the val images and labels. With --recluster the paper's final protocol is
 run instead: fresh k-means with K_test clusters on the train images, --repeats times. With
 --linear_probe a 1x1 linear classifier is trained on the frozen features against the train
-split's ground truth and scored on val without matching (utils/probe.py).
+split's ground truth and scored on val without matching (modules/probe.py).
 """
-import json
 import sys
+from typing import List, Optional, Sequence
 
 import torch
 
 from data.build import build_source
-from data.datasets import DataError
-from data.validation import scan_label_maps
-from modules.fpn import PretrainError
+from data.validation import DataError, scan_label_maps
+from modules.config import (check_args, data_settings, eval_settings, evaluated_classes, get_test_parser, parse_args,
+                            probe_settings)
+from modules.evaluation import fresh_cluster_evaluation, score_classifiers, val_loader
+from modules.fpn import model_from_checkpoint
+from modules.probe import linear_probe
 from utils import dist
-from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
-from utils.config import finalize_args, get_args_parser
-from utils.pipeline import fresh_cluster_evaluation, make_runtime, score_classifiers, val_loader
-from utils.probe import linear_probe
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.errors import UserError
 from utils.run import setup_logging, write_json
-
-USER_ERRORS = (DataError, CheckpointError, PretrainError, ValueError, FileNotFoundError)
-
-
-def apply_checkpoint_eval_config(args, ckpt: dict) -> None:
-    """Classes evaluated: the command line's --stuff/--thing, else the checkpoint's, else all."""
-    saved = ckpt.get("eval_config", {})
-    if args.stuff is None and args.thing is None:
-        args.stuff = bool(saved.get("stuff", True))
-        args.thing = bool(saved.get("thing", True))
-        if not (args.stuff or args.thing):
-            args.stuff = args.thing = True
+from utils.runtime import make_runtime
 
 
 def main(args) -> dict:
     log = setup_logging()
     if not args.eval_path:
-        raise ValueError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
+        raise UserError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
+    check_args(args, for_training=False)
     ckpt = load_checkpoint(args.eval_path)
-    apply_checkpoint_eval_config(args, ckpt)
-    runtime = make_runtime(args)
-    model = build_model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
-    source = build_source(args)
+    stuff, thing = evaluated_classes(args, ckpt)
+    settings = eval_settings(args, stuff=stuff, thing=thing)
+    runtime = make_runtime(args.device, args.precision, args.deterministic)
+    model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
+    source = build_source(data_settings(args, stuff, thing))
     if not source.has_labels:
         raise DataError(f"no labelled evaluation images under {args.data_root}; test_picie.py needs val labels")
-    loader = val_loader(source, args, runtime)
-    label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, args.bad_labels,
-                                   args.num_workers)
+    loader = val_loader(source, settings, runtime)
+    label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, settings.bad_labels,
+                                   settings.num_workers)
     log.info("evaluating %s (%s, epoch %s) on %d images, %d classes", args.eval_path, ckpt["format"],
              ckpt.get("epoch"), len(source.val_images), source.n_classes)
     if args.linear_probe:
-        result = linear_probe(model, source, args, runtime)
+        result = linear_probe(model, source, settings, probe_settings(args), runtime)
     elif args.recluster:
-        fresh = fresh_cluster_evaluation(model, source, args, runtime, loader)
-        result = {k: v for k, v in fresh.items()}
+        result = dict(fresh_cluster_evaluation(model, source, settings, runtime, loader))
     else:
         if not ckpt.get("classifiers"):
             raise CheckpointError(f"{args.eval_path} stores no classifier; use --recluster to cluster afresh")
-        scored = score_classifiers(model, loader, ckpt["classifiers"], source, args, runtime, desc="test")
+        scored = score_classifiers(model, loader, ckpt["classifiers"], source, settings, runtime, desc="test")
         first = "view1" if "view1" in scored else next(iter(scored))
         result = dict(scored[first])
         result["classifier"] = first
@@ -81,12 +72,24 @@ def main(args) -> dict:
     return result
 
 
-def cli(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
+def test_argv(train_argv: Sequence[str]) -> List[str]:
+    """The arguments of `train_picie.py --eval_only ...` (the original's test command) that
+    test_picie.py takes: flags of training only (--save_root, --num_epoch, ...) are dropped."""
+    known = {option for action in get_test_parser()._actions for option in action.option_strings}
+    kept, keep = [], False
+    for word in train_argv:
+        if word.startswith("--"):
+            keep = word.split("=")[0] in known
+        if keep:
+            kept.append(word)
+    return kept
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(get_test_parser(), argv)
     try:
-        args = finalize_args(args, for_training=False)
         main(args)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -1,240 +1,318 @@
-"""Train PiCIE: python train_picie.py --data_root datasets/coco --save_root results [flags].
+"""Train PiCIE: python train_picie.py --preset paper --data_root datasets/coco [flags].
 
-Each epoch: (1) cluster both views with mini-batch k-means, (2) label every pixel,
-(3) train against the labels with the within- and cross-view balanced CE, (4) evaluate,
-(5) checkpoint. After the last epoch: fresh k-means on the train images, scored on val.
+Each epoch: (1) cluster both views with mini-batch k-means and (2) label every pixel
+(modules/pseudo_labels.py), (3) train against the labels with the within- and cross-view
+balanced CE (train_one_epoch, modules/loss.py), (4) score each view's classifier, (5) checkpoint.
+After the last epoch: fresh k-means on the train images, scored on val (modules/evaluation.py).
 The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc); what they
-change is in the objective (modules/methods.py).
+change is in the objective (modules/objectives.py). Flags and presets: modules/config.py.
 """
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from data.build import build_source, train_dataset
-from data.datasets import DataError
-from data.validation import scan_label_maps
-from modules.fpn import PretrainError, build_model
-from modules.methods import build_objective
-from modules.siamese import SiamesePair
+from data.transforms import ViewMaker
+from data.validation import check_bad_images, scan_label_maps
+from modules.config import (RESULT, ROLES, OptimSettings, RunSettings, config_to_json, eval_config, get_args_parser,
+                            parse_args, settings_from_args)
+from modules.evaluation import ExampleMaps, fresh_cluster_evaluation, score_classifiers, val_loader
+from modules.fpn import build_model, calibrate_batchnorm, model_from_checkpoint
+from modules.objectives import Objective, build_objective
+from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
+                                   training_views)
+from modules.siamese import SiamesePair, features_of_views
 from utils import dist
-from utils.checkpoint import CheckpointError, build_model_from_checkpoint, load_checkpoint
-from utils.config import config_to_json, finalize_args, get_args_parser
-from utils.engine import KMeansSettings, allocate_labels, calibrate_batchnorm, cluster_and_label, train_one_epoch
-from utils.pipeline import (build_optimizer, checkpoint_state, classifier_entry, eval_config_of,
-                            fresh_cluster_evaluation, make_runtime, make_view_maker, score_classifiers,
-                            seed_everything, val_loader)
-from utils.reliability import (RunProgress, check_bad_images, configure_determinism, differing_flags,
-                               match_thread_counts, remove_stale_temp_files, restore_rng, resume_command,
-                               rewrite_metrics, save_checkpoint)
-from utils.run import (CHECKPOINT_NAME, RunFolderError, append_jsonl, git_commit, make_loader,
-                       prepare_run_folder, setup_logging, write_json)
+from utils.checkpoint import (checkpoint_state, classifier_entry, keep_epoch_checkpoints, load_checkpoint,
+                              match_thread_counts, restore_rng, save_checkpoint, differing_settings)
+from utils.errors import UserError
+from utils.loaders import make_loader
+from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, git_commit, prepare_run_folder, remove_stale_temp_files,
+                       resume_command, setup_logging, write_json)
+from utils.runtime import Runtime, configure_determinism, make_runtime, seed_everything
 from utils.signals import GracefulStop, StopRequested, stop_requested
 from utils.tb import open_tensorboard
 
-USER_ERRORS = (DataError, CheckpointError, PretrainError, RunFolderError, ValueError, FileNotFoundError)
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf."""
 
 
-def main(args, progress: Optional[RunProgress] = None) -> dict:
+def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
-    # --- 1. Config, run folder and logging ------------------------------------------------
-    configure_determinism(args.deterministic)
-    runtime = make_runtime(args)
-    tb = open_tensorboard(args)  # a no-op without --tensorboard; fails here, before any file, if it is not installed
-    run_folder = prepare_run_folder(Path(args.save_root) / args.run_name, args.restart, args.overwrite)
+    # --- 1. Run folder, logging, where the network runs -------------------------------------
+    configure_determinism(s.deterministic)
+    runtime = make_runtime(s.device, s.precision, s.deterministic)
+    run_folder = Path(s.save_root) / s.run_name
+    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; fails before any file is written
+    prepare_run_folder(run_folder, s.restart, s.overwrite)
     log = setup_logging(run_folder / "train.log")
     if dist.is_main():
         remove_stale_temp_files(run_folder)
-    args.git_commit = git_commit()
-    log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, args.git_commit, runtime.device, runtime.amp_dtype)
-    log.info("config: %s", config_to_json(args))
-    log.info("transforms: photometric %s, geometric %s", list(args.augment_config["inv_list"]) or "none",
-             list(args.augment_config["eqv_list"]) or "none")
+    record = dict(s.record, git_commit=git_commit())
+    log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, record["git_commit"], runtime.device,
+             runtime.amp_dtype)
+    log.info("config: %s", config_to_json(record))
+    log.info("transforms: photometric %s, geometric %s", list(s.augment.inv_list) or "none",
+             list(s.augment.eqv_list) or "none")
     if dist.is_main():
-        (run_folder / "config.json").write_text(config_to_json(args))
-    seed_everything(args.seed)
+        (run_folder / "config.json").write_text(config_to_json(record))
+    seed_everything(s.seed)
 
-    # --- 2. Data ------------------------------------------------------------------------
-    source = build_source(args)
-    trainset = train_dataset(source, args.res2)
+    # --- 2. Data: training images (both views are made on the device), labelled val images -----
+    source = build_source(s.data)
+    trainset = train_dataset(source, s.train.res2)
     # Batch sizes are global: each of the world_size ranks takes its share of every batch.
-    cluster_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True)
-    train_sampler = dist.EpochSampler(len(trainset), args.seed, shuffle=True, reshuffle=True, even=True)
-    cluster_loader = make_loader(trainset, dist.local_batch(args.batch_size_cluster), cluster_sampler,
-                                 args.num_workers, runtime.device)
-    train_loader = make_loader(trainset, dist.local_batch(args.batch_size_train), train_sampler,
-                               args.num_workers, runtime.device)
-    evaluation_loader = val_loader(source, args, runtime) if source.has_labels else None
+    cluster_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_cluster),
+                                 dist.EpochSampler(len(trainset), s.seed, shuffle=True), s.num_workers, runtime.device)
+    train_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_train),
+                               dist.EpochSampler(len(trainset), s.seed, shuffle=True, reshuffle=True, even=True),
+                               s.num_workers, runtime.device)
+    evaluation_loader = val_loader(source, s.eval, runtime) if source.has_labels else None
     log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
              len(source.val_images), source.n_classes, source.name)
     # Every label map is checked now, so a bad one stops the run before training, not at its first evaluation.
-    label_report = (scan_label_maps(source.val_images, source.val_labels, source.label_valid, args.bad_labels,
-                                    args.num_workers) if source.has_labels else {})
+    label_report = (scan_label_maps(source.val_images, source.val_labels, source.label_valid, s.eval.bad_labels,
+                                    s.num_workers) if source.has_labels else {})
 
-    # --- 3. Model, optimiser, resume ----------------------------------------------------------
-    view_maker = make_view_maker(args)
-    start_epoch, history, ckpt = 0, [], None
-    checkpoint_path = run_folder / CHECKPOINT_NAME
-    progress.checkpoint = checkpoint_path
-    if args.restart and checkpoint_path.is_file():
-        ckpt = load_checkpoint(checkpoint_path)
-        model = build_model_from_checkpoint(ckpt).to(runtime.device)
-        optimizer = build_optimizer(model, args)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, history = ckpt["epoch"], ckpt.get("history", [])
-        progress.saved_epoch = start_epoch
-        log.info("resumed from %s after epoch %d", checkpoint_path, start_epoch)
-        for flag, now, then in differing_flags(args, ckpt.get("args", {})):
-            log.warning("--%s is %s but the checkpoint's run used %s: the resumed epochs differ from an "
-                        "uninterrupted run", flag, now, then)
-        match_thread_counts(ckpt.get("threads"), args.deterministic)
-    else:
-        model = build_model(args.arch, args.in_dim, args.pretrain, args.pretrain_path).to(runtime.device)
-        optimizer = build_optimizer(model, args)
-    model = model.to(memory_format=torch.channels_last)
+    # --- 3. Network, optimiser, objective (its clustering heads), pseudo-label arrays ---------------
+    view_maker = ViewMaker(s.augment, s.train.res1, s.seed, photometric_res=s.train.photometric_res)
+    checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
+    model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
+    start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
+    run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
     # Training runs the Siamese pair (both views in one call) under DDP on several ranks;
     # clustering and evaluation use the plain network (no gradients, nothing to synchronise).
     pair = SiamesePair(model)
     if dist.is_distributed():
         pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    eval_config = eval_config_of(args, source)
-    settings = KMeansSettings(n_clusters=args.K_train, n_iter=args.kmeans_n_iter,
-                              num_init_batches=args.num_init_batches, num_batches=args.num_batches,
-                              pixels_per_image=args.kmeans_pixels_per_image,
-                              init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
-    objective = build_objective(args.method, args.K_train, getattr(model, "module", model).feat_dim,
-                                args.K_aux if args.overcluster else 0, args.nonparametric,
-                                lambda module: build_optimizer(module, args), args.seed)
+    objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
+                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed)
     log.info("method: %s, clusterings per epoch: %s", objective.name,
              ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
-    labels = allocate_labels(len(trainset), view_maker.grid, args.K_train,
-                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"), heads=objective.heads)
-    if dist.is_main():  # one line per record of the checkpoint's history: a redone epoch is not listed twice
-        dropped = rewrite_metrics(run_folder / "metrics.jsonl", history)
-        if dropped:
-            log.info("metrics.jsonl: dropped %d line(s) of work the interrupted run had not checkpointed", dropped)
+    labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
+                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
+    checkpoint_of = lambda epoch, centroids: checkpoint_state(  # noqa: E731 - what every save writes
+        model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch, record,
+        centroids, eval_config(s, source.class_names), run_log.history)
 
-    # --- 4. The untrained network, for reference; BatchNorm statistics of a random init ----------
+    # --- 4. The untrained network for reference; BatchNorm statistics of a random init ------------
+    progress.enter("initial evaluation and BatchNorm calibration")
+    if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
+        prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, run_log, log)
+        if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
+            save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
+            progress.saved_epoch = 0
+    else:
+        restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
+
+    # --- 5. Epochs: cluster and label, train, score, checkpoint -----------------------------------
+    example_maps = ExampleMaps(model, source, s.eval, runtime)
+    for epoch in range(start_epoch or 0, s.train.num_epoch):
+        progress.start_epoch(epoch, s.train.num_epoch)
+        cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
+        dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
+        cluster_loader.skipped.clear()
+        train_loader.skipped.clear()
+        progress.enter("clustering and labelling")
+        clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, objective.heads, s.kmeans, runtime,
+                                     labels, s.seed, s.train.l2_normalize, s.train.feature_cache_bytes, progress.lap)
+        check_bad_images(_paths(trainset, cluster_loader.skipped), len(trainset), s.train.max_bad_fraction)
+        progress.enter("training")
+        epoch_record = train_one_epoch(pair, objective, optimizer, train_loader, view_maker, epoch, clusters, runtime,
+                                       s.train.l2_normalize, s.train.balance, s.train.skip_nonfinite,
+                                       should_stop=lambda: bool(stop_requested()))
+        if stop_requested():
+            raise StopRequested(stop_requested())
+        progress.lap("train")
+        record_bad_images(epoch_record, trainset, cluster_loader.skipped | train_loader.skipped,
+                          s.train.max_bad_fraction, epoch, log)
+        epoch_record.update(kmeans_loss=clusters.kmeans_loss, reused_features=clusters.reused_features,
+                            **clusters.stats)
+        progress.enter("evaluation")
+        if evaluation_loader is not None:
+            epoch_record.update(score_epoch(model, objective, clusters, source, s, runtime, evaluation_loader,
+                                            epoch, progress.lap))
+        epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
+        run_log.add(epoch_record)
+        log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, _loggable(epoch_record))
+        progress.enter("checkpoint")
+        centroids = objective.named_centroids(clusters.centroids)
+        tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"],
+                                                        epoch_record.get("view1", {}).get("cluster_to_class")))
+        if dist.is_main():
+            state = checkpoint_of(epoch + 1, centroids)
+            save_checkpoint(state, checkpoint_path)
+            progress.saved_epoch = epoch + 1
+            if s.keep_checkpoints > 0:
+                keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
+        dist.barrier()
+
+    # --- 6. Final evaluation: fresh k-means on the train images, scored on val --------------------
+    progress.epoch, progress.phase = None, "final evaluation"
+    final = final_evaluation(model, source, s, runtime, evaluation_loader, run_log, label_report, len(trainset), log)
+    final["git_commit"] = record["git_commit"]
+    if dist.is_main():
+        write_json(run_folder / "final_metrics.json", final)
+        log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
+    tb.close(final)
+    return final
+
+
+def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: ViewMaker, epoch: int,
+                    clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, balance: bool = True,
+                    skip_nonfinite: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+    """Step 3 of an epoch: train the network (the Siamese `pair`) against every head's pseudo-labels.
+
+    For each batch: the two views with this epoch's transform parameters (the clustering pass's,
+    reused from its cache when there), z1 = f(G(P1 x)) and z2 = G(f(P2 x)), the objective's loss
+    against the frozen centroids of the epoch (within- and cross-view CE for PiCIE), one step.
+    Returns averages over steps: loss, its parts (PiCIE: loss_within, loss_cross, + loss_aux for
+    PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.
+    """
+    pair.train()
+    objective.start_epoch(clusters.centroids, clusters.counts, balance, runtime.device)
+    sums: Dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
+    n_steps = n_nonfinite = n_bad_images = 0
+    for batch in runtime.bar(training_batches(loader, clusters), f"epoch {epoch} train", total=len(loader)):
+        n_bad_images += batch.n_skipped  # unreadable, or not labelled this epoch
+        if dist.any_over_ranks(batch.indices.numel() == 0):
+            continue  # every rank skips together: DDP ranks must run the same steps
+        views, params = training_views(view_maker, batch, epoch, clusters, runtime)
+        feats = features_of_views(pair, view_maker, *views, params, runtime, l2_normalize, objective.n_views)
+        loss, parts = objective(feats, batch_labels(clusters, batch.indices, runtime.device))
+        optimizer.zero_grad(set_to_none=True)
+        objective.zero_grad()
+        if dist.any_over_ranks(not torch.isfinite(loss)):
+            if not skip_nonfinite:
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}, training step "
+                                         f"{n_steps + n_nonfinite + 1} of {len(loader)}")
+            n_nonfinite += 1
+            if dist.is_distributed():
+                (loss.nan_to_num() * 0).backward()  # DDP needs the backward its forward prepared
+            optimizer.zero_grad(set_to_none=True)
+            objective.zero_grad()
+            continue
+        loss.backward()
+        optimizer.step()
+        objective.step()
+        n_steps += 1
+        for key, value in (("loss", loss), *((f"loss_{name}", part) for name, part in parts.items())):
+            sums[key] = sums.get(key, 0.0) + value.item()
+        if dist.any_over_ranks(should_stop()):  # all DDP ranks stop after the same step
+            break
+    averages = {k: v / max(n_steps, 1) for k, v in sums.items()}
+    averages.update(n_steps=n_steps, n_nonfinite_steps=n_nonfinite, n_bad_images=n_bad_images)
+    return averages
+
+
+def build_optimizer(module: torch.nn.Module, settings: OptimSettings) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if settings.optim_type == "SGD":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def build_or_resume(s: RunSettings, checkpoint_path: Path, runtime: Runtime, log):
+    """(model, optimiser, checkpoint or None): a new network (ImageNet or random init), or with
+    --restart the checkpoint's network and optimiser state."""
+    ckpt = load_checkpoint(checkpoint_path) if s.restart and checkpoint_path.is_file() else None
+    if ckpt is None:
+        model = build_model(s.model.arch, s.model.feat_dim, s.model.pretrain, s.model.pretrain_path).to(runtime.device)
+        optimizer = build_optimizer(model, s.optim)
+    else:
+        model = model_from_checkpoint(ckpt).to(runtime.device)
+        optimizer = build_optimizer(model, s.optim)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        log.info("resumed from %s after epoch %d", checkpoint_path, ckpt["epoch"])
+        result_flags = [flag for flag, role in ROLES.items() if role == RESULT]
+        for flag, now, then in differing_settings(s.record, ckpt.get("args", {}), result_flags):
+            log.warning("--%s is %s but the checkpoint's run used %s: the resumed epochs differ from an "
+                        "uninterrupted run", flag, now, then)
+        match_thread_counts(ckpt.get("threads"), s.deterministic)
+    return model.to(memory_format=torch.channels_last), optimizer, ckpt
+
+
+def prepare_untrained(model, s: RunSettings, source, evaluation_loader, cluster_loader, view_maker: ViewMaker,
+                      runtime: Runtime, run_log: RunLog, log) -> None:
+    """Score the network as initialised (--eval_init) and, from random init, set its BatchNorm
+    statistics from training images (--calibrate_bn) and score it again."""
+    evaluate_init = s.eval_init and evaluation_loader is not None
+
     def evaluate_untrained(stage: str, label: str) -> None:
         started = time.perf_counter()
-        scores = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader, desc=stage)
+        scores = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader, desc=stage)
         log.info("%s (fresh k-means): acc %.2f mIoU %.2f", label, scores["acc"], scores["mIoU"])
-        record = {"epoch": 0, "stage": stage, "fresh": {k: v for k, v in scores.items() if k != "runs"},
-                  "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}}
-        history.append(record)
-        if dist.is_main():
-            append_jsonl(run_folder / "metrics.jsonl", record)
+        run_log.add({"epoch": 0, "stage": stage, "fresh": {k: v for k, v in scores.items() if k != "runs"},
+                     "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}})
 
-    # A resumed run (even from the epoch-0 checkpoint) has done this already: its results are in the history.
-    progress.phase = "initial evaluation and BatchNorm calibration"
-    evaluate_init = args.eval_init and ckpt is None and evaluation_loader is not None
     if evaluate_init:
         evaluate_untrained("init", "untrained network as initialised")
-    n_calibration = args.calibrate_bn if args.calibrate_bn >= 0 else (
-        0 if (args.pretrain or args.pretrain_path) else 10)
-    if ckpt is None and n_calibration > 0:
-        cluster_sampler.epoch = 0
-        used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, n_calibration)
+    if s.model.calibrate_bn_batches > 0:
+        cluster_loader.sampler.epoch = 0
+        used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, s.model.calibrate_bn_batches)
         dist.average_buffers(model)
         log.info("BatchNorm statistics set from %d training images (random init; --calibrate_bn)",
                  used * dist.world_size())
         if evaluate_init:
             evaluate_untrained("init_bn", "untrained network, BatchNorm statistics re-estimated")
-    if ckpt is None and dist.is_main():
-        # Epoch-0 checkpoint: a run stopped in its first epoch resumes after the calibration and init evaluations.
-        save_checkpoint(checkpoint_state(model, optimizer, 0, args, None, eval_config, history), checkpoint_path)
-        progress.saved_epoch = 0
-    if ckpt is not None:
-        restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
-    # --- 5. Epochs -------------------------------------------------------------------------
-    for epoch in range(start_epoch, args.num_epoch):
-        phase_s, tick = {}, [time.perf_counter()]
 
-        def timer(phase):
-            now = time.perf_counter()
-            phase_s[phase] = now - tick[0]
-            tick[0] = now
+def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s: RunSettings, runtime: Runtime,
+                evaluation_loader, epoch: int, lap: Callable[[str], None]) -> Dict:
+    """Step 4: each main head's frozen classifier on val ({view1, view2}: metrics), and with
+    over-clustering (K_train > K_test) also a fresh K_test clustering, as the final protocol."""
+    classifiers = {name: classifier_entry(c)
+                   for name, c in objective.named_centroids(clusters.centroids, main_only=True).items()}
+    scored = score_classifiers(model, evaluation_loader, classifiers, source, s.eval, runtime,
+                               desc=f"epoch {epoch} eval")
+    lap("eval")
+    out = {view: _brief(metrics) for view, metrics in scored.items()}
+    if s.kmeans.n_clusters > s.eval.n_clusters:
+        fresh = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader,
+                                         desc=f"epoch {epoch} fresh", repeats=1)
+        out["fresh_K_test"] = dict(_brief(fresh), matching="hungarian", K=s.eval.n_clusters,
+                                   protocol="fresh k-means on un-augmented train images, 1 repeat")
+        lap("eval_fresh")
+    return out
 
-        cluster_sampler.epoch = train_sampler.epoch = epoch
-        dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
-        progress.epoch, progress.num_epoch, progress.phase = epoch + 1, args.num_epoch, "clustering and labelling"
-        cluster_loader.skipped.clear()
-        train_loader.skipped.clear()
-        clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, settings, runtime, labels, args.seed,
-                                     args.metric_train == "cosine", args.feature_cache_gb * 2 ** 30, timer,
-                                     heads=objective.heads)
-        check_bad_images(_paths(trainset, cluster_loader.skipped), len(trainset), args.max_bad_fraction)
-        progress.phase = "training"
-        train_stats = train_one_epoch(pair, objective, optimizer, train_loader, view_maker, epoch, clusters,
-                                      runtime, args.metric_train == "cosine", balance=not args.no_balance,
-                                      skip_nonfinite=args.skip_nonfinite, should_stop=lambda: bool(stop_requested()))
-        if stop_requested():
-            raise StopRequested(stop_requested())
-        timer("train")
-        # Unreadable in either pass (counted once); such images are not trained on this epoch.
-        bad_paths = _paths(trainset, cluster_loader.skipped | train_loader.skipped)
-        check_bad_images(bad_paths, len(trainset), args.max_bad_fraction)
-        train_stats["n_bad_images"] = len(bad_paths)
-        if bad_paths:
-            train_stats["bad_images"] = bad_paths[:100]
-            log.warning("epoch %d: skipped %d unreadable training image(s): %s", epoch + 1, len(bad_paths),
-                        ", ".join(bad_paths[:5]) + (", ..." if len(bad_paths) > 5 else ""))
-        record = {"epoch": epoch + 1, "stage": "train", **train_stats, "kmeans_loss": clusters.kmeans_loss,
-                  "reused_features": clusters.reused_features, **clusters.stats}
-        progress.phase = "evaluation"
-        if evaluation_loader is not None:
-            scored = score_classifiers(model, evaluation_loader,
-                                       {name: classifier_entry(c) for name, c in
-                                        objective.named_centroids(clusters.centroids, main_only=True).items()},
-                                       source, args, runtime, desc=f"epoch {epoch} eval")
-            timer("eval")
-            record.update({view: _brief(m) for view, m in scored.items()})
-            if args.K_train > args.K_test:  # over-clustering: also K_test fresh clusters, as the final protocol
-                record["fresh_K_test"] = _fresh_brief(fresh_cluster_evaluation(
-                    model, source, args, runtime, evaluation_loader, desc=f"epoch {epoch} fresh", repeats=1), args.K_test)
-                timer("eval_fresh")
-        record["phase_s"] = {k: round(v, 3) for k, v in phase_s.items()}
-        history.append(record)
-        log.info("epoch %d/%d: %s", epoch + 1, args.num_epoch, json.dumps(_loggable(record)))
-        progress.phase = "checkpoint"
-        tb.log_epoch(record, model, clusters.centroids, source, runtime)
-        if dist.is_main():
-            append_jsonl(run_folder / "metrics.jsonl", record)
-            state = checkpoint_state(model, optimizer, epoch + 1, args, objective.named_centroids(clusters.centroids),
-                                     eval_config, history)
-            save_checkpoint(state, checkpoint_path)
-            progress.saved_epoch = epoch + 1
-            if args.keep_checkpoints > 0:
-                keep_epoch_checkpoints(run_folder, state, epoch + 1, args.keep_checkpoints)
-        dist.barrier()
 
-    # --- 6. Final evaluation: fresh k-means on the train images --------------------------
-    progress.epoch, progress.phase = None, "final evaluation"
-    final = {"epochs": args.num_epoch, "git_commit": args.git_commit, "n_train_images": len(trainset),
-             "n_val_images": len(source.val_images)}
-    final.update(_reliability_summary(history, label_report))
+def record_bad_images(epoch_record: Dict, trainset, skipped: set, max_fraction: float, epoch: int, log) -> None:
+    """Images unreadable in either pass (counted once) are not trained on this epoch; too many stop the run."""
+    bad_paths = _paths(trainset, skipped)
+    check_bad_images(bad_paths, len(trainset), max_fraction)
+    epoch_record["n_bad_images"] = len(bad_paths)
+    if bad_paths:
+        epoch_record["bad_images"] = bad_paths[:100]
+        log.warning("epoch %d: skipped %d unreadable training image(s): %s", epoch + 1, len(bad_paths),
+                    ", ".join(bad_paths[:5]) + (", ..." if len(bad_paths) > 5 else ""))
+
+
+def final_evaluation(model, source, s: RunSettings, runtime: Runtime, evaluation_loader, run_log: RunLog,
+                     label_report: Dict, n_train: int, log) -> Dict:
+    """Step 6: the paper's final protocol (fresh K_test k-means on the un-augmented train images,
+    --repeats seeds, scored on val), with run-level counts and the untrained network's scores."""
+    final = {"epochs": s.train.num_epoch, "n_train_images": n_train, "n_val_images": len(source.val_images)}
+    epochs = [r for r in run_log.history if r.get("stage") == "train"]
+    final.update(n_unreadable_train_images=max([r.get("n_bad_images", 0) for r in epochs], default=0),
+                 unreadable_train_images=sorted({p for r in epochs for p in r.get("bad_images", [])}),
+                 n_nonfinite_steps=sum(r.get("n_nonfinite_steps", 0) for r in epochs), label_maps=label_report)
     if evaluation_loader is not None:
         started = time.perf_counter()
-        fresh = fresh_cluster_evaluation(model, source, args, runtime, evaluation_loader)
+        fresh = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader)
         final.update(fresh, final_eval_s=round(time.perf_counter() - started, 3))
         log.info("final (fresh k-means, %d repeats): acc %.2f +- %.2f, mIoU %.2f +- %.2f", fresh["repeats"],
                  fresh["acc"], fresh["acc_std"], fresh["mIoU"], fresh["mIoU_std"])
-    for record in history:
-        if record.get("stage") == "init":
-            final["untrained"] = record["fresh"]
-        elif record.get("stage") == "init_bn":
-            final["untrained_bn_calibrated"] = record["fresh"]
-    if dist.is_main():
-        write_json(run_folder / "final_metrics.json", final)
-        log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
-    tb.close(final)
+    for stage, key in (("init", "untrained"), ("init_bn", "untrained_bn_calibrated")):
+        if run_log.stage(stage):
+            final[key] = run_log.stage(stage)["fresh"]
     return final
 
 
@@ -246,56 +324,29 @@ def _brief(metrics: dict) -> dict:
     return brief
 
 
-def _fresh_brief(scores: dict, n_clusters: int) -> dict:
-    brief = _brief(scores)
-    brief.update(matching="hungarian", K=n_clusters, protocol="fresh k-means on un-augmented train images, 1 repeat")
-    return brief
-
-
-def _loggable(record: dict) -> dict:
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
-        out[key] = value
-    return out
+def _loggable(record: dict) -> str:
+    """The record as one JSON line without the long per-class lists."""
+    return json.dumps({key: ({k: v for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
+                             if isinstance(value, dict) else value) for key, value in record.items()})
 
 
 def _paths(dataset, indices) -> list:
     return [str(dataset.image_paths[i]) for i in sorted(indices)]
 
 
-def _reliability_summary(history: list, label_report: dict) -> dict:
-    """Run-level counts of what was skipped or fixed (per-epoch numbers are in metrics.jsonl)."""
-    epochs = [r for r in history if r.get("stage") == "train"]
-    unreadable = sorted({p for r in epochs for p in r.get("bad_images", [])})
-    return {"n_unreadable_train_images": max([r.get("n_bad_images", 0) for r in epochs], default=0),
-            "unreadable_train_images": unreadable,
-            "n_nonfinite_steps": sum(r.get("n_nonfinite_steps", 0) for r in epochs),
-            "label_maps": label_report}
-
-
-def keep_epoch_checkpoints(run_folder: Path, state: dict, epoch: int, keep: int) -> None:
-    save_checkpoint(state, run_folder / f"checkpoint_epoch{epoch}.pth")
-    old = sorted(run_folder.glob("checkpoint_epoch*.pth"), key=lambda p: int(p.stem.removeprefix("checkpoint_epoch")))
-    for path in old[:-keep]:
-        path.unlink()
-
-
 def cli(argv=None) -> int:
-    parser = get_args_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    if args.eval_only:  # the original's test_picie.sh calls train_picie.py --eval_only --eval_path
-        import test_picie  # noqa: PLC0415
-        return test_picie.cli(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--eval_only" in argv:  # the original's test_picie.sh calls train_picie.py --eval_only --eval_path
+        import test_picie  # noqa: PLC0415 - only for this alias
+        return test_picie.cli(test_picie.test_argv(argv))
+    args = parse_args(get_args_parser(), argv)
     progress = RunProgress(resume_with=resume_command(argv))
     # Exit codes: 2 bad input, 3 non-finite numbers, 128 + signal number when stopped by a signal.
     with GracefulStop():
         try:
-            args = finalize_args(args)
-            dist.init_distributed("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-            main(args, progress)
+            settings = settings_from_args(args)
+            dist.init_distributed("cuda" if settings.device != "cpu" and torch.cuda.is_available() else "cpu")
+            main(settings, progress)
         except StopRequested as exc:
             print(progress.stop_message(exc.signum), file=sys.stderr)
             return 128 + exc.signum
@@ -306,7 +357,7 @@ def cli(argv=None) -> int:
             print(f"error: {exc}; {progress.kept()}. Likely causes: a learning rate too high (lower --lr) or bf16 "
                   "overflow (--precision fp32); --skip_nonfinite skips such training steps instead", file=sys.stderr)
             return 3
-        except USER_ERRORS as exc:
+        except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except Exception:

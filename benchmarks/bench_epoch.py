@@ -14,19 +14,14 @@ of N training images (49,629 for COCO-Stuff curated) with labels recomputed (no 
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
 
-import torch  # noqa: E402
-
-import train_picie  # noqa: E402
-from utils.config import finalize_args, get_args_parser  # noqa: E402
+import train_picie
+from modules.config import get_args_parser, parse_args, settings_from_args
 
 
 def peak_rss_mb() -> dict:
@@ -54,18 +49,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--project_images", type=int, default=49629,
                         help="project an epoch of this many training images from the measured rates")
     parser.add_argument("--project_val_images", type=int, default=2175, help="val images of the projection")
-    args = parser.parse_args(argv)
-    keep_run = args.save_root != "results"
-    if not keep_run:
-        args.save_root = tempfile.mkdtemp(prefix="picie_bench_")
-    args.eval_init = True
-    args.overwrite = True
-    args = finalize_args(args)
+    parsed = parse_args(parser, argv)
+    # The run goes to a temporary folder unless --save_root is given; the untrained network is scored too.
+    save_root = parsed.save_root if parsed.save_root != "results" else tempfile.mkdtemp(prefix="picie_bench_")
+    args = argparse.Namespace(**dict(vars(parsed), save_root=save_root, eval_init=True, overwrite=True))
+    settings = settings_from_args(args)
 
     started = time.perf_counter()
-    final = train_picie.main(args)
+    final = train_picie.main(settings)
     total_s = time.perf_counter() - started
-    run = Path(args.save_root) / args.run_name
+    run = Path(settings.save_root) / settings.run_name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     n_train, n_val = final["n_train_images"], final["n_val_images"]
 

@@ -10,17 +10,11 @@ this is the whole per-step cost of choosing more of them.
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from data.transforms import PHOTOMETRIC_OPS, AugmentConfig, ViewMaker  # noqa: E402
+from data.transforms import PHOTOMETRIC_OPS, AugmentConfig, ViewMaker
 
 SETS = {
     "none": ((), ()),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PiCIE, PiCIE+H, MDC and MDC (nonparametric) on the built-in demo set with the budget of
-# sh_files/demo.sh (480 train / 40 val images, res 96, K 15, 5 epochs, fresh k-means 3 repeats),
+# train_picie.py --preset demo (the settings of sh_files/demo.sh),
 # one run per method and seed, then a table of the final scores (the README's method table).
 #   ./benchmarks/compare_methods.sh                       # CPU, seed 1
 #   DEVICE=cuda SEEDS="1 2" WORKERS=8 ./benchmarks/compare_methods.sh
@@ -17,12 +17,9 @@ METHODS=${METHODS-"picie picie_h mdc mdc_nonparametric"}
 export PYTHONUNBUFFERED=1
 mkdir -p "$SAVE_ROOT" "$OUT" "$LOG_DIR"
 
-"$PY" -m data.make_demo --root "$DATA_ROOT" --n_train 480 --n_val 40 --seed 0 || exit 1
-COMMON="--data_root $DATA_ROOT --save_root $SAVE_ROOT --stuff --K_train 15 --K_test 15
-  --res 96 --res1 96 --res2 192 --batch_size_cluster 64 --batch_size_train 16 --batch_size_test 40
-  --num_init_batches 2 --num_batches 1 --kmeans_n_iter 20 --lr 1e-4 --num_epoch 5 --repeats 3
-  --num_workers $WORKERS --device $DEVICE --overwrite
-  --augment --jitter --blur --grey --equiv --random_crop --h_flip"
+if [ "$DATA_ROOT" = datasets/demo ]; then "$PY" -m data.make_demo --preset demo || exit 1; fi
+COMMON="--preset demo --no-eval_init --data_root $DATA_ROOT --save_root $SAVE_ROOT
+  --num_workers $WORKERS --device $DEVICE --overwrite"
 declare -A EXTRA=([picie]="" [picie_h]="--overcluster --K_aux $K_AUX" [mdc]="--method mdc"
                   [mdc_nonparametric]="--method mdc --nonparametric")
 for seed in $SEEDS; do

@@ -1,28 +1,49 @@
-"""Pick the data source named by the flags and build its datasets."""
+"""Pick the data source named by the data settings and build its datasets."""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, cityscapes_source
 from data.cocostuff import build_cocostuff
 from data.datasets import EvalImages, TrainImages
+from data.folder import folder_source
 from data.source import DataSource
+from data.validation import DataError
+
+DATASETS = ("cocostuff", "cityscapes", "folder")
 
 
-def build_source(args) -> DataSource:
+@dataclass(frozen=True)
+class DataSettings:
+    """Which data: --dataset and its root, the evaluated COCO-Stuff classes (stuff, thing),
+    the curated or full COCO train list, Cityscapes splits, a folder's labels."""
+
+    dataset: str = "cocostuff"
+    data_root: str = "datasets/coco"
+    stuff: bool = True
+    thing: bool = True
+    fullcoco: bool = False
+    cityscapes_train_splits: Tuple[str, ...] = DEFAULT_TRAIN_SPLITS
+    cityscapes_eval_splits: Tuple[str, ...] = DEFAULT_EVAL_SPLITS
+    label_root: Optional[str] = None
+    n_classes: Optional[int] = None
+    train_list_repeats: int = 1
+
+
+def build_source(settings: DataSettings) -> DataSource:
     """The DataSource of --dataset (cocostuff, cityscapes or folder)."""
-    source = _build_source(args)
-    repeats = getattr(args, "train_list_repeats", 1)
-    if repeats > 1:
-        source.train_images = source.train_images * repeats
+    if settings.dataset == "cocostuff":
+        source = build_cocostuff(settings.data_root, stuff=settings.stuff, thing=settings.thing,
+                                 fullcoco=settings.fullcoco)
+    elif settings.dataset == "cityscapes":
+        source = cityscapes_source(settings.data_root, settings.cityscapes_train_splits,
+                                   settings.cityscapes_eval_splits)
+    elif settings.dataset == "folder":
+        source = folder_source(settings.data_root, settings.label_root, settings.n_classes)
+    else:
+        raise DataError(f"unknown --dataset {settings.dataset!r}; choose from {', '.join(DATASETS)}")
+    if settings.train_list_repeats > 1:
+        source.train_images = source.train_images * settings.train_list_repeats
     return source
-
-
-def _build_source(args) -> DataSource:
-    if args.dataset == "cocostuff":
-        return build_cocostuff(args.data_root, stuff=args.stuff, thing=args.thing, fullcoco=args.fullcoco)
-    if args.dataset == "cityscapes":
-        from data.cityscapes import build_cityscapes  # noqa: PLC0415 - optional source
-        return build_cityscapes(args)
-    if args.dataset == "folder":
-        from data.folder import build_folder  # noqa: PLC0415 - optional source
-        return build_folder(args)
-    raise ValueError(f"unknown --dataset {args.dataset!r}")
 
 
 def train_dataset(source: DataSource, res2: int) -> TrainImages:

@@ -17,7 +17,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from data.datasets import DataError
+from data.validation import DataError
 from data.source import DataSource
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,3 @@ def cityscapes_source(data_root, train_splits: Sequence[str] = DEFAULT_TRAIN_SPL
         probe_val_images=probe_val,
         probe_val_labels=[label_path(data_root, "val", p) for p in probe_val],
     )
-
-
-def build_cityscapes(args) -> DataSource:
-    """The Cityscapes source of the command-line flags."""
-    return cityscapes_source(args.data_root, args.cityscapes_train_splits, args.cityscapes_eval_splits)

@@ -11,7 +11,7 @@ from typing import List, Tuple
 import numpy as np
 
 from data.cocostuff_classes import N_FINE, UNLABELED, class_names, coarse_lut, load_fine_to_coarse
-from data.datasets import DataError
+from data.validation import DataError
 from data.source import DataSource
 
 CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"

@@ -9,9 +9,8 @@ Decoding happens once per image per pass, in DataLoader workers.
 """
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
-from data.validation import DataError, fixes_bad_labels, read_label_map  # DataError is re-exported here
+from data.validation import DataError, fixes_bad_labels, read_label_map
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class TrainImages(Dataset):
     """Training images: item i -> (i, uint8 [3, res2, res2]) or (i, None) if the file is unreadable.
 
     Unreadable training files are skipped (and counted) rather than ending a long run;
-    `collate_skip_bad` drops them from the batch.
+    utils/loaders.py's `collate_skip_bad` drops them from the batch.
     """
 
     def __init__(self, image_paths: Sequence[Path], res2: int):
@@ -149,39 +148,6 @@ class EvalImages(Dataset):
             label = self._label(self.label_paths[index], image.size)
         image = pil_to_uint8_tensor(resize_center_crop(image, self.res))
         return index, image, torch.from_numpy(np.ascontiguousarray(label, dtype=np.int16))
-
-
-@dataclass
-class Batch:
-    """A collated batch: dataset indices [B] and images uint8 [B, 3, H, W] (+ labels [B, H, W]).
-
-    n_skipped images of the batch could not be read; `skipped` holds their dataset indices.
-    """
-
-    indices: torch.Tensor
-    images: torch.Tensor
-    labels: Optional[torch.Tensor] = None
-    n_skipped: int = 0
-    skipped: Tuple[int, ...] = ()
-
-    def pin_memory(self):
-        self.images = self.images.pin_memory()
-        if self.labels is not None:
-            self.labels = self.labels.pin_memory()
-        return self
-
-
-def collate_skip_bad(items: List) -> Batch:
-    """Stack (index, image[, label]) items, dropping training items whose image was unreadable."""
-    good = [item for item in items if item[1] is not None]
-    skipped = tuple(int(item[0]) for item in items if item[1] is None)
-    if not good:
-        return Batch(torch.empty(0, dtype=torch.long), torch.empty(0, 3, 1, 1, dtype=torch.uint8), None,
-                     len(skipped), skipped)
-    indices = torch.tensor([item[0] for item in good], dtype=torch.long)
-    images = torch.stack([item[1] for item in good])
-    labels = torch.stack([item[2] for item in good]) if len(good[0]) > 2 else None
-    return Batch(indices, images, labels, len(skipped), skipped)
 
 
 # Decode truncated JPEGs as far as they go is NOT enabled: a truncated file should be reported.

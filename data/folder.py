@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from data.datasets import DataError
+from data.validation import DataError
 from data.source import DataSource
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,3 @@ def folder_source(data_root, label_root=None, n_classes: Optional[int] = None) -
     source.label_lut = folder_lut(n_classes)
     source.class_names = [f"class_{i}" for i in range(n_classes)]
     return source
-
-
-def build_folder(args) -> DataSource:
-    """The image-folder source of the command-line flags."""
-    return folder_source(args.data_root, args.label_root, args.n_classes)

@@ -685,7 +685,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed gives identical files")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the demo files if --root already holds other content")
+    parser.add_argument("--preset", choices=("demo", "tiny"), default=None,
+                        help="the data of train_picie.py's --preset demo|tiny: its data_root and sizes")
     args = parser.parse_args(argv)
+    if args.preset:
+        from modules.config import DEMO_SETS, PRESETS  # noqa: PLC0415 - only for --preset
+        args = argparse.Namespace(**dict(vars(args), root=PRESETS[args.preset]["data_root"],
+                                         **DEMO_SETS[args.preset]))
     start = time.perf_counter()
     try:
         root = generate_demo(args.root, n_train=args.n_train, n_val=args.n_val, seed=args.seed,

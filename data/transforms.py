@@ -15,11 +15,14 @@ there is one); tests check them against torchvision's per-image functions.
 """
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from utils.errors import UserError
+from utils.runtime import Runtime
 
 PHOTOMETRIC_OPS = ("brightness", "contrast", "saturation", "hue", "grey", "blur")
 GEOMETRIC_OPS = ("random_crop", "h_flip", "v_flip")
@@ -51,14 +54,14 @@ class AugmentConfig:
         self.eqv_list = tuple(self.eqv_list)
         for name in self.inv_list:
             if name not in PHOTOMETRIC_OPS:
-                raise ValueError(f"unknown photometric transform {name!r}; choose from {', '.join(PHOTOMETRIC_OPS)}")
+                raise UserError(f"unknown photometric transform {name!r}; choose from {', '.join(PHOTOMETRIC_OPS)}")
         for name in self.eqv_list:
             if name not in GEOMETRIC_OPS:
-                raise ValueError(f"unknown geometric transform {name!r}; choose from {', '.join(GEOMETRIC_OPS)}")
+                raise UserError(f"unknown geometric transform {name!r}; choose from {', '.join(GEOMETRIC_OPS)}")
         if not 0 < self.min_scale <= 1:
-            raise ValueError(f"--min_scale {self.min_scale} must lie in (0, 1]")
+            raise UserError(f"--min_scale {self.min_scale} must lie in (0, 1]")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ValueError(f"--blur_sigma {self.blur_sigma} must be 0 < low <= high")
+            raise UserError(f"--blur_sigma {self.blur_sigma} must be 0 < low <= high")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -335,7 +338,7 @@ class ViewMaker:
     def __init__(self, cfg: AugmentConfig, res1: int, seed: int, feature_stride: int = 4,
                  photometric_res: str = "view"):
         if photometric_res not in ("view", "base"):
-            raise ValueError(f"--photometric_res {photometric_res!r}: choose view or base")
+            raise UserError(f"--photometric_res {photometric_res!r}: choose view or base")
         self.cfg = cfg
         self.res1 = res1
         self.seed = seed
@@ -382,3 +385,15 @@ class ViewMaker:
         if not self.equivariant:
             return feats
         return apply_geometric(feats, params.geometric, feats.shape[-1])
+
+
+def make_views(view_maker: ViewMaker, base_images: torch.Tensor, params: ViewParams, runtime: Runtime,
+               cache_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs of both views, [B, 3, res1, res1] each, on the device."""
+    view1, view2 = view_maker.views(base_images.to(runtime.device, non_blocking=True), params)
+    if cache_dtype is not None:
+        view1, view2 = view1.to(cache_dtype), view2.to(cache_dtype)
+    if runtime.channels_last:
+        view1 = view1.contiguous(memory_format=torch.channels_last)
+        view2 = view2.contiguous(memory_format=torch.channels_last)
+    return view1, view2

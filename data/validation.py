@@ -15,18 +15,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from utils.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BAD_LABEL_POLICIES = ("error", "fix", "resize")  # 'resize' is the earlier name of 'fix'
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file or folder is missing or malformed; the message names it and says what to do."""
 
 
 def fixes_bad_labels(policy: str) -> bool:
     if policy not in BAD_LABEL_POLICIES:
-        raise ValueError(f"--bad_labels {policy!r}: choose one of {', '.join(BAD_LABEL_POLICIES)}")
+        raise UserError(f"--bad_labels {policy!r}: choose one of {', '.join(BAD_LABEL_POLICIES)}")
     return policy != "error"
 
 
@@ -116,3 +118,11 @@ def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], va
                     "values set to unlabelled), e.g. %s", policy, len(fixed), len(pairs), report["n_labels_resized"],
                     report["n_labels_bad_values"], ", ".join(fixed[:3]))
     return report
+
+
+def check_bad_images(bad_paths: Sequence[str], n_total: int, max_fraction: float) -> None:
+    """DataError when more than max_fraction of the training images could not be read."""
+    if bad_paths and len(bad_paths) > max_fraction * n_total:
+        shown = ", ".join(str(p) for p in bad_paths[:3]) + (", ..." if len(bad_paths) > 3 else "")
+        raise DataError(f"{len(bad_paths)} of {n_total} training images could not be read ({shown}), more than "
+                        f"--max_bad_fraction {max_fraction}; replace or remove them, or raise --max_bad_fraction")

@@ -1,9 +1,13 @@
-"""ResNet backbone + FPN decoder (the "PanopticFPN" feature extractor of PiCIE).
+"""The network f: ResNet backbone + FPN decoder (the "PanopticFPN" feature extractor of PiCIE).
 
 The network maps an image batch [B, 3, H, W] to per-pixel features [B, C, H/4, W/4]:
 the four ResNet stages (strides 4, 8, 16, 32) each get a 1x1 lateral conv to C channels,
 and the top-down path upsamples the coarser sum bilinearly (align_corners=False) and adds
 it to the next finer lateral. No ReLU and no 3x3 smoothing conv, as in the paper's code.
+
+Also here: building it (ImageNet weights through torchvision's weights API or a local file),
+rebuilding it from a checkpoint's model config, its features in float32 under the run's
+autocast, and setting the BatchNorm statistics of a randomly initialised network.
 """
 import os
 from dataclasses import asdict, dataclass
@@ -13,6 +17,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from data.transforms import ViewMaker
+from utils.checkpoint import CheckpointError
+from utils.errors import UserError
+from utils.runtime import Runtime
 
 # Lateral input channels of layer1..layer4 for each supported torchvision ResNet.
 _STAGE_CHANNELS = {
@@ -33,7 +42,7 @@ _WEIGHTS = {
 ARCHS = tuple(_STAGE_CHANNELS)
 
 
-class PretrainError(RuntimeError):
+class PretrainError(UserError):
     """ImageNet weights were asked for but cannot be obtained; the message says how to fix it."""
 
 
@@ -46,7 +55,7 @@ class FPNConfig:
 
     def resolved(self) -> "FPNConfig":
         if self.arch not in _STAGE_CHANNELS:
-            raise ValueError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+            raise UserError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
         return FPNConfig(self.arch, self.feat_dim or _DEFAULT_FEAT_DIM[self.arch])
 
     def to_dict(self) -> dict:
@@ -77,6 +86,8 @@ class FPNDecoder(nn.Module):
 
 class ResNetFPN(nn.Module):
     """ResNet-18/34/50/101 + FPN. Input [B, 3, H, W] -> features [B, feat_dim, H/4, W/4]."""
+
+    stride = 4  # input pixels per feature-map cell
 
     def __init__(self, config: FPNConfig):
         super().__init__()
@@ -156,3 +167,52 @@ def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain
             ) from None
         model.load_backbone_state(state, url)
     return model
+
+
+def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> ResNetFPN:
+    """The network of a checkpoint (either format, as load_checkpoint returns it), weights loaded."""
+    config = ckpt["model_config"]
+    model = ResNetFPN(FPNConfig(config["arch"], config["feat_dim"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"checkpoint weights do not fit a {config['arch']} FPN ({first})") from None
+    return model.to(device) if device is not None else model
+
+
+def forward_features(model, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """Network features in float32: images [B, 3, H, W] -> [B, C, H/4, W/4]."""
+    with runtime.autocast():
+        feats = model(runtime.to_device(images) if images.device != runtime.device else images)
+    return feats.float()
+
+
+def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, n_batches: int) -> int:
+    """Set BatchNorm running statistics to the average over `n_batches` batches of un-augmented
+    training images (resized to res1). A randomly initialised network carries the default
+    statistics (mean 0, var 1), which are wrong for every layer; since clustering runs the
+    network in eval mode (fixing the original's train-mode pass), it needs real statistics.
+    Returns the number of images used."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or n_batches <= 0:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    n_images = 0
+    with torch.no_grad():
+        for step, batch in enumerate(loader):
+            if step >= n_batches:
+                break
+            if batch.indices.numel() == 0:
+                continue
+            images = view_maker.plain_view(batch.images.to(runtime.device, non_blocking=True))
+            forward_features(model, runtime.to_device(images), runtime)
+            n_images += batch.indices.numel()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+    return n_images

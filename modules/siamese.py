@@ -9,7 +9,11 @@ separate DDP forwards before one backward would mark parameters ready twice).
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from data.transforms import ViewMaker, ViewParams, make_views
+from utils.runtime import Runtime
 
 
 class SiamesePair(nn.Module):
@@ -28,3 +32,28 @@ class SiamesePair(nn.Module):
         if view2 is None:
             return (self.net(view1),)
         return self.net(view1), self.net(view2)
+
+
+def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor,
+                      params: ViewParams, runtime: Runtime, l2_normalize: bool,
+                      n_views: int = 2) -> Tuple[torch.Tensor, ...]:
+    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w] float32, pixel-aligned.
+
+    `pair` is a SiamesePair (or DDP around one, when training on several ranks). n_views=1 (MDC)
+    forwards view 1 only and returns (z1,). l2_normalize: unit-length features (cosine metric).
+    """
+    with runtime.autocast():
+        feats = list(pair(view1, view2 if n_views > 1 else None))
+    feats = [f.float() for f in feats]
+    if n_views > 1:
+        feats[1] = view_maker.geometric_on_features(feats[1], params)
+    if l2_normalize:
+        feats = [F.normalize(f, dim=1) for f in feats]
+    return tuple(feats)
+
+
+def embed_views(pair: nn.Module, view_maker: ViewMaker, base_images: torch.Tensor, params: ViewParams,
+                runtime: Runtime, l2_normalize: bool, n_views: int = 2) -> Tuple[torch.Tensor, ...]:
+    """The views' features (as features_of_views) straight from base images uint8 [B, 3, res2, res2]."""
+    view1, view2 = make_views(view_maker, base_images, params, runtime, runtime.amp_dtype)
+    return features_of_views(pair, view_maker, view1, view2, params, runtime, l2_normalize, n_views)

@@ -61,6 +61,7 @@ if [ -n "${COMBOS:-}" ]; then
 fi
 
 prepare_data
+read -r -d '' SEED EPOCHS < <(preset_values seed num_epoch) || true
 echo "transform ablation (${PRESET} preset, seed ${SEED}, ${EPOCHS} epochs): ${#SELECTED[@]} runs into ${SAVE_ROOT}"
 for combo in "${SELECTED[@]}"; do
   IFS='|' read -r name photo geo <<< "${combo}"

@@ -7,4 +7,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON=${PYTHON:-$([ -x "${ROOT}/.venv/bin/python" ] && echo "${ROOT}/.venv/bin/python" || echo python)}
-exec "$PYTHON" "${ROOT}/tools/compare_runs.py" "$@"
+PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}" exec "$PYTHON" -m tools.compare_runs "$@"

@@ -1,16 +1,15 @@
 # Shared by sh_files/ablate_transforms.sh and sh_files/sweep_hparams.sh (sourced, not run): the
-# presets, the one-run helper and the closing comparison report. Settings from the environment:
+# preset, the one-run helper and the closing comparison report. Settings from the environment:
 #
-#   PRESET=paper  (default) sh_files/train_picie.sh's settings: COCO-Stuff at DATA_ROOT (default
-#                 datasets/coco/), ImageNet init (--pretrain), res 320, 10 epochs, K 27
-#   PRESET=demo   sh_files/demo.sh's settings: the generated demo set (480 train + 40 val images,
-#                 written to datasets/demo if missing), res 96, 5 epochs, K 15, 3 final repeats,
-#                 the untrained network scored too (--eval_init); 70-99 s a run on 2 CPU cores
-#   PRESET=tiny   (or TINY=1) 12 + 6 generated images, res 64, 1 epoch, CPU fp32: seconds a run, to
-#                 check a script end to end
+#   PRESET=paper  (default) train_picie.py --preset paper: COCO-Stuff at datasets/coco/, ImageNet
+#                 init, res 320, 10 epochs, K 27 (values in modules/config.py's PRESETS)
+#   PRESET=demo   --preset demo: the generated demo set (made in datasets/demo if missing), the
+#                 demo's budget and settings, the untrained network scored too
+#   PRESET=tiny   (or TINY=1) --preset tiny: a tiny generated set, 1 epoch, CPU fp32: seconds a
+#                 run, to check a script end to end
 #   DRY_RUN=1     print the commands instead of running them
-#   DATA_ROOT, SAVE_ROOT, REPORT_DIR, PYTHON, and the base values SEED EPOCHS LR K_TRAIN K_TEST
-#   KM_INIT KM_NUM KM_ITER MIN_SCALE BS_CLUSTER BS_TRAIN BS_TEST RES RES1 RES2 REPEATS override the preset.
+#   DATA_ROOT, SAVE_ROOT, REPORT_DIR, PYTHON, and EPOCHS LR K_TRAIN K_TEST KM_INIT KM_NUM KM_ITER
+#   MIN_SCALE BS_CLUSTER BS_TRAIN BS_TEST RES RES1 RES2 REPEATS SEED override the preset's values.
 #
 # Every run of one script uses the same seed and budget. A run whose folder already holds
 # final_metrics.json is kept (so an interrupted script can simply be started again); one with
@@ -22,43 +21,29 @@ PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyth
 [ "${TINY:-0}" = 1 ] && PRESET=tiny
 PRESET=${PRESET:-paper}
 DRY_RUN=${DRY_RUN:-0}
-USER_DATA_ROOT=${DATA_ROOT:-}
-
 case "${PRESET}" in
-  paper)
-    : "${DATA_ROOT:=datasets/coco/}"
-    : "${EPOCHS:=10}" "${LR:=1e-4}" "${K_TRAIN:=27}" "${K_TEST:=27}" "${KM_INIT:=20}" "${KM_NUM:=1}" "${KM_ITER:=20}"
-    : "${MIN_SCALE:=0.5}" "${BS_CLUSTER:=256}" "${BS_TRAIN:=128}" "${BS_TEST:=128}"
-    : "${RES:=320}" "${RES1:=320}" "${RES2:=640}" "${REPEATS:=1}"
-    PRESET_FLAGS=(--stuff --thing --pretrain)
-    DEMO_SIZE=""
-    ;;
-  demo)
-    : "${DATA_ROOT:=datasets/demo}"
-    : "${EPOCHS:=5}" "${LR:=1e-4}" "${K_TRAIN:=15}" "${K_TEST:=15}" "${KM_INIT:=2}" "${KM_NUM:=1}" "${KM_ITER:=20}"
-    : "${MIN_SCALE:=0.5}" "${BS_CLUSTER:=64}" "${BS_TRAIN:=16}" "${BS_TEST:=40}"
-    : "${RES:=96}" "${RES1:=96}" "${RES2:=192}" "${REPEATS:=3}"
-    PRESET_FLAGS=(--stuff --eval_init --num_workers 2)
-    DEMO_SIZE="--n_train 480 --n_val 40"
-    ;;
-  tiny)
-    : "${DATA_ROOT:=datasets/demo_tiny}"
-    : "${EPOCHS:=1}" "${LR:=1e-4}" "${K_TRAIN:=15}" "${K_TEST:=15}" "${KM_INIT:=1}" "${KM_NUM:=1}" "${KM_ITER:=5}"
-    : "${MIN_SCALE:=0.5}" "${BS_CLUSTER:=8}" "${BS_TRAIN:=4}" "${BS_TEST:=8}"
-    : "${RES:=64}" "${RES1:=64}" "${RES2:=128}" "${REPEATS:=1}"
-    PRESET_FLAGS=(--stuff --num_workers 0 --device cpu --precision fp32)
-    DEMO_SIZE="--n_train 12 --n_val 6"
-    ;;
-  *)
-    echo "error: PRESET=${PRESET}: choose paper, demo or tiny" >&2
-    exit 2
-    ;;
+  paper|demo|tiny) ;;
+  *) echo "error: PRESET=${PRESET}: choose paper, demo or tiny" >&2; exit 2 ;;
 esac
-: "${SEED:=1}"
-# Names of the base values run_one accepts as NAME=value overrides.
-OVERRIDABLE="EPOCHS LR K_TRAIN K_TEST KM_INIT KM_NUM KM_ITER MIN_SCALE BS_CLUSTER BS_TRAIN BS_TEST RES RES1 RES2 REPEATS SEED"
+# Environment variable -> train_picie.py flag, for the values a script or the user may override.
+declare -A FLAG_OF=([EPOCHS]=--num_epoch [LR]=--lr [K_TRAIN]=--K_train [K_TEST]=--K_test
+  [KM_INIT]=--num_init_batches [KM_NUM]=--num_batches [KM_ITER]=--kmeans_n_iter [MIN_SCALE]=--min_scale
+  [BS_CLUSTER]=--batch_size_cluster [BS_TRAIN]=--batch_size_train [BS_TEST]=--batch_size_test [RES]=--res
+  [RES1]=--res1 [RES2]=--res2 [REPEATS]=--repeats [SEED]=--seed)
+OVERRIDABLE="${!FLAG_OF[*]}"
+# Overrides given in the environment, as flags; every other value is the preset's.
+ENV_FLAGS=()
+for var in ${OVERRIDABLE}; do
+  [ -n "${!var:-}" ] && ENV_FLAGS+=("${FLAG_OF[$var]}" "${!var}")
+done
+[ -n "${DATA_ROOT:-}" ] && ENV_FLAGS+=(--data_root "${DATA_ROOT}")
 RUN_DIRS=()
 FAILED=()
+
+# preset_values FLAG...: the values the preset (and the environment's overrides) give these flags.
+preset_values() {
+  "$PYTHON" -m modules.config --preset "${PRESET}" "${ENV_FLAGS[@]}" --get "$@"
+}
 
 # Print a command (shell-quoted) instead of running it under DRY_RUN=1.
 run_or_print() {
@@ -72,46 +57,33 @@ run_or_print() {
 
 # The demo presets make their data when DATA_ROOT was not given (a no-op when it exists).
 prepare_data() {
-  if [ -n "${DEMO_SIZE}" ] && [ -z "${USER_DATA_ROOT}" ]; then
-    # shellcheck disable=SC2086  # DEMO_SIZE is a list of flags
+  if [ "${PRESET}" != paper ] && [ -z "${DATA_ROOT:-}" ]; then
     if [ "${DRY_RUN}" = 1 ]; then
-      run_or_print "$PYTHON" -m data.make_demo --root "${DATA_ROOT}" ${DEMO_SIZE} --seed 0
+      run_or_print "$PYTHON" -m data.make_demo --preset "${PRESET}"
     else
-      "$PYTHON" -m data.make_demo --root "${DATA_ROOT}" ${DEMO_SIZE} --seed 0 > /dev/null
+      "$PYTHON" -m data.make_demo --preset "${PRESET}" > /dev/null
     fi
   fi
-}
-
-# The flags of one run from the (possibly overridden) base values.
-base_flags() {
-  FLAGS=(--data_root "${DATA_ROOT}" --save_root "${SAVE_ROOT}" --seed "${SEED}" --num_epoch "${EPOCHS}"
-         --lr "${LR}" --K_train "${K_TRAIN}" --K_test "${K_TEST}"
-         --num_init_batches "${KM_INIT}" --num_batches "${KM_NUM}" --kmeans_n_iter "${KM_ITER}"
-         --min_scale "${MIN_SCALE}" --batch_size_cluster "${BS_CLUSTER}" --batch_size_train "${BS_TRAIN}"
-         --batch_size_test "${BS_TEST}" --res "${RES}" --res1 "${RES1}" --res2 "${RES2}" --repeats "${REPEATS}"
-         "${PRESET_FLAGS[@]}")
 }
 
 # run_one NAME [VAR=value ...] [-- train_picie flags ...]: one training run into SAVE_ROOT/NAME.
 run_one() {
   local name=$1
   shift
-  local EPOCHS=$EPOCHS LR=$LR K_TRAIN=$K_TRAIN K_TEST=$K_TEST KM_INIT=$KM_INIT KM_NUM=$KM_NUM KM_ITER=$KM_ITER
-  local MIN_SCALE=$MIN_SCALE BS_CLUSTER=$BS_CLUSTER BS_TRAIN=$BS_TRAIN BS_TEST=$BS_TEST RES=$RES RES1=$RES1
-  local RES2=$RES2 REPEATS=$REPEATS SEED=$SEED
+  local overrides=()
   while [ $# -gt 0 ] && [[ "$1" == *=* ]]; do
     local var=${1%%=*}
     if [[ " ${OVERRIDABLE} " != *" ${var} "* ]]; then
       echo "error: run_one ${name}: unknown setting ${var} (known: ${OVERRIDABLE})" >&2
       exit 2
     fi
-    local "$1"
+    overrides+=("${FLAG_OF[$var]}" "${1#*=}")
     shift
   done
   [ "${1:-}" = "--" ] && shift
-  base_flags
   local dir="${SAVE_ROOT%/}/${name}"
-  local cmd=("$PYTHON" train_picie.py --run_name "${name}" "${FLAGS[@]}" "$@" "${PASS_THROUGH[@]}")
+  local cmd=("$PYTHON" train_picie.py --preset "${PRESET}" --save_root "${SAVE_ROOT}" --run_name "${name}"
+             "${ENV_FLAGS[@]}" "${overrides[@]}" "$@" "${PASS_THROUGH[@]}")
   RUN_DIRS+=("${dir}")
   if [ "${DRY_RUN}" = 1 ]; then
     run_or_print "${cmd[@]}"
@@ -146,7 +118,7 @@ compare_all() {
     fi
   done
   if [ ${#dirs[@]} -gt 0 ]; then
-    run_or_print "$PYTHON" tools/compare_runs.py "${dirs[@]}" --out "${REPORT_DIR}" --title "${title}"
+    run_or_print "$PYTHON" -m tools.compare_runs "${dirs[@]}" --out "${REPORT_DIR}" --title "${title}"
   fi
   if [ ${#FAILED[@]} -gt 0 ]; then
     echo "error: ${#FAILED[@]} run(s) failed: ${FAILED[*]}" >&2

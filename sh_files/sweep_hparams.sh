@@ -30,8 +30,9 @@ PASS_THROUGH=("$@")
 source sh_files/experiment_common.sh
 SAVE_ROOT=${SAVE_ROOT:-results/sweep_hparams_${PRESET}}
 REPORT_DIR=${REPORT_DIR:-reports/sweep_hparams_${PRESET}}
-# The paper's transforms in every run.
-TRANSFORMS=(--inv_list "${PHOTO_ALL:-jitter,grey,blur}" --eqv_list "${GEO_ALL:-random_crop,h_flip}")
+# The preset's base values of the swept parameters (with the environment's overrides).
+read -r -d '' LR K_TRAIN KM_INIT KM_ITER MIN_SCALE BS_TRAIN RES1 SEED EPOCHS \
+  < <(preset_values lr K_train num_init_batches kmeans_n_iter min_scale batch_size_train res1 seed num_epoch) || true
 
 case "${PRESET}" in
   paper)
@@ -62,18 +63,18 @@ sweep() {
   shift 3
   [[ " ${PARAMS} " == *" ${param} "* ]] || return 0
   for value in "$@"; do
-    [ "${value}" = "${base}" ] && continue
+    awk -v a="${value}" -v b="${base}" 'BEGIN { exit !(a + 0 == b + 0) }' && continue  # 1e-4 == 0.0001
     if [ "${variable}" = RES1 ]; then
-      run_one "${param}_${value}" "RES1=${value}" "RES2=$((2 * value))" -- "${TRANSFORMS[@]}"
+      run_one "${param}_${value}" "RES1=${value}" "RES2=$((2 * value))"
     else
-      run_one "${param}_${value}" "${variable}=${value}" -- "${TRANSFORMS[@]}"
+      run_one "${param}_${value}" "${variable}=${value}"
     fi
   done
 }
 
 prepare_data
 echo "hyperparameter sweep (${PRESET} preset, seed ${SEED}, ${EPOCHS} epochs) into ${SAVE_ROOT}"
-run_one base -- "${TRANSFORMS[@]}"
+run_one base
 # shellcheck disable=SC2086  # the value lists are space separated on purpose
 {
   sweep lr LR "${LR}" ${LRS}

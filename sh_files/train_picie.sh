@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Train PiCIE with the paper's hyperparameters (the original sh_files/train_picie.sh).
+# Train PiCIE with the paper's settings (--preset paper: the original sh_files/train_picie.sh's
+# values, written once in modules/config.py's PRESETS).
 #   nohup ./sh_files/train_picie.sh > logs/picie_train.out &
-# Paths and a few knobs come from the environment; extra flags are passed through:
+# Paths and a few knobs come from the environment; extra flags are passed through and win:
 #   DATA_ROOT=/data/coco SAVE_ROOT=/scratch/results ./sh_files/train_picie.sh --restart
+#   PRETRAIN=--no-pretrain ./sh_files/train_picie.sh   # from scratch; PRETRAIN="--pretrain_path FILE": a local file
 #   DRY_RUN=1 ./sh_files/train_picie.sh               # print the command
 # The other training scripts (train_picie_h.sh, train_mdc.sh, train_picie_cityscapes.sh,
-# train_picie_2aug.sh) run this one with ENTRY, DATASET_FLAGS, LR or TRANSFORMS changed, so the
-# paper's settings are written down once, here.
+# train_picie_2aug.sh, train_picie_ddp.sh) run this one with ENTRY, DATASET_FLAGS, LR, TRANSFORMS
+# or PYTHON changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # may be a launcher with flags (train_picie_ddp.sh)
@@ -14,39 +16,21 @@ PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyth
 DATA_ROOT=${DATA_ROOT:-datasets/coco/}
 SAVE_ROOT=${SAVE_ROOT:-results/}
 RUN_NAME=${RUN_NAME:-picie}
-K_train=27
-K_test=27
-bsize=256
-num_epoch=10
-KM_INIT=20
-KM_NUM=1
-KM_ITER=20
 SEED=${SEED:-1}
 LR=${LR:-1e-4}
-ENTRY=${ENTRY:-train_picie.py}                  # train_mdc.py for the MDC baseline
-DATASET_FLAGS=${DATASET_FLAGS:---stuff --thing}  # all 27 COCO-Stuff classes; --cityscapes for Cityscapes
-TRANSFORMS=${TRANSFORMS:---augment --jitter --blur --grey --equiv --random_crop --h_flip}
-# ImageNet init as in the paper; PRETRAIN="" trains from scratch, PRETRAIN="--pretrain_path FILE" uses a local file.
-PRETRAIN=${PRETRAIN---pretrain}
+ENTRY=${ENTRY:-train_picie.py}   # train_mdc.py for the MDC baseline
+DATASET_FLAGS=${DATASET_FLAGS:-} # --cityscapes for Cityscapes (the preset evaluates all 27 COCO-Stuff classes)
+TRANSFORMS=${TRANSFORMS:-}       # the preset's (all photometric, crop + h-flip); e.g. "--inv_list blur --eqv_list h_flip"
+PRETRAIN=${PRETRAIN:-}           # the preset's ImageNet init; --no-pretrain or "--pretrain_path FILE"
 
-CMD=($PYTHON "${ENTRY}"
+CMD=($PYTHON "${ENTRY}" --preset paper
   ${DATASET_FLAGS}
   --data_root "${DATA_ROOT}"
   --save_root "${SAVE_ROOT}"
   --run_name "${RUN_NAME}"
+  --seed "${SEED}"
+  --lr "${LR}"
   ${PRETRAIN}
-  --repeats 1
-  --lr ${LR}
-  --seed ${SEED}
-  --num_init_batches ${KM_INIT}
-  --num_batches ${KM_NUM}
-  --kmeans_n_iter ${KM_ITER}
-  --K_train ${K_train} --K_test ${K_test}
-  --batch_size_cluster ${bsize}
-  --batch_size_train 128
-  --batch_size_test 128
-  --num_epoch ${num_epoch}
-  --res 320 --res1 320 --res2 640
   ${TRANSFORMS}
   "$@")
 

@@ -12,13 +12,9 @@ SIGTERM, does; start the process in a new session). Patching here keeps the kill
 import os
 import signal
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-import train_picie  # noqa: E402
-from utils import engine  # noqa: E402
+import train_picie
+from utils.runtime import Runtime
 
 
 def fire(kind: str) -> None:
@@ -36,7 +32,7 @@ def install(point: str) -> None:
     count = int(count)
     if target.startswith("bar:"):
         desc = target[len("bar:"):]
-        original_bar = engine.Runtime.bar
+        original_bar = Runtime.bar
 
         def bar(self, iterable, name, total=None):
             inner = original_bar(self, iterable, name, total)
@@ -49,7 +45,7 @@ def install(point: str) -> None:
                         fire(kind)
                     yield item
             return items()
-        engine.Runtime.bar = bar
+        Runtime.bar = bar
     elif target == "save":
         original_replace = os.replace
         seen = [0]

@@ -1,16 +1,11 @@
 """Shared pytest fixtures for the PiCIE toolkit tests."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Make the repo's packages (data, tools, ...) importable when pytest is started as `pytest`
-# rather than `python -m pytest` from the repo root.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 #: Read-only real data beside the repository: <repo>/../shared/data.
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
@@ -24,11 +19,8 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-#: Flags of a tiny, fast training run (CPU, fp32, low resolution) used by end-to-end tests.
-TINY_FLAGS = ['--res', '64', '--res1', '64', '--res2', '128', '--batch_size_cluster', '8',
-              '--batch_size_train', '4', '--batch_size_test', '8', '--num_init_batches', '1',
-              '--kmeans_n_iter', '5', '--num_workers', '0', '--device', 'cpu', '--precision', 'fp32',
-              '--augment', '--jitter', '--grey', '--blur', '--equiv', '--random_crop', '--h_flip']
+#: A tiny, fast training run (CPU, fp32, low resolution, 1 epoch): train_picie.py's --preset tiny.
+TINY_FLAGS = ['--preset', 'tiny']
 
 
 @pytest.fixture(scope='session')
@@ -54,3 +46,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = None, epoch: int = 1) -> Path:
+    """Save `model` as a toolkit checkpoint with the given classifiers ({name: centroids [K, C]})."""
+    from utils.checkpoint import checkpoint_state
+    optimizer = torch.optim.Adam(model.parameters())
+    torch.save(checkpoint_state(model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch,
+                                {'seed': 1}, classifiers, eval_config or {}), path)
+    return path

@@ -11,9 +11,10 @@ from PIL import Image
 import train_picie
 from conftest import TINY_FLAGS
 from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_path
-from data.datasets import DataError, EvalImages, TrainImages
-from utils.config import finalize_args, get_args_parser
-from utils.pipeline import make_view_maker
+from data.datasets import EvalImages, TrainImages
+from data.validation import DataError
+from data.transforms import ViewMaker
+from modules.config import augment_config, get_args_parser, settings_from_args
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +59,7 @@ def test_default_splits_follow_the_original():
     args = get_args_parser().parse_args(['--cityscapes'])
     assert args.cityscapes_train_splits == ['train_extra', 'test']
     assert args.cityscapes_eval_splits == ['val', 'train']
-    assert finalize_args(args).dataset == 'cityscapes'
+    assert settings_from_args(args).data.dataset == 'cityscapes'
 
 
 def test_absent_split_is_skipped_with_a_warning(cityscapes_mini, caplog):
@@ -87,18 +88,19 @@ def test_no_frames_is_one_line_error(cityscapes_mini, tmp_path, capsys):
 def test_both_views_get_photometric_transforms(cityscapes_mini):
     """The original dropped view 1's photometric transform on Cityscapes; here, with --cityscapes,
     both views draw photometric parameters and both change the pixels of a real frame."""
-    args = finalize_args(get_args_parser().parse_args(
+    args = get_args_parser().parse_args(
         ['--cityscapes', '--res1', '64', '--res2', '128', '--augment', '--jitter', '--grey', '--blur',
-         '--equiv', '--random_crop', '--h_flip']))
-    view_maker = make_view_maker(args)
+         '--equiv', '--random_crop', '--h_flip'])
+    view_maker = ViewMaker(augment_config(args), args.res1, args.seed)
     frames = cityscapes_source(cityscapes_mini, ['train'], ['train']).train_images
     base = torch.stack([TrainImages(frames, 128)[i][1] for i in range(len(frames))])
     params = view_maker.params(0, list(range(len(frames))), torch.device('cpu'))
     for photometric in (params.photometric1, params.photometric2):
         assert (photometric.brightness != 1).any() and (photometric.blur_sigma > 0).any()
     # The same draws with the photometric ops switched off: only the geometric part remains.
-    plain = make_view_maker(finalize_args(get_args_parser().parse_args(
-        ['--cityscapes', '--res1', '64', '--res2', '128', '--equiv', '--random_crop', '--h_flip'])))
+    plain_args = get_args_parser().parse_args(
+        ['--cityscapes', '--res1', '64', '--res2', '128', '--equiv', '--random_crop', '--h_flip'])
+    plain = ViewMaker(augment_config(plain_args), plain_args.res1, plain_args.seed)
     plain_params = plain.params(0, list(range(len(frames))), torch.device('cpu'))
     torch.testing.assert_close(plain_params.geometric.size, params.geometric.size)  # same crops and flips
     view1, view2 = view_maker.views(base, params)

@@ -11,7 +11,7 @@ import test_picie
 import train_picie
 from conftest import TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker
-from utils.kmeans import MiniBatchKMeans
+from modules.kmeans import MiniBatchKMeans
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 CUDA = torch.device("cuda")

@@ -12,7 +12,7 @@ from data.cocostuff import build_cocostuff, coco_split_files
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.datasets import EvalImages, TrainImages
 from utils.dist import EpochSampler
-from utils.run import PassLoader
+from utils.loaders import PassLoader
 
 
 def _manifest(root):

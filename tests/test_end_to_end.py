@@ -78,7 +78,7 @@ def test_restart_continues_from_checkpoint(demo_run, tiny_demo):
 
 def test_real_sample_two_epochs(coco_mini, tmp_path):
     run = _train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
-                 '--batch_size_cluster', '16')
+                 '--batch_size_cluster', '16', '--stuff', '--thing')
     records = _metrics(run)
     assert [r['epoch'] for r in records] == [1, 2]
     assert all(math.isfinite(r['loss']) for r in records)

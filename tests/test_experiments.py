@@ -13,7 +13,7 @@ import pytest
 import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
 from tools import compare_runs, visualize
-from utils import config
+from modules import config
 
 SH = REPO_ROOT / 'sh_files'
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
@@ -32,7 +32,7 @@ def _train_commands(stdout):
     for line in stdout.splitlines():
         words = shlex.split(line)
         if len(words) > 1 and words[1] == 'train_picie.py':
-            args = config.get_args_parser().parse_args(words[2:])
+            args = config.parse_args(config.get_args_parser(), words[2:])
             runs[args.run_name] = args
     return runs
 
@@ -59,7 +59,7 @@ def _recorded_args(name, fake_python, tmp_path, **env):
     assert done.returncode == 0, done.stderr
     words = out.read_text().splitlines()
     assert words[0] == 'train_picie.py'
-    return config.get_args_parser().parse_args(words[1:])
+    return config.parse_args(config.get_args_parser(), words[1:])
 
 
 def test_2aug_script_is_train_picie_with_one_photometric_and_one_geometric(fake_python, tmp_path):
@@ -83,7 +83,7 @@ def _recorded(name, fake_python, tmp_path, **env):
     done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs', **env})
     assert done.returncode == 0, done.stderr
     words = out.read_text().splitlines()
-    return words[0], config.get_args_parser().parse_args(words[1:])
+    return words[0], config.parse_args(config.get_args_parser(), words[1:])
 
 
 @pytest.mark.parametrize('script, env, entry, expected', [
@@ -92,8 +92,7 @@ def _recorded(name, fake_python, tmp_path, **env):
     ('train_mdc.sh', {}, 'train_mdc.py', {'run_name': 'mdc'}),
     ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
     ('train_picie_cityscapes.sh', {}, 'train_picie.py',
-     {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes', 'data_root': 'datasets/cityscapes/',
-      'stuff': None, 'thing': None}),  # Cityscapes has no stuff/thing split
+     {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes', 'data_root': 'datasets/cityscapes/'}),
 ])
 def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, entry, expected, fake_python, tmp_path):
     """The paper's settings live in train_picie.sh; each variant changes only what it names."""
@@ -140,7 +139,7 @@ def test_ablation_dry_run_covers_every_combination_with_one_budget():
     settings = [{k: v for k, v in vars(args).items() if k not in ignore} for args in runs.values()]
     assert all(s == settings[0] for s in settings)
     assert settings[0]['save_root'] == 'results/ablate_transforms_demo' and settings[0]['num_epoch'] == 5
-    assert 'tools/compare_runs.py' in done.stdout and 'make_demo' in done.stdout
+    assert 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
     # The paper preset: train_picie.sh's settings.
     paper = _train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
     assert (paper.pretrain, paper.res1, paper.K_train, paper.num_epoch, paper.batch_size_cluster) == (True, 320, 27, 10, 256)
@@ -175,7 +174,7 @@ def test_sweep_dry_run_changes_one_setting_per_run():
 
 def test_tiny_preset_uses_the_test_suites_tiny_flags():
     runs = _train_commands(_script('sweep_hparams.sh', {'DRY_RUN': 1, 'TINY': 1, 'PARAMS': 'lr'}).stdout)
-    tiny = vars(config.get_args_parser().parse_args(TINY_FLAGS))
+    tiny = vars(config.parse_args(config.get_args_parser(), TINY_FLAGS))
     base = vars(runs['base'])
     for key in ('res', 'res1', 'res2', 'batch_size_cluster', 'batch_size_train', 'batch_size_test',
                 'num_init_batches', 'kmeans_n_iter', 'num_workers', 'device', 'precision'):

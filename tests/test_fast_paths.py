@@ -13,13 +13,16 @@ import torch
 
 from data.datasets import EvalImages, TrainImages
 from data.transforms import AugmentConfig, ViewMaker
+from modules.evaluation import evaluate
 from modules.fpn import build_model
-from modules.loss import PiCIELoss
+from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed
+from modules.objectives import PiCIEObjective
+from modules.pseudo_labels import allocate_labels, cluster_and_label
+from modules.siamese import SiamesePair
+from train_picie import train_one_epoch
 from utils.dist import EpochSampler
-from utils.engine import (KMeansSettings, OnlineKMeansFeed, Runtime, allocate_labels, cluster_and_label, evaluate,
-                          train_one_epoch)
-from utils.kmeans import MiniBatchKMeans
-from utils.run import make_loader
+from utils.loaders import make_loader
+from utils.runtime import Runtime
 
 CPU = torch.device('cpu')
 CFG = AugmentConfig(inv_list=('brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur'),
@@ -40,9 +43,11 @@ def setup(tiny_demo):
 
 def _cluster(setup, cache_bytes):
     dataset, loader, model, settings = setup
-    labels = allocate_labels(len(dataset), 16, settings.n_clusters)
-    clusters = cluster_and_label(model, loader, ViewMaker(CFG, 64, seed=1), 0, settings, Runtime(CPU, progress=False),
-                                 labels, seed=1, l2_normalize=True, feature_cache_bytes=cache_bytes)
+    heads = PiCIEObjective(settings.n_clusters).heads
+    labels = allocate_labels(len(dataset), 16, heads)
+    clusters = cluster_and_label(model, loader, ViewMaker(CFG, 64, seed=1), 0, heads, settings,
+                                 Runtime(CPU, progress=False), labels, seed=1, l2_normalize=True,
+                                 feature_cache_bytes=cache_bytes)
     return clusters
 
 
@@ -65,8 +70,9 @@ def test_training_on_cached_views_equals_recomputed_views(setup):
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
         train_sampler = EpochSampler(len(dataset), seed=1, shuffle=True, reshuffle=True)
         train_loader = make_loader(dataset, 4, train_sampler, 0, CPU)
-        stats = train_one_epoch(net, PiCIELoss(), optimizer, train_loader, ViewMaker(CFG, 64, seed=1), 0, clusters,
-                                Runtime(CPU, progress=False), l2_normalize=True)
+        stats = train_one_epoch(SiamesePair(net), PiCIEObjective(settings.n_clusters), optimizer, train_loader,
+                                ViewMaker(CFG, 64, seed=1), 0, clusters, Runtime(CPU, progress=False),
+                                l2_normalize=True)
         results.append((stats, net.state_dict()))
     (stats_a, state_a), (stats_b, state_b) = results
     assert stats_a['n_steps'] == stats_b['n_steps'] == 3

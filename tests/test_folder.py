@@ -12,12 +12,11 @@ from PIL import Image
 
 import test_picie
 import train_picie
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, write_checkpoint
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.folder import find_images, folder_source
 from modules.fpn import build_model
 from tools import visualize
-from utils.pipeline import checkpoint_state
 
 FLAGS = [*TINY_FLAGS, '--dataset', 'folder', '--K_train', '8', '--K_test', '8', '--num_epoch', '1']
 
@@ -114,9 +113,7 @@ def test_empty_folder_is_one_line_error(tmp_path, capsys):
 
 def test_test_picie_without_labels_says_so(image_tree, tmp_path, capsys):
     model = build_model('resnet18')
-    args = argparse.Namespace(seed=1)
-    torch.save(checkpoint_state(model, torch.optim.Adam(model.parameters()), 1, args,
-                                {'view1': torch.randn(8, model.feat_dim)}, {}), tmp_path / 'c.pth')
+    write_checkpoint(tmp_path / 'c.pth', model, {'view1': torch.randn(8, model.feat_dim)})
     code = test_picie.cli(['--dataset', 'folder', '--data_root', str(image_tree), '--eval_path',
                            str(tmp_path / 'c.pth'), '--device', 'cpu'])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]

@@ -8,7 +8,7 @@ from torch import nn
 
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS
 from tools import invariance
-from utils.engine import Runtime
+from utils.runtime import Runtime
 
 CPU_FP32 = Runtime(device=torch.device('cpu'), amp_dtype=None, channels_last=False)
 PROBES = invariance.probe_configs({})

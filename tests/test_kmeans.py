@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import kmeans as K
+from modules import kmeans as K
 
 BACKENDS = ["faiss", "torch"]
 CPU = torch.device("cpu")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import test_picie
+from conftest import write_checkpoint
 from modules.fpn import build_model
-from utils.metrics import segmentation_metrics
-from utils.pipeline import checkpoint_state
+from modules.evaluation import segmentation_metrics
 
 PROBE_FLAGS = ['--linear_probe', '--probe_epochs', '3', '--probe_lr', '3e-3', '--res', '64', '--device', 'cpu',
                '--precision', 'fp32', '--num_workers', '0', '--batch_size_test', '16']
@@ -34,9 +34,7 @@ def random_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model('resnet18')
     path = tmp_path_factory.mktemp('ckpt') / 'checkpoint.pth'
-    torch.save(checkpoint_state(model, torch.optim.Adam(model.parameters()), 1, argparse.Namespace(seed=1),
-                                {'view1': torch.randn(27, model.feat_dim)}, {'stuff': True, 'thing': True}), path)
-    return path
+    return write_checkpoint(path, model, {'view1': torch.randn(27, model.feat_dim)}, {'stuff': True, 'thing': True})
 
 
 def test_probe_on_the_real_sample(coco_mini, random_checkpoint, tmp_path):

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Make ``data.make_demo`` importable however pytest is started (plain ``pytest`` does not add the repo root).
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from data.make_demo import CURATED_NAME, DEMO_FINE_IDS, IGNORE_INDEX, SPLITS, generate_demo, main  # noqa: E402
+from conftest import REPO_ROOT
+from data.make_demo import CURATED_NAME, DEMO_FINE_IDS, IGNORE_INDEX, SPLITS, generate_demo, main
 
 # The original fine -> coarse table (a copy shipped with the project's shared reference data).
 # It lives beside the repository (<repo>/../shared/data), so the check is skipped where that folder is absent.

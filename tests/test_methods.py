@@ -10,8 +10,9 @@ import train_picie
 from conftest import TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker
 from modules.loss import PiCIELoss, centroid_logits, class_weights
-from modules.methods import MDCObjective, PiCIEObjective, build_objective, picie_heads
-from utils.engine import Runtime, features_of_views
+from modules.objectives import MDCObjective, PiCIEObjective, build_objective, picie_heads
+from modules.siamese import SiamesePair, features_of_views
+from utils.runtime import Runtime
 
 B, C, H, W = 2, 8, 4, 4
 
@@ -152,7 +153,8 @@ def test_one_view_methods_forward_view_1_only():
     params = view_maker.params(0, [0, 1], torch.device('cpu'))
     view1, view2 = view_maker.views(torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), params)
     runtime = Runtime(device=torch.device('cpu'))
-    assert len(features_of_views(model, view_maker, view1, view2, params, runtime, True, n_views=1)) == 1
+    pair = SiamesePair(model)
+    assert len(features_of_views(pair, view_maker, view1, view2, params, runtime, True, n_views=1)) == 1
     assert len(calls) == 1
-    assert len(features_of_views(model, view_maker, view1, view2, params, runtime, True)) == 2
+    assert len(features_of_views(pair, view_maker, view1, view2, params, runtime, True)) == 2
     assert len(calls) == 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from utils.metrics import confusion_histogram, hungarian_match, segmentation_metrics, summarize_repeats
+from modules.evaluation import confusion_histogram, hungarian_match, segmentation_metrics, summarize_repeats
 
 THING = list(range(12))
 STUFF = list(range(12, 27))

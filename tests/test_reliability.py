@@ -23,9 +23,10 @@ import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
-from modules import methods as methods_module
+from modules import objectives as objectives_module
 from modules.loss import PiCIELoss
 from utils import checkpoint as checkpoint_module
+from utils import loaders as loaders_module
 from utils import run as run_module
 from utils.checkpoint import atomic_save
 
@@ -219,7 +220,7 @@ def _nan_loss_at(call_number):
 
 
 def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(methods_module, 'PiCIELoss', _nan_loss_at(4))  # epoch 2, step 1 (3 steps per epoch)
+    monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))  # epoch 2, step 1 (3 steps per epoch)
     assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2') == 3
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1, lines
@@ -232,7 +233,7 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_
 
 
 def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch):
-    monkeypatch.setattr(methods_module, 'PiCIELoss', _nan_loss_at(4))
+    monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))
     assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--skip_nonfinite') == 0
     records = _records(tmp_path / 'run')
     assert [(r['n_steps'], r['n_nonfinite_steps']) for r in records] == [(3, 0), (2, 1)]
@@ -300,7 +301,7 @@ def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_dem
             trained.append(feats_view1.shape[0])
             return super().forward(feats_view1, *args, **kwargs)
     monkeypatch.setattr(TrainImages, '__getitem__', flaky)
-    monkeypatch.setattr(methods_module, 'PiCIELoss', CountingLoss)  # PiCIEObjective builds its loss from here
+    monkeypatch.setattr(objectives_module, 'PiCIELoss', CountingLoss)  # PiCIEObjective builds its loss from here
     flags = [*BASE, '--num_epoch', '1', '--max_bad_fraction', '0.2', '--calibrate_bn', '0', '--feature_cache_gb', cache_gb]
     assert _train(tiny_demo, tmp_path, 'run', *flags) == 0
     assert sum(trained) == 11
@@ -333,9 +334,9 @@ def test_worker_error_message_is_unwrapped():
     wrapped = DataError('Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call '
                         'last):\n  File "x.py", line 1, in f\ndata.validation.DataError: unreadable evaluation image '
                         '/d/a.jpg (OSError: truncated); re-download or remove it from the list\n')
-    assert run_module.worker_error_message(wrapped) == ('unreadable evaluation image /d/a.jpg (OSError: truncated); '
+    assert loaders_module.worker_error_message(wrapped) == ('unreadable evaluation image /d/a.jpg (OSError: truncated); '
                                                         're-download or remove it from the list')
-    assert run_module.worker_error_message(DataError('plain')) == 'plain'
+    assert loaders_module.worker_error_message(DataError('plain')) == 'plain'
 
 
 # -- 6. malformed label maps ---------------------------------------------------------------------------

@@ -35,29 +35,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-# Config keys that never explain a difference in results (paths, bookkeeping) or that are shown in
-# resolved form instead: the original on/off switches and the raw --inv_list/--eqv_list strings are
-# summarised by the resolved "photometric" and "geometric" lists of augment_config.
-HIDDEN_KEYS = {
-    "run_name", "save_root", "git_commit", "restart", "overwrite", "num_workers", "eval_path", "out", "eval_only",
-    "recluster", "keep_checkpoints", "tensorboard", "augment_config",
-    "augment", "jitter", "grey", "blur", "equiv", "random_crop", "h_flip", "v_flip", "inv_list", "eqv_list",
-}
+from modules.config import RESUME_SAFE, ROLES
+
 # Shown first when they differ, and listed under "common settings" when they do not.
 MAIN_KEYS = ("data_root", "dataset", "photometric", "geometric", "pretrain", "K_train", "K_test", "num_epoch", "lr",
              "batch_size_train", "batch_size_cluster", "res", "res1", "res2", "num_init_batches", "kmeans_n_iter",
              "min_scale", "seed", "repeats")
+# Config keys that never explain a difference in results: the flags whose role is "safe to change on
+# resume" (paths, speed, bookkeeping; modules/config.py), except the main ones above, and what is shown
+# in resolved form instead: the original on/off switches and the raw --inv_list/--eqv_list strings are
+# summarised by the resolved "photometric" and "geometric" lists of augment_config.
+HIDDEN_KEYS = ({flag for flag, role in ROLES.items() if role == RESUME_SAFE} - set(MAIN_KEYS)) | {
+    "git_commit", "augment_config",
+    "augment", "jitter", "grey", "blur", "equiv", "random_crop", "h_flip", "v_flip", "inv_list", "eqv_list",
+}
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
 
 

@@ -22,24 +22,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from data.build import build_source  # noqa: E402
-from data.datasets import TrainImages  # noqa: E402
-from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker  # noqa: E402
-from utils.checkpoint import build_model_from_checkpoint, load_checkpoint  # noqa: E402
-from utils.config import finalize_args, get_args_parser  # noqa: E402
-from utils.engine import embed_views, forward_features, make_views  # noqa: E402
-from utils.pipeline import make_runtime  # noqa: E402
-from utils.viz import assign_clusters  # noqa: E402
+from data.build import build_source
+from data.datasets import TrainImages
+from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, make_views
+from modules.config import data_settings, evaluated_classes, get_test_parser, parse_args
+from modules.fpn import forward_features, model_from_checkpoint
+from modules.kmeans import assign_cells
+from modules.siamese import SiamesePair, embed_views
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+from utils.runtime import make_runtime
 
 PAPER_VIEWS = "paper views"
 STRENGTH_KEYS = ("jitter_strength", "hue_range", "blur_sigma", "min_scale")
@@ -64,6 +62,7 @@ def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, 
     single-transform probe view 2 is the plain image, so z2 = G(f(x)) with f(x) computed once per
     batch; for PAPER_VIEWS both views are drawn as in training.
     """
+    pair = SiamesePair(model)
     same = {name: 0 for name in probes}
     cells, sizes = 0, torch.zeros(centroids.shape[0], dtype=torch.float64)
     makers = {name: ViewMaker(cfg, res1, seed) for name, cfg in probes.items()}
@@ -76,19 +75,19 @@ def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, 
         _, plain_input = make_views(plain_maker, base, plain_params, runtime, runtime.amp_dtype)
         with torch.inference_mode():
             plain_feats = forward_features(model, plain_input, runtime)
-        y_plain = assign_clusters(F.normalize(plain_feats, dim=1), centroids)
+        y_plain = assign_cells(F.normalize(plain_feats, dim=1), centroids).cpu()
         cells += y_plain.numel()
         sizes += torch.bincount(y_plain.flatten(), minlength=centroids.shape[0]).double()
         for name, maker in makers.items():
             params = maker.params(0, indices, runtime.device)
             with torch.inference_mode():
                 if name == PAPER_VIEWS:
-                    z1, z2 = embed_views(model, maker, base, params, runtime, l2_normalize=True)
+                    z1, z2 = embed_views(pair, maker, base, params, runtime, l2_normalize=True)
                 else:
                     view1, _ = make_views(maker, base, params, runtime, runtime.amp_dtype)
                     z1 = F.normalize(forward_features(model, view1, runtime), dim=1)
                     z2 = F.normalize(maker.geometric_on_features(plain_feats, params), dim=1)
-            same[name] += int((assign_clusters(z1, centroids) == assign_clusters(z2, centroids)).sum())
+            same[name] += int((assign_cells(z1, centroids) == assign_cells(z2, centroids)).sum())
     result = {name: 100.0 * count / cells for name, count in same.items()}
     result["chance"] = 100.0 * float(((sizes / cells) ** 2).sum())
     return result
@@ -111,56 +110,54 @@ def markdown_table(results: Dict[str, Dict[str, float]], trained_with: Dict[str,
     return "\n".join(rows) + "\n"
 
 
-def main(argv: Sequence[str] = None) -> int:
-    parser = argparse.ArgumentParser("invariance", parents=[get_args_parser(add_help=False)],
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser("invariance", parents=[get_test_parser(add_help=False)],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders (or use --eval_path)")
     parser.add_argument("--n_images", type=int, default=40, help="how many val images to measure on")
-    parser.set_defaults(res1=None, res2=None, data_root=None, dataset=None)  # None: the checkpoint's own
-    args = parser.parse_args(argv)
+    parser.add_argument("--res1", type=int, default=None, help="view size (default: the checkpoint's)")
+    parser.add_argument("--res2", type=int, default=None, help="base image size (default: the checkpoint's)")
+    parser.set_defaults(data_root=None, dataset=None)  # None: the checkpoint's own
+    args = parse_args(parser, argv)
     paths = [Path(p) for p in args.checkpoints] or ([Path(args.eval_path)] if args.eval_path else [])
     try:
         if not paths:
-            raise ValueError("name one or more checkpoints (or run folders), or --eval_path CKPT")
+            raise UserError("name one or more checkpoints (or run folders), or --eval_path CKPT")
         if args.n_images < 1:
-            raise ValueError(f"--n_images {args.n_images} must be at least 1")
+            raise UserError(f"--n_images {args.n_images} must be at least 1")
         paths = [p / "checkpoint.pth" if p.is_dir() else p for p in paths]
         results: Dict[str, Dict[str, float]] = {}
         trained_with: Dict[str, str] = {}
-        source = None
+        loader = None
+        runtime = make_runtime(args.device, args.precision, args.deterministic)
+        runtime.progress = False
         for path in paths:
             ckpt = load_checkpoint(str(path))
             saved = ckpt.get("args", {})
             trained = saved.get("augment_config") or {}
             # The checkpoint's own view sizes and data unless given on the command line.
-            run_args = argparse.Namespace(**vars(args))
-            run_args.res1 = args.res1 or int(saved.get("res1", 320))
-            run_args.res2 = args.res2 or int(saved.get("res2", 640))
-            run_args.data_root = args.data_root or saved.get("data_root")
-            if not run_args.data_root:
-                raise ValueError(f"{path} does not record its data: give --data_root")
-            run_args.dataset = args.dataset or saved.get("dataset", "cocostuff")
-            if args.stuff is None and args.thing is None:
-                evaluated = ckpt.get("eval_config", {})
-                run_args.stuff, run_args.thing = bool(evaluated.get("stuff", True)), bool(evaluated.get("thing", True))
-            run_args = finalize_args(run_args, for_training=False)
-            runtime = make_runtime(run_args)
-            runtime.progress = False
-            model = build_model_from_checkpoint(ckpt, runtime.device).eval()
-            if source is None:
-                source = build_source(run_args)
-                images = TrainImages(source.val_images[: args.n_images], run_args.res2)
+            res1 = args.res1 or int(saved.get("res1", 320))
+            res2 = args.res2 or int(saved.get("res2", 640))
+            if loader is None:
+                data_root = args.data_root or saved.get("data_root")
+                if not data_root:
+                    raise UserError(f"{path} does not record its data: give --data_root")
+                stuff, thing = evaluated_classes(args, ckpt)
+                run_args = argparse.Namespace(**dict(vars(args), data_root=data_root,
+                                                     dataset=args.dataset or saved.get("dataset", "cocostuff")))
+                source = build_source(data_settings(run_args, stuff, thing))
+                images = TrainImages(source.val_images[: args.n_images], res2)
                 loader = DataLoader(images, batch_size=min(16, len(images)), num_workers=0)
+            model = model_from_checkpoint(ckpt, runtime.device).eval()
             weight = ckpt["classifiers"]["view1"]["weight"]
             centroids = weight.reshape(weight.shape[0], -1)  # [K, C] (stored as a 1x1 conv or a matrix)
             name = run_name(path)
             if name in results:
                 name = str(path)
-            results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), run_args.res1,
-                                              args.seed, runtime)
+            results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), res1, args.seed, runtime)
             lists = [",".join(trained.get(k, [])) or "none" for k in ("inv_list", "eqv_list")]
             trained_with[name] = " / ".join(lists) if trained else "?"
-    except (ValueError, FileNotFoundError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = markdown_table(results, trained_with)

@@ -41,11 +41,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-if not __package__:
-    # Run as a script (python tools/make_curated.py): make the repo's packages importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.cocostuff_classes import (  # noqa: E402
+from data.cocostuff_classes import (
     FINE_TO_COARSE, N_FINE, STUFF_CLASSES, load_fine_to_coarse)
 
 LIST_NAME = 'Coco164kFull_Stuff_Coarse_7.txt'

@@ -12,59 +12,58 @@ overview.png (all of them) and legend.png. The evaluation size --res defaults to
 checkpoint was evaluated at. Runs without labels (--dataset folder without a label folder)
 get image | clusters (each cluster its own colour).
 """
+import argparse
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np
+from matplotlib.patches import Patch
 
-from data.build import build_source, val_dataset  # noqa: E402
-from data.datasets import EvalImages  # noqa: E402
-from utils.checkpoint import build_model_from_checkpoint, load_checkpoint  # noqa: E402
-from utils.config import finalize_args, get_args_parser  # noqa: E402
-from utils.pipeline import make_runtime, score_classifiers, val_loader  # noqa: E402
-from utils.viz import CORRECT, IGNORED, UNMATCHED, WRONG, class_palette, cluster_panels, predict  # noqa: E402
+from data.build import build_source, val_dataset
+from data.datasets import EvalImages
+from modules.config import check_args, data_settings, eval_settings, evaluated_classes, get_test_parser, parse_args
+from modules.evaluation import EvalSettings, predict, score_classifiers, val_loader
+from modules.fpn import model_from_checkpoint
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+from utils.runtime import make_runtime
+from utils.viz import CORRECT, IGNORED, UNMATCHED, WRONG, class_palette, cluster_panels
 
 
-def render(model, ckpt: dict, args, runtime, out_dir: Path, n_images: int, classifier: str = "view1",
-           matching: str = "hungarian") -> list:
+def render(model, ckpt: dict, source, settings: EvalSettings, runtime, out_dir: Path, n_images: int,
+           classifier: str = "view1", matching: str = "hungarian") -> list:
     """Write one PNG per image, an overview of all of them and a legend; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = build_source(args)
     if classifier not in ckpt.get("classifiers", {}):
-        raise ValueError(f"--classifier {classifier}: {args.eval_path} stores {sorted(ckpt.get('classifiers', {}))}")
+        raise UserError(f"--classifier {classifier}: the checkpoint stores {sorted(ckpt.get('classifiers', {}))}")
     entry = ckpt["classifiers"][classifier]
     weight, bias = entry["weight"], entry.get("bias")
     written, rows = [], []
     if source.has_labels:
         # Matching over the whole val set (the metrics' protocol), so a colour means one class everywhere.
-        metrics = score_classifiers(model, val_loader(source, args, runtime), {classifier: entry}, source, args,
+        metrics = score_classifiers(model, val_loader(source, settings, runtime), {classifier: entry}, source, settings,
                                     runtime, desc="matching")[classifier]
         if matching == "majority":
             if "majority" not in metrics:
-                raise ValueError(f"--matching majority needs more clusters than classes; the checkpoint has "
+                raise UserError(f"--matching majority needs more clusters than classes; the checkpoint has "
                                  f"{weight.shape[0]} clusters for {source.n_classes} classes")
             metrics = metrics["majority"]
         class_of_cluster = np.asarray(metrics["cluster_to_class"])
-        dataset = val_dataset(source, args.res, args.bad_labels)
+        dataset = val_dataset(source, settings.res, settings.bad_labels)
         palette = class_palette(source.n_classes)
         names = list(source.class_names)
     else:
         metrics, class_of_cluster = None, None
-        dataset = EvalImages(source.val_images or source.train_images, args.res)
+        dataset = EvalImages(source.val_images or source.train_images, settings.res)
         palette = class_palette(weight.shape[0])
         names = [f"cluster {k}" for k in range(weight.shape[0])]
     for i in range(min(n_images, len(dataset))):
         _, image, label = dataset[i]
-        clusters = predict(model, image[None], weight, bias, runtime, args.metric_test == "cosine")[0].numpy()
+        clusters = predict(model, image[None], weight, bias, runtime, settings.l2_normalize)[0].numpy()
         label = label.numpy().astype(np.int64) if metrics is not None else None
         panels = cluster_panels(image, clusters, label, class_of_cluster, palette)
         rows.append((dataset.image_paths[i].name, panels))
@@ -113,7 +112,8 @@ def _figure(rows):
 
 
 def main(argv=None) -> int:
-    parser = get_args_parser()
+    parser = argparse.ArgumentParser("visualize", parents=[get_test_parser(add_help=False)],
+                                     description="Draw cluster maps of a checkpoint's classifier on val images.")
     parser.add_argument("--n_images", type=int, default=8, help="how many val images to draw")
     parser.add_argument("--out_dir", type=str, default=None, help="output folder (default: <checkpoint folder>/cluster_maps)")
     parser.add_argument("--classifier", type=str, default="view1", choices=["view1", "view2"],
@@ -122,25 +122,25 @@ def main(argv=None) -> int:
                         help="cluster -> class mapping: one-to-one (the metrics' protocol) or many-to-one")
     # None: take the checkpoint's evaluation size (a res-96 demo checkpoint drawn at 320 looks wrong).
     parser.set_defaults(res=None)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         if not args.eval_path:
-            raise ValueError("--eval_path is required: the checkpoint whose clusters to draw")
+            raise UserError("--eval_path is required: the checkpoint whose clusters to draw")
         if args.n_images < 1:
-            raise ValueError(f"--n_images {args.n_images} must be at least 1")
+            raise UserError(f"--n_images {args.n_images} must be at least 1")
+        check_args(args, for_training=False)
         ckpt = load_checkpoint(args.eval_path)
         saved = ckpt.get("eval_config", {})
-        if args.res is None:
-            args.res = int(saved.get("res", 320))
-        args = finalize_args(args, for_training=False)
-        if args.stuff is None and args.thing is None:
-            args.stuff, args.thing = bool(saved.get("stuff", True)), bool(saved.get("thing", True))
-        runtime = make_runtime(args)
+        stuff, thing = evaluated_classes(args, ckpt)
+        settings = eval_settings(args, res=args.res or int(saved.get("res", 320)), stuff=stuff, thing=thing)
+        runtime = make_runtime(args.device, args.precision, args.deterministic)
         runtime.progress = False
-        model = build_model_from_checkpoint(ckpt, runtime.device)
+        model = model_from_checkpoint(ckpt, runtime.device)
+        source = build_source(data_settings(args, stuff, thing))
         out_dir = Path(args.out_dir) if args.out_dir else Path(args.eval_path).parent / "cluster_maps"
-        written = render(model, ckpt, args, runtime, out_dir, args.n_images, args.classifier, args.matching)
-    except (ValueError, FileNotFoundError) as exc:
+        written = render(model, ckpt, source, settings, runtime, out_dir, args.n_images, args.classifier,
+                         args.matching)
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} PNG files to {out_dir}")

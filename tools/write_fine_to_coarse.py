@@ -16,12 +16,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if not __package__:
-    # Run as a script (python tools/write_fine_to_coarse.py): make `data` importable.
-    sys.path.insert(0, str(REPO_ROOT))
+from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict
 
-from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Protocol 2 is readable by Python 2 and 3 alike, like the original (protocol 0) file, while
 # staying compact; readers only see the unpickled dicts, so the protocol is not part of the format.

@@ -1,28 +1,44 @@
-"""Checkpoints: atomic writes, this toolkit's format and the original PiCIE format.
+"""Checkpoint files: atomic writes, this toolkit's format, the original PiCIE format, exact resume.
 
-This toolkit writes a dict with format = FORMAT, the model config (enough to rebuild the
-network), the model and optimiser state, both views' classifiers (centroids as 1x1 conv
-weights), the number of completed epochs, the run config and the evaluation config.
+This toolkit writes a dict with format = FORMAT: the model config (enough to rebuild the
+network, see modules/fpn.py), the model and optimiser state, the classifiers (centroids as
+[K, C] weights and [K] biases, one entry per clustering head), the number of completed epochs,
+the run config and the evaluation config, the global RNG states, the CPU thread counts and the
+run's history (the records of metrics.jsonl).
 
 The original project wrote {'epoch', 'args', 'state_dict', 'classifier1_state_dict',
 'classifier2_state_dict', 'optimizer'} with DataParallel 'module.' prefixes and FPN laterals
 named decoder.layer1..4 (layer1 reads the stride-32 map); `load_checkpoint` converts it.
+
+Why a resumed run can be exact: every epoch is a pure function of (model and optimiser state
+at its start, --seed, epoch): transform parameters are drawn per (seed, epoch, image), the
+sampler order per (seed, epoch) and the k-means seeds per (seed, epoch, view). The epoch
+checkpoint holds that state. What else could carry state is handled here and in utils/run.py:
+the global RNG states (saved and restored), the CPU thread counts (results depend on them; with
+--deterministic a resumed run takes the original counts), metrics.jsonl (rewritten from the
+checkpoint's history) and temporary files of an interrupted save (removed).
 """
 import argparse
+import logging
 import os
+import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
 import torch
 
-from modules.fpn import FPNConfig, ResNetFPN
+from utils.errors import UserError
+from utils.run import RunFolderError
+from utils.runtime import set_thread_counts, thread_counts
 
+log = logging.getLogger("picie")
 FORMAT = "picie-toolkit/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A file is not a PiCIE checkpoint (of either format); the message names it."""
 
 
@@ -99,6 +115,50 @@ def _convert_original(ckpt: dict, path: Path) -> dict:
     }
 
 
+def _infer_arch(state: Dict[str, torch.Tensor]) -> str:
+    """ResNet depth from the backbone's keys (bottleneck blocks have conv3; count layer3 blocks)."""
+    blocks = {int(m.group(1)) for k in state for m in [re.match(r"backbone\.layer3\.(\d+)\.", k)] if m}
+    bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in state)
+    n_blocks = max(blocks) + 1 if blocks else 0
+    if bottleneck:
+        return "resnet101" if n_blocks > 6 else "resnet50"
+    return "resnet34" if n_blocks > 2 else "resnet18"
+
+
+def _convert_original(ckpt: dict, path: Path) -> dict:
+    """Original PiCIE checkpoint -> this toolkit's layout (model keys, classifiers, config)."""
+    state = {}
+    for key, value in ckpt["state_dict"].items():
+        key = key.removeprefix("module.")
+        match = re.match(r"decoder\.layer([1-4])\.(weight|bias)$", key)
+        if match:
+            key = f"decoder.lateral{5 - int(match.group(1))}.{match.group(2)}"
+        state[key] = value
+    if "decoder.lateral1.weight" not in state:
+        raise CheckpointError(f"{path}: 'state_dict' has no FPN decoder weights; not a PiCIE checkpoint")
+    args = ckpt.get("args")
+    args = vars(args) if isinstance(args, argparse.Namespace) else (args or {})
+    arch = args.get("arch") or _infer_arch(state)
+    feat_dim = int(state["decoder.lateral1.weight"].shape[0])
+    classifiers = {}
+    for view in (1, 2):
+        entry = ckpt.get(f"classifier{view}_state_dict")
+        if entry is None:
+            continue
+        entry = {k.removeprefix("module."): v for k, v in entry.items()}
+        classifiers[f"view{view}"] = {"weight": entry["weight"].reshape(entry["weight"].shape[0], -1).float(),
+                                      "bias": entry.get("bias")}
+    return {
+        "format": "picie-original",
+        "epoch": int(ckpt.get("epoch", 0)),
+        "model_config": {"arch": arch, "feat_dim": feat_dim},
+        "model": state,
+        "classifiers": classifiers,
+        "args": {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "eval_config": {k: args[k] for k in ("res", "metric_test", "K_test", "stuff", "thing") if k in args},
+    }
+
+
 def load_checkpoint(path) -> dict:
     """Read a checkpoint of this toolkit or of the original project; raise CheckpointError
     with one clear line for anything else."""
@@ -121,12 +181,112 @@ def load_checkpoint(path) -> dict:
                           "pass a checkpoint written by train_picie.py or by the original PiCIE")
 
 
-def build_model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> ResNetFPN:
-    config = ckpt["model_config"]
-    model = ResNetFPN(FPNConfig(config["arch"], config["feat_dim"]))
+def checkpoint_state(model_config: Dict, model_state: Dict[str, torch.Tensor], optimizer_state: Dict, epoch: int,
+                     run_config: Dict, classifiers: Dict[str, torch.Tensor], eval_config: Dict,
+                     history: Optional[List[Dict]] = None) -> Dict:
+    """Everything to rebuild the model, evaluate it and resume training after `epoch` epochs.
+
+    classifiers: {head name: centroids [K, C]}, stored as frozen classifiers (weight [K, C], bias 0).
+    """
+    return {
+        "format": FORMAT,
+        "epoch": epoch,
+        "model_config": model_config,
+        "model": {k: v.detach().cpu() for k, v in model_state.items()},
+        "optimizer": optimizer_state,
+        "classifiers": {name: classifier_entry(c) for name, c in classifiers.items()},
+        "args": {k: v for k, v in run_config.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))},
+        "eval_config": eval_config,
+        # Global RNGs and CPU thread counts: the rest of an epoch's state derives from (seed, epoch).
+        "rng": capture_rng(),
+        "threads": thread_counts(),
+        "history": history or [],
+    }
+
+
+def classifier_entry(centroids: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Frozen classifier of a head as stored: weight [K, C] = centroids, bias [K] = 0."""
+    centroids = centroids.detach().float().cpu()
+    return {"weight": centroids, "bias": torch.zeros(centroids.shape[0])}
+
+
+def save_checkpoint(state: Dict, path: Path) -> None:
+    """atomic_save; a write error (full disk, lost mount) becomes one clear line, and the
+    previous file at `path` is intact (atomic_save only ever renames a complete file over it)."""
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint weights do not fit a {config['arch']} FPN ({first})") from None
-    return model.to(device) if device is not None else model
+        atomic_save(state, path)
+    except OSError as exc:
+        raise RunFolderError(f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is "
+                             "intact: free space or fix the folder, then resume with --restart") from None
+
+
+def keep_epoch_checkpoints(run_folder: Path, state: Dict, epoch: int, keep: int) -> None:
+    """Also write checkpoint_epoch<epoch>.pth and keep only the last `keep` of them (--keep_checkpoints)."""
+    save_checkpoint(state, Path(run_folder) / f"checkpoint_epoch{epoch}.pth")
+    old = sorted(Path(run_folder).glob("checkpoint_epoch*.pth"),
+                 key=lambda p: int(p.stem.removeprefix("checkpoint_epoch")))
+    for path in old[:-keep]:
+        path.unlink()
+
+
+
+# -- exact resume ---------------------------------------------------------------------------
+def capture_rng() -> Dict:
+    """The global RNG states (torch CPU and CUDA, numpy, python) in a weights_only-loadable form."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Optional[Dict]) -> None:
+    """Set the global RNGs to a capture_rng() state (older checkpoints: torch only)."""
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    numpy_state = state.get("numpy")
+    if isinstance(numpy_state, dict):
+        np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = state.get("python")
+    if isinstance(python_state, dict):
+        random.setstate((python_state["version"], tuple(python_state["internal"].tolist()),
+                         python_state["gauss_next"]))
+    cuda_state = state.get("cuda")
+    if cuda_state is not None and torch.cuda.is_available() and len(cuda_state) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_state)
+
+
+def match_thread_counts(saved: Optional[Dict], deterministic: bool) -> None:
+    """With --deterministic, use the thread counts of the run being resumed, so that the resumed
+    epochs compute exactly what the uninterrupted run would have; otherwise only say so."""
+    if not saved:
+        return
+    now = thread_counts()
+    if now == saved:
+        return
+    if deterministic:
+        set_thread_counts(saved)
+        log.info("--deterministic: using the thread counts of the resumed run (%s; this machine had %s) so that "
+                 "its results are reproduced", saved, now)
+    else:
+        log.info("thread counts differ from the resumed run's (%s now, %s then): CPU results may differ in the "
+                 "last bits; --deterministic makes them match", now, saved)
+
+
+def differing_settings(now: Dict, saved: Dict, compared: Iterable[str]) -> List[Tuple[str, object, object]]:
+    """(flag, now, in the checkpoint) for each flag of `compared` whose value differs."""
+    differ = []
+    for key in sorted(set(compared) & set(saved) & set(now)):
+        value, then = now[key], saved[key]
+        if (list(value) if isinstance(value, tuple) else value) != (list(then) if isinstance(then, tuple) else then):
+            differ.append((key, value, then))
+    return differ

@@ -1,27 +1,32 @@
-"""Run folder, logging, device selection and data loaders shared by the entry points."""
+"""The run folder: creating it safely, logging into it, its JSON files, and where a run stands.
+
+A run folder (<save_root>/<run_name>/) holds config.json, train.log, metrics.jsonl,
+checkpoint.pth and final_metrics.json. Nothing in it is ever lost: a folder holding a run
+needs --restart (continue) or --overwrite (old files moved to previous_<time>/), every file is
+replaced atomically, and a killed run leaves at most temporary files, removed on the next start.
+"""
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
-import torch
-from torch.utils.data import DataLoader
-
-from data.datasets import Batch, DataError, collate_skip_bad
 from utils import dist
-from utils.signals import check_stop, ignore_interrupts
+from utils.errors import UserError
+from utils.signals import signal_name
 
 log = logging.getLogger("picie")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_NAME = "checkpoint.pth"
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError):
     """The run folder cannot be used as asked; the message says what to do."""
 
 
@@ -52,35 +57,6 @@ def git_commit() -> str:
         return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.is_distributed():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast is ~2x faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> Optional[torch.dtype]:
-    if precision == "fp32" or deterministic:
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
-        return torch.bfloat16
-    return None
 
 
 def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
@@ -129,113 +105,114 @@ def write_json(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-class ChunkedBatchSampler:
-    """Splits the sampler's order into batches of `batch_size`, and each batch into chunks of at
-    most `chunk` images, so that workers load small pieces (see PassLoader)."""
+def rewrite_metrics(path: Path, history: Sequence[Dict]) -> int:
+    """Make metrics.jsonl hold exactly the checkpoint's history (one line per record).
 
-    def __init__(self, sampler, batch_size: int, chunk: int):
-        self.sampler, self.batch_size, self.chunk = sampler, batch_size, chunk
-
-    def batches(self) -> List[List[int]]:
-        order = list(self.sampler)
-        return [order[start: start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-
-    def __iter__(self):
-        for batch in self.batches():
-            for start in range(0, len(batch), self.chunk):
-                yield batch[start: start + self.chunk]
-
-    def __len__(self) -> int:
-        return sum(-(-len(b) // self.chunk) for b in self.batches())
-
-
-class PassLoader:
-    """One pass over a dataset in batches of `batch_size`, loaded by workers in chunks of at most
-    `chunk` images and joined on the device.
-
-    Memory in flight is workers x prefetch x chunk images instead of workers x prefetch x batch
-    (at batch 256 and 640x640 base images, 14 workers held ~18 GB of prefetched batches), and
-    each worker's piece is ready sooner, so the device starts earlier.
-
-    Reliability: before each batch it checks for a stop request (utils/signals.py); it records
-    the indices of unreadable images it skipped in `skipped` (cleared by the caller); a
-    DataError raised in a worker reaches the caller as the worker's one-line message.
+    A run killed after appending an epoch's line but before its checkpoint redoes that epoch;
+    rewriting from the history keeps one line per epoch. Returns how many lines were dropped.
     """
-
-    def __init__(self, dataset, batch_size: int, sampler, num_workers: int, device: torch.device, chunk: int = 32):
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.device = device
-        self.chunk = min(chunk, batch_size)
-        self.batch_sampler = ChunkedBatchSampler(sampler, batch_size, self.chunk)
-        self.skipped = set()  # dataset indices of unreadable images skipped since the caller cleared it
-        self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
-                                 collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
-                                 persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None,
-                                 worker_init_fn=ignore_interrupts if num_workers > 0 else None)
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler.batches())
-
-    def __iter__(self):
-        sizes = [len(b) for b in self.batch_sampler.batches()]
-        pieces, expected, batch_number = [], 0, 0
-        check_stop()
-        for piece in _unwrapped_errors(self.loader):
-            if not pieces:
-                expected = -(-sizes[batch_number] // self.chunk)
-            pieces.append(piece)
-            self.skipped.update(piece.skipped)
-            if len(pieces) == expected:
-                yield self._join(pieces)
-                pieces, batch_number = [], batch_number + 1
-                check_stop()
-
-    def _join(self, pieces: List[Batch]) -> Batch:
-        if len(pieces) == 1:
-            return pieces[0]
-        kept = [p for p in pieces if p.indices.numel() > 0]
-        n_skipped = sum(p.n_skipped for p in pieces)
-        skipped = tuple(i for p in pieces for i in p.skipped)
-        if not kept:
-            return Batch(torch.empty(0, dtype=torch.long), pieces[0].images, None, n_skipped, skipped)
-        # Move each (pinned) piece to the device and join there: no extra host copy.
-        images = torch.cat([p.images.to(self.device, non_blocking=True) for p in kept])
-        labels = (torch.cat([p.labels.to(self.device, non_blocking=True) for p in kept])
-                  if kept[0].labels is not None else None)
-        return Batch(torch.cat([p.indices for p in kept]), images, labels, n_skipped, skipped)
+    path = Path(path)
+    old = path.read_text().splitlines() if path.is_file() else []
+    new = [json.dumps(record) for record in history]
+    if old == new:
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in new))
+    os.replace(tmp, path)
+    return max(len(old) - len(new), 0)
 
 
-def _unwrapped_errors(loader):
-    """Iterate a DataLoader; a DataError from a worker is re-raised with its own message.
-
-    DataLoader re-raises a worker's exception as 'Caught DataError in DataLoader worker
-    process 0. Original Traceback ...'; the user should see the one line naming the file.
-    """
-    try:
-        yield from loader
-    except DataError as exc:
-        raise DataError(worker_error_message(exc)) from None
-
-
-def worker_error_message(exc: BaseException) -> str:
-    """The original message of an exception re-raised by a DataLoader worker (else str(exc))."""
-    text = str(exc)
-    if not text.startswith("Caught ") or "Original Traceback" not in text:
-        return text
-    lines = [line for line in text.splitlines() if line.strip()]
-    last = lines[-1]
-    name = type(exc).__name__
-    for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
-        if last.startswith(prefix):
-            return last[len(prefix):]
-    return last
+def remove_stale_temp_files(folder: Path) -> List[Path]:
+    """Remove the temporary files of writes a killed run left unfinished (never complete files:
+    atomic writes only rename a temporary file into place once it is complete)."""
+    folder = Path(folder)
+    stale = [p for p in list(folder.glob(".*.tmp")) + list(folder.glob("*.json*.tmp")) if p.is_file()]
+    for path in stale:
+        path.unlink()
+        log.info("removed %s, left by an interrupted write", path)
+    return stale
 
 
-def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
-    """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers.
+class RunLog:
+    """The run's history: every record goes to the in-memory history (saved in checkpoints) and,
+    on rank 0, as one line to metrics.jsonl."""
 
-    Workers are capped at the CPUs this process may use: more only adds memory and switching.
-    """
-    num_workers = min(num_workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    return PassLoader(dataset, batch_size, sampler, num_workers, device)
+    def __init__(self, folder: Path, history: Optional[List[Dict]] = None):
+        self.path = Path(folder) / "metrics.jsonl"
+        self.history: List[Dict] = list(history or [])
+        if dist.is_main():  # one line per record of the checkpoint's history: a redone epoch is not listed twice
+            dropped = rewrite_metrics(self.path, self.history)
+            if dropped:
+                log.info("metrics.jsonl: dropped %d line(s) of work the interrupted run had not checkpointed",
+                         dropped)
+
+    def add(self, record: Dict) -> None:
+        self.history.append(record)
+        if dist.is_main():
+            append_jsonl(self.path, record)
+
+    def stage(self, name: str) -> Optional[Dict]:
+        """The last record of a stage ('init', 'init_bn', 'train'), or None."""
+        return next((r for r in reversed(self.history) if r.get("stage") == name), None)
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues this run: the same arguments plus --restart."""
+    args = [a for a in argv if a != "--overwrite"]
+    if "--restart" not in args:
+        args.append("--restart")
+    # The script as it was started when that was train_picie.py (any folder), else its plain name.
+    program = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "train_picie.py" else "train_picie.py"
+    return shlex.join(["python", program, *args])
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands, for the message when it stops early, and how long each phase of the
+    current epoch took: the run folder's checkpoint, the last epoch saved, the epoch (1-based, as
+    in metrics.jsonl) and phase in progress."""
+
+    resume_with: str = "python train_picie.py <same arguments> --restart"
+    checkpoint: Optional[Path] = None
+    saved_epoch: Optional[int] = None
+    epoch: Optional[int] = None
+    num_epoch: Optional[int] = None
+    phase: str = "set-up"
+    phase_s: Dict[str, float] = field(default_factory=dict)
+    _tick: float = 0.0
+
+    def start_epoch(self, epoch: int, num_epoch: int) -> None:
+        """Epoch `epoch` (0-based) begins: phase times restart."""
+        self.epoch, self.num_epoch, self.phase_s = epoch + 1, num_epoch, {}
+        self._tick = time.perf_counter()
+
+    def enter(self, phase: str) -> None:
+        """The run moves on to `phase` (named in the stop message)."""
+        self.phase = phase
+
+    def lap(self, name: str) -> None:
+        """Time since the last lap (or the epoch's start) is recorded as phase `name`."""
+        now = time.perf_counter()
+        self.phase_s[name] = now - self._tick
+        self._tick = now
+
+    def rounded_phases(self) -> Dict[str, float]:
+        return {k: round(v, 3) for k, v in self.phase_s.items()}
+
+    def kept(self) -> str:
+        if self.saved_epoch is None:
+            return "no checkpoint was written yet, so --restart starts the run from its beginning"
+        return f"the checkpoint after epoch {self.saved_epoch} ({self.checkpoint}) is kept"
+
+    def redo(self) -> str:
+        if self.phase == "final evaluation":
+            return "the final evaluation will be redone"
+        if self.epoch is not None and self.saved_epoch is not None:
+            return f"epoch {self.epoch} will be redone from its start"
+        return ""
+
+    def stop_message(self, signum: int) -> str:
+        where = f"in epoch {self.epoch} of {self.num_epoch} ({self.phase})" if self.epoch else f"during {self.phase}"
+        redo = self.redo()
+        return (f"stopped by {signal_name(signum)} {where}; {self.kept()}" + (f", and {redo}" if redo else "")
+                + f".\nresume with: {self.resume_with}")

@@ -1,17 +1,13 @@
-"""Drawing helpers shared by tools/visualize.py, utils/tb.py and visualize.ipynb.
+"""Drawing helpers shared by tools/visualize.py, the TensorBoard cluster maps and visualize.ipynb.
 
-Everything here returns numpy arrays (colours in [0, 1]); nothing opens a window, so callers
-choose the backend (Agg for files, inline in the notebook).
+Everything here turns arrays of ids into numpy colour arrays (colours in [0, 1]); nothing opens
+a window, so callers choose the backend (Agg for files, inline in the notebook). What the ids
+are (clusters predicted by modules/evaluation.py's `predict`) is decided by the callers.
 """
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-from data.transforms import normalize
-from modules.loss import centroid_logits
-from utils.engine import Runtime, forward_features
 
 UNMATCHED = (0.5, 0.5, 0.5)      # a cluster no class was matched to
 IGNORED = (0.0, 0.0, 0.0)        # unlabelled pixels (label 255 -> -1)
@@ -60,29 +56,6 @@ def colour_map(ids: np.ndarray, palette: np.ndarray, ignore_colour=IGNORED) -> n
     return out
 
 
-def predict(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], runtime: Runtime,
-            l2_normalize: bool) -> torch.Tensor:
-    """Cluster id per pixel [B, H, W] (CPU, int64) for uint8 images [B, 3, H, W]: the evaluation
-    protocol (features, L2 norm, centroid logits, bilinear upsampling, argmax)."""
-    x = normalize(images.to(runtime.device).float() / 255)
-    with torch.inference_mode():
-        feats = forward_features(model, runtime.to_device(x), runtime)
-        if l2_normalize:
-            feats = F.normalize(feats, dim=1)
-        logits = centroid_logits(feats, weight.to(runtime.device), None if bias is None else bias.to(runtime.device))
-        logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return logits.argmax(1).cpu()
-
-
-def assign_clusters(feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Nearest centroid (Euclidean, as the training k-means assigns) per feature-map cell:
-    feats [B, C, h, w], centroids [K, C] -> [B, h, w] int64 (the pseudo-labels of training)."""
-    flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).float()
-    centroids = centroids.to(flat)
-    dists = (flat * flat).sum(1, keepdim=True) - 2 * flat @ centroids.T + (centroids * centroids).sum(1)[None]
-    return dists.argmin(1).reshape(feats.shape[0], feats.shape[2], feats.shape[3]).cpu()
-
-
 def matched_colours(clusters: np.ndarray, class_of_cluster: Sequence[int], palette: np.ndarray) -> np.ndarray:
     """Clusters [H, W] coloured by the class each was matched to; unmatched clusters grey."""
     class_of_cluster = np.asarray(class_of_cluster)
@@ -122,3 +95,22 @@ def cluster_panels(image: torch.Tensor, clusters: np.ndarray, label: Optional[np
     else:
         panels.append(("clusters", colour_map(clusters, class_palette(int(clusters.max()) + 1))))
     return panels
+
+
+def panel_grid(rows: Sequence[Sequence[np.ndarray]], gap: int = 4) -> np.ndarray:
+    """One image of panels ([H, W, 3] each, same size), a row per entry of `rows`, with white
+    strips between panels and rows so they are told apart; values clipped to [0, 1]."""
+    lines = [np.concatenate(_with_gaps(list(panels), axis=1, gap=gap), axis=1) for panels in rows]
+    return np.clip(np.concatenate(_with_gaps(lines, axis=0, gap=gap), axis=0), 0, 1)
+
+
+def _with_gaps(arrays: List[np.ndarray], axis: int, gap: int = 4) -> List[np.ndarray]:
+    """The arrays with white strips between them (so panels are told apart)."""
+    out = []
+    for i, array in enumerate(arrays):
+        if i:
+            shape = list(array.shape)
+            shape[axis] = gap
+            out.append(np.ones(shape, dtype=np.float32))
+        out.append(array)
+    return out

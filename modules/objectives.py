@@ -1,6 +1,6 @@
 """The training objectives of the methods this toolkit trains: PiCIE, PiCIE+H and MDC.
 
-One training loop (utils/engine.py) serves every method; an objective says only what differs:
+One training loop (train_picie.py) serves every method; an objective says only what differs:
 
 - `heads`: the k-means clusterings of an epoch, each a (view, K) pair. The clustering pass runs
   one online k-means per head on the features of its view and labels every pixel per head;
@@ -28,6 +28,7 @@ from torch import nn
 
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from utils import dist
+from utils.errors import UserError
 
 METHODS = ("picie", "mdc")
 # Offset of the k-means seeds of the auxiliary heads, so they never repeat a main head's seed.
@@ -195,6 +196,6 @@ def build_objective(method: str, n_clusters: int, feat_dim: int, aux_clusters: i
         return PiCIEObjective(n_clusters, aux_clusters)
     if method == "mdc":
         if aux_clusters:
-            raise ValueError("--overcluster is PiCIE+H: use it with --method picie")
+            raise UserError("--overcluster is PiCIE+H: use it with --method picie")
         return MDCObjective(n_clusters, feat_dim, nonparametric, make_optimizer, seed)
-    raise ValueError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    raise UserError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")

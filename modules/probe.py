@@ -19,23 +19,33 @@ Labels needed: COCO-Stuff annotations/train2017 of the (curated) train list; Cit
 of `train`, scored on `val`. A single process (not sharded over DDP ranks).
 """
 import logging
+from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.datasets import DataError, EvalImages
-from data.transforms import normalize
+from data.datasets import EvalImages
+from data.source import DataSource
+from data.validation import DataError
+from modules.evaluation import EvalSettings, confusion_histogram, eval_features, segmentation_metrics, thing_stuff_ids
 from utils import dist
-from utils.engine import Runtime, forward_features
-from utils.metrics import confusion_histogram, segmentation_metrics
-from utils.pipeline import thing_stuff_ids
-from utils.run import make_loader
+from utils.loaders import make_loader
+from utils.runtime import Runtime
 
 log = logging.getLogger("picie")
 # Images per upsampled-logits chunk: bounds the [B, n_classes, res, res] tensors and their graph.
 CHUNK = 16
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """--probe_epochs, --probe_lr, and the feature cache budget (--feature_cache_gb) in bytes."""
+
+    epochs: int = 5
+    lr: float = 1e-3
+    cache_bytes: float = 2.0 * 2 ** 30
 
 
 def probe_datasets(source, res: int, bad_labels: str = "error") -> Tuple[EvalImages, EvalImages]:
@@ -59,12 +69,10 @@ def probe_datasets(source, res: int, bad_labels: str = "error") -> Tuple[EvalIma
             EvalImages(val_images, res, val_labels, source.label_lut, label_policy=bad_labels))
 
 
-def frozen_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool) -> torch.Tensor:
-    """uint8 images [B, 3, H, W] -> float32 features [B, C, H/4, W/4], no gradient."""
+def _frozen_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool) -> torch.Tensor:
+    """uint8 images [B, 3, H, W] -> float32 features [B, C, H/4, W/4] of the frozen network."""
     with torch.no_grad():
-        x = normalize(images.to(runtime.device, non_blocking=True).float().div_(255))
-        feats = forward_features(model, runtime.to_device(x), runtime)
-        return F.normalize(feats, dim=1) if l2_normalize else feats
+        return eval_features(model, images, runtime, l2_normalize)
 
 
 def train_probe(model, loader, n_classes: int, runtime: Runtime, l2_normalize: bool, epochs: int, lr: float,
@@ -83,7 +91,7 @@ def train_probe(model, loader, n_classes: int, runtime: Runtime, l2_normalize: b
             batches = [cache[i] for i in torch.randperm(len(cache), generator=order_generator).tolist()]
         else:
             loader.sampler.epoch = epoch
-            batches = ((frozen_features(model, b.images, runtime, l2_normalize),
+            batches = ((_frozen_features(model, b.images, runtime, l2_normalize),
                         b.labels.to(runtime.device, non_blocking=True)) for b in loader)
         total, steps, filling = 0.0, 0, epoch == 0
         for feats, labels in runtime.bar(batches, f"probe epoch {epoch}", total=len(loader)):
@@ -127,7 +135,7 @@ def score_probe(model, probe: nn.Conv2d, loader, n_classes: int, runtime: Runtim
     hist = torch.zeros((n_classes, n_classes), dtype=torch.int64, device=runtime.device)
     with torch.no_grad():
         for batch in runtime.bar(loader, "probe eval"):
-            feats = frozen_features(model, batch.images, runtime, l2_normalize)
+            feats = _frozen_features(model, batch.images, runtime, l2_normalize)
             labels = batch.labels.to(runtime.device, non_blocking=True)
             for start in range(0, feats.shape[0], CHUNK):
                 chunk = slice(start, start + CHUNK)
@@ -137,25 +145,26 @@ def score_probe(model, probe: nn.Conv2d, loader, n_classes: int, runtime: Runtim
     return dist.all_reduce_sum(hist)
 
 
-def linear_probe(model, source, args, runtime: Runtime) -> Dict:
+def linear_probe(model, source: DataSource, settings: EvalSettings, probe: ProbeSettings, runtime: Runtime) -> Dict:
     """Train the probe on the labelled train images and score it on val. Returns acc, mIoU,
     per_class_iou, mean_class_acc, thing/stuff mIoU (percent) and the probe's settings and losses."""
-    train_set, val_set = probe_datasets(source, args.res, args.bad_labels)
+    train_set, val_set = probe_datasets(source, settings.res, settings.bad_labels)
     l2_normalize = False  # raw features: normalised ones cap every logit at the weight norm (slow to fit)
-    train_loader = make_loader(train_set, args.batch_size_test,
-                               dist.EpochSampler(len(train_set), args.seed, shuffle=True, reshuffle=True),
-                               args.num_workers, runtime.device)
-    val_loader = make_loader(val_set, args.batch_size_test, dist.EpochSampler(len(val_set), args.seed, shuffle=False),
-                             args.num_workers, runtime.device)
+    train_loader = make_loader(train_set, settings.batch_size_test,
+                               dist.EpochSampler(len(train_set), settings.seed, shuffle=True, reshuffle=True),
+                               settings.num_workers, runtime.device)
+    val_loader = make_loader(val_set, settings.batch_size_test,
+                             dist.EpochSampler(len(val_set), settings.seed, shuffle=False),
+                             settings.num_workers, runtime.device)
     log.info("linear probe: %d labelled train images, %d val images, %d classes, %d epochs, Adam lr %g",
-             len(train_set), len(val_set), source.n_classes, args.probe_epochs, args.probe_lr)
-    probe, losses = train_probe(model, train_loader, source.n_classes, runtime, l2_normalize, args.probe_epochs,
-                                args.probe_lr, args.seed, args.feature_cache_gb * 2 ** 30)
-    hist = score_probe(model, probe, val_loader, source.n_classes, runtime, l2_normalize)
-    thing_ids, stuff_ids = thing_stuff_ids(source.name, args.stuff, args.thing)
+             len(train_set), len(val_set), source.n_classes, probe.epochs, probe.lr)
+    classifier, losses = train_probe(model, train_loader, source.n_classes, runtime, l2_normalize, probe.epochs,
+                                     probe.lr, settings.seed, probe.cache_bytes)
+    hist = score_probe(model, classifier, val_loader, source.n_classes, runtime, l2_normalize)
+    thing_ids, stuff_ids = thing_stuff_ids(source.name, settings.stuff, settings.thing)
     result = segmentation_metrics(hist, source.class_names, thing_ids, stuff_ids, matching="identity")
     result.pop("cluster_to_class")
     result.update(protocol="linear_probe", n_images=len(val_set),
-                  probe={"epochs": args.probe_epochs, "lr": args.probe_lr, "n_train_images": len(train_set),
+                  probe={"epochs": probe.epochs, "lr": probe.lr, "n_train_images": len(train_set),
                          "n_val_images": len(val_set), "train_loss": losses})
     return result

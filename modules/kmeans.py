@@ -1,4 +1,4 @@
-"""Mini-batch k-means over per-pixel features, the pseudo-label engine of PiCIE.
+"""Mini-batch k-means over per-pixel features, the pseudo-label engine of PiCIE, and its online feed.
 
 This is the only module that imports faiss. Two interchangeable backends:
 - "faiss": faiss's Lloyd k-means for the initial centroids and a flat L2 index for the
@@ -13,10 +13,15 @@ and move centroid k toward the group mean of its members with rate n_k / count_k
 count_k counts every point assigned to k so far (initial points included).
 """
 import logging
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from utils import dist
+from utils.errors import UserError
+from utils.runtime import Runtime, register_thread_pool
 
 try:  # faiss is a hard requirement of the project, but keep torch-only use possible.
     import faiss
@@ -41,6 +46,24 @@ def set_faiss_threads(n_threads: int) -> None:
         faiss.omp_set_num_threads(int(n_threads))
 
 
+# Checkpoints record faiss's pool beside torch's; an exact resume restores both (utils/runtime.py).
+register_thread_pool("faiss", faiss_threads, set_faiss_threads)
+
+
+@dataclass(frozen=True)
+class KMeansSettings:
+    """One clustering: K, Lloyd iterations of the initial k-means, how many batches it sees,
+    batches per online update, pixels kept per image for the initial sample (or all), backend."""
+
+    n_clusters: int
+    n_iter: int = 20
+    num_init_batches: int = 20
+    num_batches: int = 1
+    pixels_per_image: int = 128
+    init_all_pixels: bool = False
+    backend: str = "auto"
+
+
 def faiss_has_gpu() -> bool:
     return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -48,11 +71,11 @@ def faiss_has_gpu() -> bool:
 def resolve_backend(backend: str, device: torch.device) -> str:
     """'auto' picks torch on CUDA (no host copies) and faiss on the CPU."""
     if backend not in BACKENDS:
-        raise ValueError(f"--kmeans_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise UserError(f"--kmeans_backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
         backend = "torch" if device.type == "cuda" or faiss is None else "faiss"
     if backend == "faiss" and faiss is None:
-        raise RuntimeError("--kmeans_backend faiss needs the faiss package: pip install faiss-cpu "
+        raise UserError("--kmeans_backend faiss needs the faiss package: pip install faiss-cpu "
                            "(or faiss-gpu), or use --kmeans_backend torch")
     return backend
 
@@ -64,7 +87,9 @@ def squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Te
             + (centroids * centroids).sum(1)[None, :]).clamp_min_(0.0)
 
 
-def _torch_assign(points: torch.Tensor, centroids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid (squared Euclidean) of points [N, D] among centroids [K, D]:
+    (labels [N] int64, squared distances [N] float32), computed in chunks on the points' device."""
     labels = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
     dists = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
     centroids = centroids.to(points.device, torch.float32)
@@ -111,7 +136,7 @@ def torch_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
     centroids = points[torch.randperm(n_points, generator=generator)[:n_clusters].to(points.device)].clone()
     reseeded = 0
     for _ in range(n_iter):
-        labels, _ = _torch_assign(points, centroids)
+        labels, _ = nearest_centroid(points, centroids)
         counts = torch.bincount(labels, minlength=n_clusters)
         sums = torch.zeros_like(centroids).index_add_(0, labels, points)
         nonempty = counts > 0
@@ -167,7 +192,7 @@ class MiniBatchKMeans:
         if self.centroids is None:
             raise RuntimeError("k-means has no centroids yet: call fit_init first")
         if self.backend == "torch":
-            return _torch_assign(points, self.centroids)
+            return nearest_centroid(points, self.centroids)
         if self._index is None:
             self._index = faiss.IndexFlatL2(self.centroids.shape[1])
             if faiss_has_gpu() and self.device.type == "cuda":
@@ -260,3 +285,142 @@ class MiniBatchKMeans:
     def loss(self) -> float:
         """Mean squared distance of every point seen to its centroid at the time it was seen."""
         return self.loss_sum / max(self.loss_count, 1)
+
+
+def assign_cells(feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Cluster of every feature-map cell, as the training k-means assigns them (pseudo-labels):
+    feats [B, C, h, w], centroids [K, C] -> [B, h, w] int64."""
+    labels, _ = nearest_centroid(flatten_pixels(feats), centroids)
+    return labels.reshape(feats.shape[0], feats.shape[2], feats.shape[3])
+
+
+def flatten_pixels(feats: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B*h*w, C] (image-major, then row, then column)."""
+    return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+
+
+class OnlineKMeansFeed:
+    """Feeds feature batches to one MiniBatchKMeans on PiCIE's schedule: the first
+    `num_init_batches` batches go to the initial k-means (a random `pixels_per_image` sample of
+    each image, or every pixel), then every `num_batches` batches make one online update.
+
+    Distributed runs: every rank feeds its own shard; the initial sample is gathered from all
+    ranks and put in image-index order, and online updates sum statistics over ranks, so all
+    ranks hold the same centroids, equal to one process's when the global batches match.
+    Ranks with fewer batches call `add_empty` so that every rank joins every collective.
+    """
+
+    def __init__(self, kmeans: MiniBatchKMeans, settings: KMeansSettings, seed: int, dim: int):
+        self.kmeans = kmeans
+        self.settings = settings
+        self.seed = seed
+        self.dim = dim
+        self.init_points: List[torch.Tensor] = []
+        self.init_indices: List[torch.Tensor] = []  # image index of every initial point (for a canonical order)
+        self.init_pixels = 0
+        self.pending: List[torch.Tensor] = []
+        self.n_batches = 0
+        self.initialized = False
+        self.peak_bytes = 0  # largest k-means-owned feature memory held at once (init sample or update group)
+
+    def _sample(self, feats: torch.Tensor, indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Initial-k-means points of a batch [B*n, C] and their image indices [B*n]; the pixels
+        kept from an image depend only on (seed, image index), not on batch or rank."""
+        batch, channels, height, width = feats.shape
+        per_image = height * width
+        if self.settings.init_all_pixels or self.settings.pixels_per_image >= per_image:
+            return flatten_pixels(feats).clone(), indices.repeat_interleave(per_image)
+        keys = torch.stack([torch.rand(per_image, generator=torch.Generator().manual_seed(self.seed * 1000003 + int(i)))
+                            for i in indices.tolist()]).to(feats.device)
+        picks = keys.topk(self.settings.pixels_per_image, dim=1).indices  # random subset per image
+        flat = feats.flatten(2).gather(2, picks[:, None, :].expand(-1, channels, -1))
+        return flat.permute(0, 2, 1).reshape(-1, channels), indices.repeat_interleave(self.settings.pixels_per_image)
+
+    def _fit_init(self) -> None:
+        device = self.kmeans.device
+        local = (torch.cat(self.init_points) if self.init_points
+                 else torch.zeros((0, self.dim), device=device))
+        local_indices = (torch.cat(self.init_indices).to(local.device) if self.init_indices
+                         else torch.zeros(0, dtype=torch.long, device=local.device))
+        # A canonical point order, by image index (stable within an image), so that k-means's random
+        # initialisation picks the same points whatever the batch order and the number of ranks.
+        points = dist.all_gather_cat(local)
+        order = torch.sort(dist.all_gather_cat(local_indices), stable=True).indices
+        points = points[order.to(points.device)]
+        self._track(self.init_points, extra=points.numel() * points.element_size())
+        n_represented = int(dist.all_reduce_sum(torch.tensor([self.init_pixels], dtype=torch.float64,
+                                                             device=points.device)).item())
+        if points.shape[0] == 0:
+            raise RuntimeError("k-means saw no features: the image list is empty or every image failed to load")
+        self.kmeans.fit_init(points, n_represented=n_represented)
+        self.init_points, self.init_indices = [], []
+        self.initialized = True
+
+    def add(self, feats: torch.Tensor, indices: Optional[torch.Tensor] = None) -> None:
+        """feats [B, C, h, w] of one batch (already normalised if the metric is cosine) and the
+        images' dataset indices [B] (used to order the initial sample; default 0..B-1)."""
+        if indices is None:
+            indices = torch.arange(feats.shape[0])
+        self.n_batches += 1
+        if not self.initialized:
+            points, point_indices = self._sample(feats, indices.cpu())
+            self.init_points.append(points)
+            self.init_indices.append(point_indices)
+            self.init_pixels += feats.shape[0] * feats.shape[2] * feats.shape[3]
+            self._track(self.init_points)
+            if self.n_batches == self.settings.num_init_batches:
+                self._fit_init()
+            return
+        self.pending.append(flatten_pixels(feats))
+        if len(self.pending) == self.settings.num_batches:
+            self._update()
+
+    def add_empty(self) -> None:
+        """A batch with no readable image (or a rank's missing batch): keeps the schedule and the
+        collectives of all ranks in step."""
+        self.n_batches += 1
+        if not self.initialized:
+            if self.n_batches == self.settings.num_init_batches:
+                self._fit_init()
+            return
+        self.pending.append(torch.zeros((0, self.dim), device=self.kmeans.device))
+        if len(self.pending) == self.settings.num_batches:
+            self._update()
+
+    def _track(self, tensors: Sequence[torch.Tensor], extra: int = 0) -> None:
+        held = sum(t.numel() * t.element_size() for t in tensors) + extra
+        self.peak_bytes = max(self.peak_bytes, held)
+
+    def _update(self) -> None:
+        points = self.pending[0] if len(self.pending) == 1 else torch.cat(self.pending)
+        copies = 0 if len(self.pending) == 1 else points.numel() * points.element_size()
+        self._track(self.pending, extra=copies)
+        self.kmeans.partial_fit(points, reduce=dist.all_reduce_sum)
+        self.pending = []
+
+    def finish(self) -> MiniBatchKMeans:
+        """Initialise on what was collected if there were fewer batches than num_init_batches,
+        and use the last incomplete group of batches too."""
+        if not self.initialized:
+            self._fit_init()
+        if self.pending:
+            self._update()
+        return self.kmeans
+
+
+def feed_pass(feeds: Sequence[OnlineKMeansFeed], loader, batch_features: Callable, desc: str,
+              runtime: Runtime) -> None:
+    """Run one pass of `loader`, feeding `batch_features(batch) -> [feats per feed]` to the feeds;
+    batches with no readable image, and batches this rank lacks, are fed as empty."""
+    n_local = 0
+    for batch in runtime.bar(loader, desc):
+        n_local += 1
+        if batch.indices.numel() == 0:
+            for feed in feeds:
+                feed.add_empty()
+            continue
+        for feed, feats in zip(feeds, batch_features(batch)):
+            feed.add(feats, batch.indices)
+    for _ in range(dist.max_over_ranks(n_local) - n_local):
+        for feed in feeds:
+            feed.add_empty()

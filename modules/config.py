@@ -1,0 +1,542 @@
+"""Every setting of a run, declared once: the flags, their roles, the presets and the typed settings.
+
+Each flag is declared once in FLAGS with
+- its role: RESULT (changes what training computes: compared when a run is resumed, shown by
+  tools/compare_runs.py when runs differ), RESUME_SAFE (paths, speed, bookkeeping and the run's
+  length: may change freely when a run is resumed) or EVAL_ONLY (changes only how a network is
+  scored, never its training);
+- its scope: the scripts that take it (train_picie.py, test_picie.py, or both); the parsers of
+  the scripts are built from the table (get_args_parser, get_test_parser), and tools extend
+  them with `parents=`.
+Flag names of the original PiCIE scripts are kept, so commands written for it run unchanged.
+Defaults are the original parser's (augmentations are opt-in switches, as in the original).
+
+Presets (`--preset paper|demo|tiny`, PRESETS below) are values the command line overrides: the
+paper's settings (the original sh_files/train_picie.sh), the built-in demo's, and a tiny CPU run
+for checking a script end to end. `settings_from_args` turns the parsed flags into the typed
+settings the functions of modules/ and data/ take; the parsed namespace is never changed.
+"""
+import argparse
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from data.build import DATASETS, DataSettings
+from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
+from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
+from data.validation import BAD_LABEL_POLICIES
+from modules.evaluation import EvalSettings
+from modules.fpn import ARCHS
+from modules.kmeans import BACKENDS, KMeansSettings
+from modules.objectives import METHODS
+from modules.probe import ProbeSettings
+from utils.errors import UserError
+from utils.runtime import DEVICES, PRECISIONS
+
+RESULT = "changes results"
+RESUME_SAFE = "safe to change on resume"
+EVAL_ONLY = "evaluation only"
+TRAIN, TEST, BOTH = ("train",), ("test",), ("train", "test")
+
+
+class FlagError(UserError):
+    """A flag value is out of range or flags contradict each other; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    group: str
+    names: Tuple[str, ...]
+    role: str
+    scope: Tuple[str, ...]
+    kwargs: Dict[str, Any]
+
+    @property
+    def dest(self) -> str:
+        return self.kwargs.get("dest") or self.names[0].lstrip("-")
+
+
+FLAGS: List[Flag] = []
+
+
+def _flag(group: str, scope: Tuple[str, ...], role: str, *names: str, **kwargs) -> None:
+    FLAGS.append(Flag(group, names, role, scope, kwargs))
+
+
+def _split_list(text: str) -> List[str]:
+    """'a,b c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
+    items = [t for t in text.replace(",", " ").split() if t]
+    return [] if items == ["none"] else items
+
+
+# -- the flags ------------------------------------------------------------------------------------
+G = "paths and run"
+_flag(G, BOTH, RESUME_SAFE, "--preset", type=str, default=None, choices=("paper", "demo", "tiny"),
+      help="start from the paper's, the built-in demo's or a tiny CPU run's settings (flags given still win)")
+_flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default="datasets/coco", help="dataset root (layout in docs/datasets.md)")
+_flag(G, TRAIN, RESUME_SAFE, "--save_root", type=str, default="results", help="folder that holds run folders")
+_flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
+      help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
+_flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
+_flag(G, TRAIN, RESUME_SAFE, "--restart", action="store_true", help="resume from <run folder>/checkpoint.pth")
+_flag(G, TRAIN, RESUME_SAFE, "--overwrite", action="store_true",
+      help="start afresh in a run folder that already holds a checkpoint (old files are moved aside)")
+_flag(G, BOTH, RESULT, "--seed", type=int, default=1, help="seed of model init, k-means and every transform draw")
+_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoader worker processes")
+_flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
+      help="where the network and k-means run (auto: cuda if available)")
+_flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIONS,
+      help="autocast dtype of forward passes (auto: bf16 on CUDA and on CPUs with bf16 units)")
+_flag(G, TRAIN, RESUME_SAFE, "--keep_checkpoints", type=int, default=0,
+      help="also keep the last N per-epoch checkpoints (checkpoint_epoch<N>.pth)")
+_flag(G, BOTH, RESULT, "--deterministic", action="store_true",
+      help="deterministic kernels and fp32, so that reruns and resumed runs match bit for bit on the CPU")
+_flag(G, TRAIN, RESUME_SAFE, "--tensorboard", action="store_true",
+      help="also log losses, k-means loss, per-epoch metrics and a few cluster maps to "
+           "<run folder>/tensorboard (needs the optional tensorboard package)")
+
+G = "data"
+_flag(G, BOTH, RESULT, "--dataset", type=str, default="cocostuff", choices=DATASETS, help="data source")
+_flag(G, BOTH, RESULT, "--cityscapes", action="store_true", help="same as --dataset cityscapes (original flag)")
+_flag(G, BOTH, RESULT, "--fullcoco", action="store_true",
+      help="train on every image in images/train2017 instead of the curated list")
+_flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None, help="evaluate the 15 stuff classes")
+_flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None, help="evaluate the 12 thing classes")
+_flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=320, help="evaluation crop size")
+_flag(G, TRAIN, RESULT, "--res1", type=int, default=320, help="network input size of both training views")
+_flag(G, TRAIN, RESULT, "--res2", type=int, default=640, help="base image size the views are cut from")
+_flag(G, BOTH, RESUME_SAFE, "--bad_labels", type=str, default="error", choices=BAD_LABEL_POLICIES,
+      help="evaluation label map whose size differs from its image or with undefined values "
+           "(COCO-Stuff: not 0..181 or 255): stop with an error, or fix it (resize by nearest "
+           "neighbour, undefined values unlabelled; counted in final_metrics.json); resize = fix")
+_flag(G, TRAIN, RESULT, "--train_list_repeats", type=int, default=1,
+      help="benchmarking: repeat the training image list N times (throughput on a small sample)")
+_flag(G, TRAIN, RESUME_SAFE, "--max_bad_fraction", type=float, default=0.01,
+      help="stop if more than this fraction of training images is unreadable")
+_flag(G, BOTH, RESULT, "--cityscapes_train_splits", type=str, nargs="+", default=list(DEFAULT_TRAIN_SPLITS),
+      choices=CITYSCAPES_SPLITS, help="Cityscapes splits whose images are trained on (no labels needed)")
+_flag(G, BOTH, EVAL_ONLY, "--cityscapes_eval_splits", type=str, nargs="+", default=list(DEFAULT_EVAL_SPLITS),
+      choices=CITYSCAPES_SPLITS, help="labelled Cityscapes splits evaluated on (gtFine labelIds)")
+_flag(G, BOTH, EVAL_ONLY, "--label_root", type=str, default=None,
+      help="--dataset folder: label PNGs named like the images (class ids; needs --n_classes)")
+_flag(G, BOTH, EVAL_ONLY, "--n_classes", type=int, default=None,
+      help="--dataset folder: classes of the --label_root maps (values 0..n-1; others ignored)")
+
+G = "model and optimiser"
+_flag(G, TRAIN, RESULT, "--arch", type=str, default="resnet18", choices=ARCHS, help="ResNet backbone")
+_flag(G, TRAIN, RESULT, "--in_dim", type=int, default=None,
+      help="FPN feature size (default: the architecture's, 128 for ResNet-18/34, 256 for 50/101)")
+_flag(G, TRAIN, RESULT, "--pretrain", action=argparse.BooleanOptionalAction, default=False,
+      help="ImageNet backbone through torchvision's weights API (--no-pretrain: random init)")
+_flag(G, TRAIN, RESULT, "--pretrain_path", type=str, default=None, help="local torchvision ResNet state dict (.pth)")
+_flag(G, TRAIN, RESULT, "--calibrate_bn", type=int, default=-1,
+      help="batches used to set BatchNorm statistics before the first epoch "
+           "(-1: 10 for a randomly initialised network, 0 with --pretrain)")
+_flag(G, TRAIN, RESULT, "--lr", type=float, default=1e-4, help="learning rate")
+_flag(G, TRAIN, RESULT, "--optim_type", type=str, default="Adam", choices=("Adam", "SGD"), help="optimiser")
+_flag(G, TRAIN, RESULT, "--weight_decay", type=float, default=0.0, help="weight decay (SGD and Adam)")
+_flag(G, TRAIN, RESULT, "--momentum", type=float, default=0.9, help="SGD momentum")
+_flag(G, TRAIN, RESUME_SAFE, "--num_epoch", type=int, default=10, help="training epochs")
+_flag(G, BOTH, RESULT, "--batch_size_cluster", type=int, default=256,
+      help="batch size of clustering/labelling passes")
+_flag(G, TRAIN, RESULT, "--batch_size_train", type=int, default=128, help="batch size of training")
+_flag(G, BOTH, RESUME_SAFE, "--batch_size_test", type=int, default=128, help="batch size of evaluation")
+
+G = "clustering and loss"
+_flag(G, TRAIN, RESULT, "--K_train", type=int, default=27, help="clusters of the training k-means")
+_flag(G, BOTH, EVAL_ONLY, "--K_test", type=int, default=27, help="clusters of the evaluation k-means")
+_flag(G, BOTH, RESULT, "--num_init_batches", type=int, default=20, help="batches collected for the initial k-means")
+_flag(G, BOTH, RESULT, "--num_batches", type=int, default=1, help="batches per online centroid update")
+_flag(G, BOTH, RESULT, "--kmeans_n_iter", type=int, default=20, help="Lloyd iterations of the initial k-means")
+_flag(G, BOTH, RESULT, "--kmeans_backend", type=str, default="auto", choices=BACKENDS,
+      help="k-means implementation (auto: torch on CUDA, faiss on the CPU)")
+_flag(G, BOTH, RESULT, "--kmeans_pixels_per_image", type=int, default=128,
+      help="random pixels per image kept for the initial k-means (bounds its memory)")
+_flag(G, BOTH, RESULT, "--kmeans_init_all_pixels", action="store_true",
+      help="initial k-means on every pixel of the init batches, as the original (memory heavy)")
+_flag(G, BOTH, RESUME_SAFE, "--feature_cache_gb", type=float, default=2.0,
+      help="reuse the clustering pass's features for labelling when they fit in this many GB")
+_flag(G, TRAIN, RESULT, "--metric_train", type=str, default="cosine", choices=("cosine", "euclidean"),
+      help="cosine: L2-normalise features before clustering and training")
+_flag(G, BOTH, EVAL_ONLY, "--metric_test", type=str, default="cosine", choices=("cosine", "euclidean"),
+      help="feature normalisation at evaluation")
+_flag(G, TRAIN, RESULT, "--no_balance", action="store_true", help="unweighted cross-entropy")
+_flag(G, TRAIN, RESUME_SAFE, "--skip_nonfinite", action="store_true",
+      help="skip training steps with a non-finite loss (counted) instead of stopping")
+
+G = "method"
+_flag(G, TRAIN, RESULT, "--method", type=str, default="picie", choices=METHODS,
+      help="picie, or mdc: the modified-DeepCluster baseline (one view, own classifier)")
+_flag(G, TRAIN, RESULT, "--nonparametric", action="store_true",
+      help="--method mdc: train against the frozen centroids instead of a re-initialised classifier")
+_flag(G, TRAIN, RESULT, "--overcluster", action="store_true",
+      help="PiCIE+H: add an auxiliary over-clustering head with --K_aux clusters to the loss")
+_flag(G, TRAIN, RESULT, "--K_aux", type=int, default=100, help="clusters of the --overcluster head")
+
+G = "augmentation (original switches)"
+_flag(G, TRAIN, RESULT, "--augment", action="store_true", help="enable the photometric switches below")
+_flag(G, TRAIN, RESULT, "--jitter", action="store_true", help="brightness, contrast, saturation and hue")
+_flag(G, TRAIN, RESULT, "--grey", action="store_true", help="random greyscale")
+_flag(G, TRAIN, RESULT, "--blur", action="store_true", help="random Gaussian blur")
+_flag(G, TRAIN, RESULT, "--equiv", action="store_true", help="enable the geometric switches below")
+_flag(G, TRAIN, RESULT, "--random_crop", action="store_true", help="random resized crop")
+_flag(G, TRAIN, RESULT, "--h_flip", action="store_true", help="random horizontal flip")
+_flag(G, TRAIN, RESULT, "--v_flip", action="store_true", help="random vertical flip")
+_flag(G, TRAIN, RESULT, "--min_scale", type=float, default=0.5, help="smallest crop side as a fraction of the image")
+G = "augmentation (explicit lists)"
+_flag(G, TRAIN, RESULT, "--inv_list", type=str, default=None,
+      help=f"photometric transforms, comma separated, added to the switches: jitter, {', '.join(PHOTOMETRIC_OPS)}")
+_flag(G, TRAIN, RESULT, "--eqv_list", type=str, default=None,
+      help=f"geometric transforms, comma separated, added to the switches: {', '.join(GEOMETRIC_OPS)}")
+_flag(G, TRAIN, RESULT, "--photometric_res", type=str, default="view", choices=("view", "base"),
+      help="apply the photometric ops at the network's input size (fast) or on the res2 base image")
+_flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=0.3, help="colour factors drawn in [1-s, 1+s]")
+_flag(G, TRAIN, RESULT, "--hue_range", type=float, default=0.1, help="hue shift drawn in [-h, h]")
+_flag(G, TRAIN, RESULT, "--jitter_p", type=float, default=0.8, help="probability of each colour op")
+_flag(G, TRAIN, RESULT, "--grey_p", type=float, default=0.2, help="probability of greyscale")
+_flag(G, TRAIN, RESULT, "--blur_p", type=float, default=0.5, help="probability of blur")
+_flag(G, TRAIN, RESULT, "--blur_sigma", type=float, nargs=2, default=(0.1, 2.0),
+      help="blur sigma range (pixels of res2)")
+
+G = "evaluation"
+_flag(G, BOTH, EVAL_ONLY, "--repeats", type=int, default=1,
+      help="fresh k-means runs of the final evaluation (mean +- std)")
+_flag(G, TRAIN, EVAL_ONLY, "--eval_init", action=argparse.BooleanOptionalAction, default=False,
+      help="also evaluate the untrained network before training")
+_flag(G, TRAIN, RESUME_SAFE, "--eval_only", action="store_true",
+      help="evaluate --eval_path with test_picie.py and exit (original flag)")
+_flag(G, BOTH, RESUME_SAFE, "--eval_path", type=str, default=None, help="checkpoint to evaluate")
+_flag(G, TEST, EVAL_ONLY, "--out", type=str, default=None, help="write the metrics JSON here")
+_flag(G, TEST, EVAL_ONLY, "--recluster", action="store_true",
+      help="evaluate with fresh k-means on the train images instead of the stored classifier")
+_flag(G, TEST, EVAL_ONLY, "--linear_probe", action="store_true",
+      help="train a 1x1 linear classifier on frozen features with the train split's ground truth and "
+           "score it on val (no matching)")
+_flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=5, help="--linear_probe: epochs over the labelled train images")
+_flag(G, TEST, EVAL_ONLY, "--probe_lr", type=float, default=1e-3, help="--linear_probe: Adam learning rate")
+
+ROLES: Dict[str, str] = {flag.dest: flag.role for flag in FLAGS}
+
+# -- presets: the only place their values are written -------------------------------------------
+_PAPER_TRANSFORMS = {"inv_list": "jitter,grey,blur", "eqv_list": "random_crop,h_flip"}
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # The original sh_files/train_picie.sh (the paper's settings); Cityscapes: add --cityscapes --lr 1e-3.
+    "paper": {"data_root": "datasets/coco", "stuff": True, "thing": True, "pretrain": True, "repeats": 1,
+              "lr": 1e-4, "seed": 1, "num_init_batches": 20, "num_batches": 1, "kmeans_n_iter": 20,
+              "K_train": 27, "K_test": 27, "batch_size_cluster": 256, "batch_size_train": 128,
+              "batch_size_test": 128, "num_epoch": 10, "res": 320, "res1": 320, "res2": 640, **_PAPER_TRANSFORMS},
+    # The built-in demo (make demo): random init on the generated demo set, a CPU budget of minutes.
+    "demo": {"data_root": "datasets/demo", "stuff": True, "K_train": 15, "K_test": 15, "res": 96, "res1": 96,
+             "res2": 192, "batch_size_cluster": 64, "batch_size_train": 16, "batch_size_test": 40,
+             "num_init_batches": 2, "num_batches": 1, "kmeans_n_iter": 20, "lr": 1e-4, "num_epoch": 5, "seed": 1,
+             "repeats": 3, "eval_init": True, "num_workers": 2, **_PAPER_TRANSFORMS},
+    # Seconds a run on the CPU: checks a script or a change end to end (the tests use it).
+    "tiny": {"data_root": "datasets/demo_tiny", "stuff": True, "K_train": 15, "K_test": 15, "res": 64, "res1": 64,
+             "res2": 128, "batch_size_cluster": 8, "batch_size_train": 4, "batch_size_test": 8,
+             "num_init_batches": 1, "num_batches": 1, "kmeans_n_iter": 5, "num_epoch": 1, "repeats": 1,
+             "num_workers": 0, "device": "cpu", "precision": "fp32", **_PAPER_TRANSFORMS},
+}
+
+
+# The generated data of the demo presets (tools/make_demo.py --preset demo|tiny writes it to the preset's data_root).
+DEMO_SETS: Dict[str, Dict[str, int]] = {"demo": {"n_train": 480, "n_val": 40, "seed": 0},
+                                        "tiny": {"n_train": 12, "n_val": 6, "seed": 0}}
+
+
+# -- parsers --------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with a suggestion for a misspelled flag and a one-line error."""
+
+    def error(self, message: str):
+        unknown = [w for w in message.replace(",", " ").split() if w.startswith("--")]
+        known = [o for action in self._actions for o in action.option_strings]
+        hints = []
+        for word in unknown:
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+            if close:
+                hints.append(f"{word}: did you mean {close[0]}?")
+        self.exit(2, f"{self.prog}: error: {message}{'; ' + '; '.join(hints) if hints else ''} "
+                     f"(--help lists every flag)\n")
+
+
+def _build(prog: str, scope: str, add_help: bool) -> Parser:
+    parser = Parser(prog, add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups: Dict[str, argparse._ArgumentGroup] = {}
+    for flag in FLAGS:
+        if scope in flag.scope:
+            group = groups.setdefault(flag.group, parser.add_argument_group(flag.group))
+            group.add_argument(*flag.names, **flag.kwargs)
+    return parser
+
+
+def get_args_parser(add_help: bool = True) -> Parser:
+    """The parser of train_picie.py (and of the tools that train, through parents=)."""
+    return _build("train_picie.py", "train", add_help)
+
+
+def get_test_parser(add_help: bool = True) -> Parser:
+    """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags)."""
+    return _build("test_picie.py", "test", add_help)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse argv after applying `--preset` (if given) as defaults, so flags on the command line win."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen, _ = _preset_only().parse_known_args(argv)
+    if chosen.preset:
+        dests = {action.dest for action in parser._actions}
+        parser.set_defaults(**{k: v for k, v in PRESETS[chosen.preset].items() if k in dests})
+    return parser.parse_args(argv)
+
+
+def _preset_only() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    preset = next(flag for flag in FLAGS if flag.dest == "preset")
+    parser.add_argument(*preset.names, **preset.kwargs)
+    return parser
+
+
+# -- typed settings -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSettings:
+    arch: str = "resnet18"
+    feat_dim: Optional[int] = None
+    pretrain: bool = False
+    pretrain_path: Optional[str] = None
+    calibrate_bn_batches: int = 10     # -1 resolved: 10 from random init, 0 from pretrained weights
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    optim_type: str = "Adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The training loop: method and its heads, epochs, batch sizes, loss options, feature cache."""
+
+    method: str = "picie"
+    aux_clusters: int = 0              # PiCIE+H's K_aux (0: plain PiCIE)
+    nonparametric: bool = False
+    num_epoch: int = 10
+    batch_size_cluster: int = 256
+    batch_size_train: int = 128
+    l2_normalize: bool = True          # --metric_train cosine
+    balance: bool = True
+    skip_nonfinite: bool = False
+    feature_cache_bytes: float = 2.0 * 2 ** 30
+    max_bad_fraction: float = 0.01
+    res1: int = 320
+    res2: int = 640
+    photometric_res: str = "view"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a training run needs, as typed settings; built once from the parsed flags."""
+
+    data: DataSettings
+    augment: AugmentConfig
+    model: ModelSettings
+    optim: OptimSettings
+    kmeans: KMeansSettings
+    train: TrainSettings
+    eval: EvalSettings
+    probe: ProbeSettings
+    seed: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    deterministic: bool = False
+    num_workers: int = 4
+    save_root: str = "results"
+    run_name: str = "picie"
+    restart: bool = False
+    overwrite: bool = False
+    keep_checkpoints: int = 0
+    tensorboard: bool = False
+    eval_init: bool = False
+    record: Dict[str, Any] = field(default_factory=dict)   # the resolved flags, as config.json stores them
+
+
+def resolve_transform_lists(args) -> Tuple[List[str], List[str]]:
+    """Photometric and geometric lists from the original switches plus --inv_list/--eqv_list."""
+    inv, eqv = [], []
+    if args.augment:
+        inv += list(JITTER_OPS) if args.jitter else []
+        inv += ["grey"] if args.grey else []
+        inv += ["blur"] if args.blur else []
+    if args.equiv:
+        eqv += [name for name in ("random_crop", "h_flip", "v_flip") if getattr(args, name)]
+    for name in _split_list(args.inv_list or ""):
+        for op in (JITTER_OPS if name == "jitter" else (name,)):
+            if op not in PHOTOMETRIC_OPS:
+                raise FlagError(f"--inv_list: unknown transform {op!r}; choose from jitter, {', '.join(PHOTOMETRIC_OPS)}")
+            inv.append(op)
+    for name in _split_list(args.eqv_list or ""):
+        if name not in GEOMETRIC_OPS:
+            raise FlagError(f"--eqv_list: unknown transform {name!r}; choose from {', '.join(GEOMETRIC_OPS)}")
+        eqv.append(name)
+    # Fixed canonical order so two spellings of one set give the same config.
+    return [n for n in PHOTOMETRIC_OPS if n in inv], [n for n in GEOMETRIC_OPS if n in eqv]
+
+
+def augment_config(args) -> AugmentConfig:
+    inv, eqv = resolve_transform_lists(args)
+    return AugmentConfig(inv_list=tuple(inv), eqv_list=tuple(eqv), jitter_strength=args.jitter_strength,
+                         hue_range=args.hue_range, jitter_p=args.jitter_p, grey_p=args.grey_p,
+                         blur_p=args.blur_p, blur_sigma=tuple(args.blur_sigma), min_scale=args.min_scale)
+
+
+def check_args(args, for_training: bool = True) -> None:
+    """Ranges and combinations of flags; FlagError naming the flag and the fix."""
+    at_least = [("K_test", 2), ("batch_size_cluster", 1), ("batch_size_test", 1), ("num_init_batches", 1),
+                ("num_batches", 1), ("kmeans_n_iter", 1), ("repeats", 0), ("num_workers", 0),
+                ("kmeans_pixels_per_image", 1)]
+    if for_training:
+        at_least += [("K_train", 2), ("num_epoch", 0), ("batch_size_train", 1)]
+    for name, low in at_least:
+        if getattr(args, name) < low:
+            raise FlagError(f"--{name} {getattr(args, name)} must be at least {low}")
+    for name in ("res", "res1", "res2") if for_training else ("res",):
+        value = getattr(args, name)
+        if value is not None and (value < 32 or value % 4):
+            raise FlagError(f"--{name} {value} must be a multiple of 4 and at least 32")
+    if for_training:
+        if args.K_train > 65535:
+            raise FlagError(f"--K_train {args.K_train} must be at most 65535 (labels are stored as uint16)")
+        if args.res2 < args.res1:
+            raise FlagError(f"--res2 {args.res2} must be at least --res1 {args.res1} (views are cut from the res2 image)")
+        if args.nonparametric and args.method != "mdc":
+            raise FlagError("--nonparametric applies to --method mdc")
+        if args.overcluster and args.method != "picie":
+            raise FlagError("--overcluster (PiCIE+H) applies to --method picie")
+        if args.overcluster and args.K_aux < 2:
+            raise FlagError(f"--K_aux {args.K_aux} must be at least 2")
+        if args.K_aux > 65535:
+            raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
+    if args.n_classes is not None and not 1 <= args.n_classes <= 255:
+        raise FlagError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
+    if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
+        raise FlagError("--label_root and --n_classes go together: give both to evaluate a folder, or neither")
+    if getattr(args, "linear_probe", False) and getattr(args, "recluster", False):
+        raise FlagError("--linear_probe and --recluster are two evaluation protocols; pass one of them")
+    if getattr(args, "probe_epochs", 1) < 1:
+        raise FlagError(f"--probe_epochs {args.probe_epochs} must be at least 1")
+
+
+def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None) -> DataSettings:
+    """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's)."""
+    if stuff is None and thing is None:
+        stuff, thing = evaluated_groups(args)
+    return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
+                        stuff=stuff, thing=thing, fullcoco=args.fullcoco,
+                        cityscapes_train_splits=tuple(args.cityscapes_train_splits),
+                        cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
+                        n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1))
+
+
+def evaluated_groups(args) -> Tuple[bool, bool]:
+    """(stuff, thing) evaluated: both when neither flag is given."""
+    if args.stuff is None and args.thing is None:
+        return True, True
+    return bool(args.stuff), bool(args.thing)
+
+
+def evaluated_classes(args, ckpt: Dict[str, Any]) -> Tuple[bool, bool]:
+    """(stuff, thing) to score a checkpoint on: the command line's --stuff/--thing, else those the
+    checkpoint was evaluated with, else all classes."""
+    if args.stuff is not None or args.thing is not None:
+        return bool(args.stuff), bool(args.thing)
+    saved = ckpt.get("eval_config", {})
+    stuff, thing = bool(saved.get("stuff", True)), bool(saved.get("thing", True))
+    return (stuff, thing) if (stuff or thing) else (True, True)
+
+
+def kmeans_settings(args, n_clusters: int) -> KMeansSettings:
+    return KMeansSettings(n_clusters=n_clusters, n_iter=args.kmeans_n_iter, num_init_batches=args.num_init_batches,
+                          num_batches=args.num_batches, pixels_per_image=args.kmeans_pixels_per_image,
+                          init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
+
+
+def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
+                  thing: Optional[bool] = None) -> EvalSettings:
+    """How to score: the flags, with the resolution and the evaluated classes given here when the
+    caller resolved them (test_picie.py takes them from the checkpoint)."""
+    if stuff is None and thing is None:
+        stuff, thing = evaluated_groups(args)
+    return EvalSettings(res=res or args.res, l2_normalize=args.metric_test == "cosine",
+                        kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
+                        batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
+                        num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing)
+
+
+def probe_settings(args) -> ProbeSettings:
+    return ProbeSettings(epochs=args.probe_epochs, lr=args.probe_lr, cache_bytes=args.feature_cache_gb * 2 ** 30)
+
+
+def default_run_name(args) -> str:
+    method = args.method + ("_h" if args.overcluster else "")
+    return f"{method}_{args.arch}_K{args.K_train}_seed{args.seed}"
+
+
+def settings_from_args(args) -> RunSettings:
+    """The typed settings of a training run from train_picie.py's parsed flags (checked first)."""
+    check_args(args)
+    augment = augment_config(args)
+    data = data_settings(args)
+    run_name = args.run_name or default_run_name(args)
+    calibrate = args.calibrate_bn if args.calibrate_bn >= 0 else (0 if (args.pretrain or args.pretrain_path) else 10)
+    record = dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing, run_name=run_name,
+                  augment_config=augment.to_dict())
+    return RunSettings(
+        data=data, augment=augment,
+        model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate),
+        optim=OptimSettings(args.optim_type, args.lr, args.weight_decay, args.momentum),
+        kmeans=kmeans_settings(args, args.K_train),
+        train=TrainSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
+                            nonparametric=args.nonparametric, num_epoch=args.num_epoch,
+                            batch_size_cluster=args.batch_size_cluster, batch_size_train=args.batch_size_train,
+                            l2_normalize=args.metric_train == "cosine", balance=not args.no_balance,
+                            skip_nonfinite=args.skip_nonfinite, feature_cache_bytes=args.feature_cache_gb * 2 ** 30,
+                            max_bad_fraction=args.max_bad_fraction, res1=args.res1, res2=args.res2,
+                            photometric_res=args.photometric_res),
+        eval=eval_settings(args), probe=ProbeSettings(cache_bytes=args.feature_cache_gb * 2 ** 30),
+        seed=args.seed, device=args.device, precision=args.precision, deterministic=args.deterministic,
+        num_workers=args.num_workers, save_root=args.save_root, run_name=run_name, restart=args.restart,
+        overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints, tensorboard=args.tensorboard,
+        eval_init=args.eval_init, record=record)
+
+
+def config_to_json(record: Dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in sorted(record.items())}, indent=2, default=str)
+
+
+def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, Any]:
+    """What a checkpoint records about its evaluation (test_picie.py reads it back)."""
+    return {"res": settings.eval.res, "metric_test": "cosine" if settings.eval.l2_normalize else "euclidean",
+            "K_test": settings.eval.n_clusters, "stuff": settings.eval.stuff, "thing": settings.eval.thing,
+            "dataset": settings.data.dataset, "class_names": list(class_names)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """python -m modules.config [--preset NAME] [flags] --get NAME [NAME ...]: print the values the
+    flags resolve to (one per line), e.g. for shell scripts that need a preset's base values."""
+    parser = argparse.ArgumentParser("modules.config", parents=[get_args_parser(add_help=False)],
+                                     description=main.__doc__)
+    parser.add_argument("--get", nargs="+", required=True, metavar="NAME", help="flag names (dest form, e.g. K_train)")
+    args = parse_args(parser, argv)
+    for name in args.get:
+        if not hasattr(args, name):
+            parser.error(f"--get {name}: not a flag of train_picie.py")
+        value = getattr(args, name)
+        print(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

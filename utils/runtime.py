@@ -1,0 +1,118 @@
+"""Where and how the network runs: device, autocast precision, determinism, seeds, threads."""
+import os
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils import dist
+from utils.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class Runtime:
+    """Where and how the network runs: `device`, the autocast dtype (None: float32), the memory
+    layout of image batches and whether progress bars are drawn (rank 0 only)."""
+
+    device: torch.device
+    amp_dtype: Optional[torch.dtype] = None
+    channels_last: bool = False
+    progress: bool = True
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def bar(self, iterable: Iterable, desc: str, total: Optional[int] = None):
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
+                    disable=not (self.progress and dist.is_main()))
+
+
+def select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.is_distributed():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast is ~2x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> Optional[torch.dtype]:
+    """Autocast dtype of --precision: fp32 -> None, bf16 -> bfloat16, auto -> bfloat16 on CUDA and
+    on CPUs with bf16 units, else None. --deterministic always runs in float32."""
+    if precision == "fp32" or deterministic:
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """Settings that must precede the first CUDA call: cuBLAS needs a fixed workspace to be
+    deterministic (torch.use_deterministic_algorithms, set in make_runtime, checks for it)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def make_runtime(device: str, precision: str, deterministic: bool) -> Runtime:
+    """The Runtime of --device, --precision and --deterministic (which also selects deterministic kernels)."""
+    resolved = select_device(device)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif resolved.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    return Runtime(device=resolved, amp_dtype=select_amp_dtype(precision, resolved, deterministic),
+                   channels_last=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# -- CPU thread pools: CPU results depend on their sizes (reduction order) --------------------
+# Libraries with a thread pool of their own (faiss, registered by modules/kmeans.py) register a
+# getter and a setter, so that checkpoints record every pool and an exact resume restores them.
+_THREAD_POOLS: Dict[str, tuple] = {"torch": (torch.get_num_threads, torch.set_num_threads)}
+
+
+def register_thread_pool(name: str, get: Callable[[], Optional[int]], set_: Callable[[int], None]) -> None:
+    _THREAD_POOLS[name] = (get, set_)
+
+
+def thread_counts() -> Dict[str, Optional[int]]:
+    """{pool: threads} of torch and every registered pool."""
+    return {name: get() for name, (get, _) in _THREAD_POOLS.items()}
+
+
+def set_thread_counts(counts: Dict[str, Optional[int]]) -> None:
+    for name, value in counts.items():
+        if value and name in _THREAD_POOLS:
+            _THREAD_POOLS[name][1](int(value))
