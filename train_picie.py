@@ -8,6 +8,7 @@ The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc)
 change is in the objective (modules/objectives.py). Flags and presets: modules/config.py.
 """
 import json
+import logging
 import signal
 import sys
 import time
@@ -50,31 +51,14 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     # --- 1. Run folder, logging, where the network runs -------------------------------------
     configure_determinism(s.deterministic)
     runtime = make_runtime(s.device, s.precision, s.deterministic)
-    run_folder = Path(s.save_root) / s.run_name
-    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; fails before any file is written
-    prepare_run_folder(run_folder, s.restart, s.overwrite)
-    log = setup_logging(run_folder / "train.log")
-    if dist.is_main():
-        remove_stale_temp_files(run_folder)
-    record = dict(s.record, git_commit=git_commit())
-    log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, record["git_commit"], runtime.device,
-             runtime.amp_dtype)
-    log.info("config: %s", config_to_json(record))
-    log.info("transforms: photometric %s, geometric %s", list(s.augment.inv_list) or "none",
-             list(s.augment.eqv_list) or "none")
-    if dist.is_main():
-        (run_folder / "config.json").write_text(config_to_json(record))
+    run_folder, record, tb = open_run(s, runtime)
+    log = logging.getLogger("picie")
     seed_everything(s.seed)
 
     # --- 2. Data: training images (both views are made on the device), labelled val images -----
     source = build_source(s.data)
     trainset = train_dataset(source, s.train.res2)
-    # Batch sizes are global: each of the world_size ranks takes its share of every batch.
-    cluster_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_cluster),
-                                 dist.EpochSampler(len(trainset), s.seed, shuffle=True), s.num_workers, runtime.device)
-    train_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_train),
-                               dist.EpochSampler(len(trainset), s.seed, shuffle=True, reshuffle=True, even=True),
-                               s.num_workers, runtime.device)
+    cluster_loader, train_loader = training_loaders(trainset, s, runtime)
     evaluation_loader = val_loader(source, s.eval, runtime) if source.has_labels else None
     log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
              len(source.val_images), source.n_classes, source.name)
@@ -151,8 +135,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
             state = checkpoint_of(epoch + 1, centroids)
             save_checkpoint(state, checkpoint_path)
             progress.saved_epoch = epoch + 1
-            if s.keep_checkpoints > 0:
-                keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
+            keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
         dist.barrier()
 
     # --- 6. Final evaluation: fresh k-means on the train images, scored on val --------------------
@@ -211,6 +194,37 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     averages = {k: v / max(n_steps, 1) for k, v in sums.items()}
     averages.update(n_steps=n_steps, n_nonfinite_steps=n_nonfinite, n_bad_images=n_bad_images)
     return averages
+
+
+def open_run(s: RunSettings, runtime: Runtime):
+    """(run folder, run record, TensorBoard logger): the folder created or reused (never losing
+    what it holds), logging into its train.log, its config.json (the resolved flags + git commit)."""
+    run_folder = Path(s.save_root) / s.run_name
+    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; fails before any file is written
+    prepare_run_folder(run_folder, s.restart, s.overwrite)
+    log = setup_logging(run_folder / "train.log")
+    if dist.is_main():
+        remove_stale_temp_files(run_folder)
+    record = dict(s.record, git_commit=git_commit())
+    log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, record["git_commit"], runtime.device,
+             runtime.amp_dtype)
+    log.info("config: %s", config_to_json(record))
+    log.info("transforms: photometric %s, geometric %s", list(s.augment.inv_list) or "none",
+             list(s.augment.eqv_list) or "none")
+    if dist.is_main():
+        (run_folder / "config.json").write_text(config_to_json(record))
+    return run_folder, record, tb
+
+
+def training_loaders(trainset, s: RunSettings, runtime: Runtime):
+    """(clustering loader, training loader) over the training images, in each epoch's order.
+    Batch sizes are global: each of the world_size ranks takes its share of every batch."""
+    cluster_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_cluster),
+                                 dist.EpochSampler(len(trainset), s.seed, shuffle=True), s.num_workers, runtime.device)
+    train_loader = make_loader(trainset, dist.local_batch(s.train.batch_size_train),
+                               dist.EpochSampler(len(trainset), s.seed, shuffle=True, reshuffle=True, even=True),
+                               s.num_workers, runtime.device)
+    return cluster_loader, train_loader
 
 
 def build_optimizer(module: torch.nn.Module, settings: OptimSettings) -> torch.optim.Optimizer:

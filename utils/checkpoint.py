@@ -115,50 +115,6 @@ def _convert_original(ckpt: dict, path: Path) -> dict:
     }
 
 
-def _infer_arch(state: Dict[str, torch.Tensor]) -> str:
-    """ResNet depth from the backbone's keys (bottleneck blocks have conv3; count layer3 blocks)."""
-    blocks = {int(m.group(1)) for k in state for m in [re.match(r"backbone\.layer3\.(\d+)\.", k)] if m}
-    bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in state)
-    n_blocks = max(blocks) + 1 if blocks else 0
-    if bottleneck:
-        return "resnet101" if n_blocks > 6 else "resnet50"
-    return "resnet34" if n_blocks > 2 else "resnet18"
-
-
-def _convert_original(ckpt: dict, path: Path) -> dict:
-    """Original PiCIE checkpoint -> this toolkit's layout (model keys, classifiers, config)."""
-    state = {}
-    for key, value in ckpt["state_dict"].items():
-        key = key.removeprefix("module.")
-        match = re.match(r"decoder\.layer([1-4])\.(weight|bias)$", key)
-        if match:
-            key = f"decoder.lateral{5 - int(match.group(1))}.{match.group(2)}"
-        state[key] = value
-    if "decoder.lateral1.weight" not in state:
-        raise CheckpointError(f"{path}: 'state_dict' has no FPN decoder weights; not a PiCIE checkpoint")
-    args = ckpt.get("args")
-    args = vars(args) if isinstance(args, argparse.Namespace) else (args or {})
-    arch = args.get("arch") or _infer_arch(state)
-    feat_dim = int(state["decoder.lateral1.weight"].shape[0])
-    classifiers = {}
-    for view in (1, 2):
-        entry = ckpt.get(f"classifier{view}_state_dict")
-        if entry is None:
-            continue
-        entry = {k.removeprefix("module."): v for k, v in entry.items()}
-        classifiers[f"view{view}"] = {"weight": entry["weight"].reshape(entry["weight"].shape[0], -1).float(),
-                                      "bias": entry.get("bias")}
-    return {
-        "format": "picie-original",
-        "epoch": int(ckpt.get("epoch", 0)),
-        "model_config": {"arch": arch, "feat_dim": feat_dim},
-        "model": state,
-        "classifiers": classifiers,
-        "args": {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))},
-        "eval_config": {k: args[k] for k in ("res", "metric_test", "K_test", "stuff", "thing") if k in args},
-    }
-
-
 def load_checkpoint(path) -> dict:
     """Read a checkpoint of this toolkit or of the original project; raise CheckpointError
     with one clear line for anything else."""
@@ -221,7 +177,10 @@ def save_checkpoint(state: Dict, path: Path) -> None:
 
 
 def keep_epoch_checkpoints(run_folder: Path, state: Dict, epoch: int, keep: int) -> None:
-    """Also write checkpoint_epoch<epoch>.pth and keep only the last `keep` of them (--keep_checkpoints)."""
+    """Also write checkpoint_epoch<epoch>.pth and keep only the last `keep` of them (--keep_checkpoints;
+    0 keeps none and writes nothing)."""
+    if keep <= 0:
+        return
     save_checkpoint(state, Path(run_folder) / f"checkpoint_epoch{epoch}.pth")
     old = sorted(Path(run_folder).glob("checkpoint_epoch*.pth"),
                  key=lambda p: int(p.stem.removeprefix("checkpoint_epoch")))

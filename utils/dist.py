@@ -125,12 +125,6 @@ def average_buffers(module: torch.nn.Module) -> None:
             buffer.div_(world_size())
 
 
-def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    if is_distributed():
-        dist.broadcast(tensor, src)
-    return tensor
-
-
 class EpochSampler(Sampler):
     """Indices of this rank for one pass over `n_items` images in `epoch`.
 
