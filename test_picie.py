@@ -15,9 +15,10 @@ import torch
 
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from modules.config import (check_args, data_settings, eval_settings, evaluated_classes, get_test_parser, parse_args,
-                            probe_settings)
-from modules.evaluation import fresh_cluster_evaluation, score_classifiers, val_loader
+from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
+                            get_test_parser, parse_args, probe_settings)
+from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,
+                                val_loader)
 from modules.fpn import model_from_checkpoint
 from modules.probe import linear_probe
 from utils import dist
@@ -34,17 +35,31 @@ def main(args) -> dict:
     check_args(args, for_training=False)
     ckpt = load_checkpoint(args.eval_path)
     stuff, thing = evaluated_classes(args, ckpt)
-    settings = eval_settings(args, stuff=stuff, thing=thing)
-    runtime = make_runtime(args.device, args.precision, args.deterministic)
+    settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
+    runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
-    source = build_source(data_settings(args, stuff, thing))
+    # Only --recluster (fresh k-means on train images) and --linear_probe (train labels) read the train split.
+    needs_train = args.recluster or args.linear_probe
+    try:
+        source = build_source(data_settings(args, stuff, thing, need_train=needs_train))
+    except DataError as exc:
+        if not needs_train:
+            raise
+        flag = "--recluster (fresh k-means on the train images)" if args.recluster else "--linear_probe (train labels)"
+        raise DataError(f"{flag} reads the train split: {exc}") from None
     if not source.has_labels:
         raise DataError(f"no labelled evaluation images under {args.data_root}; test_picie.py needs val labels")
+    if args.recluster and not source.cluster_images:
+        raise DataError(f"--recluster clusters the train images afresh, and {args.data_root} holds none; add the "
+                        "train split or score the stored classifier (drop --recluster)")
     loader = val_loader(source, settings, runtime)
     label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, settings.bad_labels,
                                    settings.num_workers)
-    log.info("evaluating %s (%s, epoch %s) on %d images, %d classes", args.eval_path, ckpt["format"],
-             ckpt.get("epoch"), len(source.val_images), source.n_classes)
+    protocol = "linear_probe" if args.linear_probe else "fresh k-means" if args.recluster else "stored classifier"
+    evaluation = dict(evaluation_record(settings, source, "identity" if args.linear_probe else "hungarian"),
+                      protocol=protocol)
+    log.info("evaluating %s (%s, epoch %s): %s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
+             ", ".join(f"{k} {v}" for k, v in evaluation.items()))
     if args.linear_probe:
         result = linear_probe(model, source, settings, probe_settings(args), runtime)
     elif args.recluster:
@@ -60,7 +75,7 @@ def main(args) -> dict:
                                     for name, m in scored.items()}
     result.update(checkpoint=str(args.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
                   n_images=result.get("n_images", len(source.val_images)), class_names=list(source.class_names),
-                  label_maps=label_report)
+                  label_maps=label_report, evaluation=evaluation)
     log.info("acc %.2f  mIoU %.2f%s", result["acc"], result["mIoU"],
              "" if result.get("thing_mIoU") is None else
              f"  thing mIoU {result['thing_mIoU']:.2f}  stuff mIoU {result['stuff_mIoU']:.2f}")

@@ -23,7 +23,8 @@ from data.transforms import ViewMaker
 from data.validation import check_bad_images, scan_label_maps
 from modules.config import (RESULT, ROLES, OptimSettings, RunSettings, config_to_json, eval_config, get_args_parser,
                             parse_args, settings_from_args)
-from modules.evaluation import ExampleMaps, fresh_cluster_evaluation, score_classifiers, val_loader
+from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
+                                score_classifiers, val_loader)
 from modules.fpn import build_model, calibrate_batchnorm, model_from_checkpoint
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
@@ -51,6 +52,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     # --- 1. Run folder, logging, where the network runs -------------------------------------
     configure_determinism(s.deterministic)
     runtime = make_runtime(s.device, s.precision, s.deterministic)
+    eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
     run_folder, record, tb = open_run(s, runtime)
     log = logging.getLogger("picie")
     seed_everything(s.seed)
@@ -90,7 +92,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     # --- 4. The untrained network for reference; BatchNorm statistics of a random init ------------
     progress.enter("initial evaluation and BatchNorm calibration")
     if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
-        prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, run_log, log)
+        prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
+                          run_log, log)
         if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
             save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
             progress.saved_epoch = 0
@@ -98,7 +101,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
     # --- 5. Epochs: cluster and label, train, score, checkpoint -----------------------------------
-    example_maps = ExampleMaps(model, source, s.eval, runtime)
+    example_maps = ExampleMaps(model, source, s.eval, eval_runtime)
     for epoch in range(start_epoch or 0, s.train.num_epoch):
         progress.start_epoch(epoch, s.train.num_epoch)
         cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
@@ -122,7 +125,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                             **clusters.stats)
         progress.enter("evaluation")
         if evaluation_loader is not None:
-            epoch_record.update(score_epoch(model, objective, clusters, source, s, runtime, evaluation_loader,
+            epoch_record.update(score_epoch(model, objective, clusters, source, s, eval_runtime, evaluation_loader,
                                             epoch, progress.lap))
         epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
         run_log.add(epoch_record)
@@ -140,7 +143,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
 
     # --- 6. Final evaluation: fresh k-means on the train images, scored on val --------------------
     progress.epoch, progress.phase = None, "final evaluation"
-    final = final_evaluation(model, source, s, runtime, evaluation_loader, run_log, label_report, len(trainset), log)
+    final = final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report, len(trainset),
+                             log)
     final["git_commit"] = record["git_commit"]
     if dist.is_main():
         write_json(run_folder / "final_metrics.json", final)
@@ -255,14 +259,14 @@ def build_or_resume(s: RunSettings, checkpoint_path: Path, runtime: Runtime, log
 
 
 def prepare_untrained(model, s: RunSettings, source, evaluation_loader, cluster_loader, view_maker: ViewMaker,
-                      runtime: Runtime, run_log: RunLog, log) -> None:
+                      runtime: Runtime, eval_runtime: Runtime, run_log: RunLog, log) -> None:
     """Score the network as initialised (--eval_init) and, from random init, set its BatchNorm
-    statistics from training images (--calibrate_bn) and score it again."""
+    statistics from training images (--calibrate_bn, with the training runtime) and score it again."""
     evaluate_init = s.eval_init and evaluation_loader is not None
 
     def evaluate_untrained(stage: str, label: str) -> None:
         started = time.perf_counter()
-        scores = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader, desc=stage)
+        scores = fresh_cluster_evaluation(model, source, s.eval, eval_runtime, evaluation_loader, desc=stage)
         log.info("%s (fresh k-means): acc %.2f mIoU %.2f", label, scores["acc"], scores["mIoU"])
         run_log.add({"epoch": 0, "stage": stage, "fresh": {k: v for k, v in scores.items() if k != "runs"},
                      "phase_s": {"final_eval": round(time.perf_counter() - started, 3)}})
@@ -313,7 +317,8 @@ def final_evaluation(model, source, s: RunSettings, runtime: Runtime, evaluation
                      label_report: Dict, n_train: int, log) -> Dict:
     """Step 6: the paper's final protocol (fresh K_test k-means on the un-augmented train images,
     --repeats seeds, scored on val), with run-level counts and the untrained network's scores."""
-    final = {"epochs": s.train.num_epoch, "n_train_images": n_train, "n_val_images": len(source.val_images)}
+    final = {"epochs": s.train.num_epoch, "n_train_images": n_train, "n_val_images": len(source.val_images),
+             "evaluation": evaluation_record(s.eval, source)}
     epochs = [r for r in run_log.history if r.get("stage") == "train"]
     final.update(n_unreadable_train_images=max([r.get("n_bad_images", 0) for r in epochs], default=0),
                  unreadable_train_images=sorted({p for r in epochs for p in r.get("bad_images", [])}),

@@ -1,7 +1,7 @@
 """Time PiCIE epochs phase by phase: k-means (both views, one pass), labelling, training,
 evaluation, and the fresh-cluster evaluations; report images/s, peak memory and the metrics.
 
-    python benchmarks/bench_epoch.py --data_root ../shared/data/cocostuff_mini --fullcoco \
+    python -m benchmarks.bench_epoch --data_root ../shared/data/cocostuff_mini --fullcoco \
         --res 320 --res1 320 --res2 640 --batch_size_cluster 16 --batch_size_train 8 \
         --batch_size_test 16 --num_init_batches 4 --num_batches 1 --kmeans_n_iter 20 \
         --K_train 27 --K_test 27 --augment --jitter --blur --grey --equiv --random_crop --h_flip \

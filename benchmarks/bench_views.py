@@ -1,7 +1,7 @@
 """Time the two views' construction per transform set: what adding transforms costs in the input pipeline.
 
-    python benchmarks/bench_views.py                        # paper sizes: 640 -> 320, batch 16
-    python benchmarks/bench_views.py --res2 192 --res1 96 --batch 64
+    python -m benchmarks.bench_views                        # paper sizes: 640 -> 320, batch 16
+    python -m benchmarks.bench_views --res2 192 --res1 96 --batch 64
 
 Prints, per transform set, the median wall ms per batch of ViewMaker.views (both views: P1, P2
 and G on the image for view 1; the resize for view 2) over --repeats batches of random images,

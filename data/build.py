@@ -27,16 +27,17 @@ class DataSettings:
     label_root: Optional[str] = None
     n_classes: Optional[int] = None
     train_list_repeats: int = 1
+    need_train: bool = True            # False: scoring a stored classifier needs only the evaluation split
 
 
 def build_source(settings: DataSettings) -> DataSource:
     """The DataSource of --dataset (cocostuff, cityscapes or folder)."""
     if settings.dataset == "cocostuff":
         source = build_cocostuff(settings.data_root, stuff=settings.stuff, thing=settings.thing,
-                                 fullcoco=settings.fullcoco)
+                                 fullcoco=settings.fullcoco, need_train=settings.need_train)
     elif settings.dataset == "cityscapes":
         source = cityscapes_source(settings.data_root, settings.cityscapes_train_splits,
-                                   settings.cityscapes_eval_splits)
+                                   settings.cityscapes_eval_splits, need_train=settings.need_train)
     elif settings.dataset == "folder":
         source = folder_source(settings.data_root, settings.label_root, settings.n_classes)
     else:

@@ -82,7 +82,7 @@ def _collect(data_root: Path, splits: Sequence[str], flag: str, with_labels: boo
 
 
 def cityscapes_source(data_root, train_splits: Sequence[str] = DEFAULT_TRAIN_SPLITS,
-                      eval_splits: Sequence[str] = DEFAULT_EVAL_SPLITS) -> DataSource:
+                      eval_splits: Sequence[str] = DEFAULT_EVAL_SPLITS, need_train: bool = True) -> DataSource:
     """Cityscapes-27 data source: training frames of `train_splits` (no labels needed), labelled
     evaluation frames of `eval_splits`; linear probe: `train` labels, scored on `val`."""
     data_root = Path(data_root)
@@ -91,13 +91,16 @@ def cityscapes_source(data_root, train_splits: Sequence[str] = DEFAULT_TRAIN_SPL
     if not (data_root / "leftImg8bit").is_dir():
         raise DataError(f"image folder not found: {data_root / 'leftImg8bit'} (Cityscapes layout: "
                         "leftImg8bit/<split>/<city>/*_leftImg8bit.png)")
-    train_images, _ = _collect(data_root, train_splits, "--cityscapes_train_splits", with_labels=False)
+    # Scoring a stored classifier (need_train=False) reads only the evaluation splits.
+    train_images = (_collect(data_root, train_splits, "--cityscapes_train_splits", with_labels=False)[0]
+                    if need_train else [])
     val_images, val_labels = _collect(data_root, eval_splits, "--cityscapes_eval_splits", with_labels=True)
     # Linear probe: ground truth of `train`, scored on `val` (paths only; the probe checks them).
     probe_train = split_images(data_root, "train")
     probe_val = split_images(data_root, "val")
     return DataSource(
         name="cityscapes",
+        eval_split="+".join(eval_splits),
         train_images=train_images,
         cluster_images=train_images,
         val_images=val_images,

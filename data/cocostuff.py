@@ -29,10 +29,10 @@ def read_curated_ids(data_root: Path, split: str) -> List[str]:
     path = data_root / "curated" / split / CURATED_NAME
     if not path.is_file():
         raise DataError(f"curated list not found: {path}; create it with "
-                        f"'python tools/make_curated.py --data_root {data_root}' or pass --fullcoco")
+                        f"'python -m tools.make_curated --data_root {data_root}' or pass --fullcoco")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not ids:
-        raise DataError(f"curated list {path} is empty; regenerate it with tools/make_curated.py")
+        raise DataError(f"curated list {path} is empty; regenerate it with python -m tools.make_curated")
     return ids
 
 
@@ -56,19 +56,20 @@ def coco_split_files(data_root: Path, split: str, fullcoco: bool = False,
         for path in image_paths:
             if not path.is_file():
                 raise DataError(f"image {path} listed in curated/{split}/{CURATED_NAME} does not exist; "
-                                "restore the file or regenerate the list with tools/make_curated.py")
+                                "restore the file or regenerate the list with python -m tools.make_curated")
     label_paths = [label_dir / f"{i}.png" for i in ids]
     if with_labels:
         for path in label_paths:
             if not path.is_file():
                 raise DataError(f"label map {path} is missing for image {path.stem}; restore it or "
-                                "regenerate the curated list with tools/make_curated.py")
+                                "regenerate the curated list with python -m tools.make_curated")
     return image_paths, label_paths
 
 
 def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco: bool = False,
-                    train_split: str = "train2017", val_split: str = "val2017") -> DataSource:
-    """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source."""
+                    train_split: str = "train2017", val_split: str = "val2017", need_train: bool = True) -> DataSource:
+    """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source. need_train=False (scoring a stored
+    classifier) reads only the evaluation split: a root with val images and labels is enough."""
     data_root = Path(data_root)
     if not (stuff or thing):
         raise DataError("choose the evaluated classes: --stuff, --thing or both")
@@ -77,11 +78,13 @@ def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco:
     except ValueError as exc:
         raise DataError(str(exc)) from None
     # Training needs no labels; the linear probe reads the train split's (checked when it runs).
-    train_images, train_labels = coco_split_files(data_root, train_split, fullcoco, with_labels=False)
+    train_images, train_labels = (coco_split_files(data_root, train_split, fullcoco, with_labels=False)
+                                  if need_train else ([], []))
     # The final evaluation clusters the (curated) train images without augmentation.
     val_images, val_labels = coco_split_files(data_root, val_split, fullcoco=False, with_labels=True)
     return DataSource(
         name="cocostuff",
+        eval_split=val_split,
         train_images=train_images,
         cluster_images=train_images,
         val_images=val_images,

@@ -87,6 +87,7 @@ def folder_source(data_root, label_root=None, n_classes: Optional[int] = None) -
     if len(matched) < len(images):
         log.warning("%d of %d images under %s have no label map in %s; evaluating on the %d that do",
                     len(images) - len(matched), len(images), data_root, label_root, len(matched))
+    source.eval_split = str(label_root)
     source.val_images = [image for image in images if image in matched]
     source.val_labels = [matched[image] for image in source.val_images]
     source.label_lut = folder_lut(n_classes)

@@ -15,6 +15,7 @@ class DataSource:
     val_images / val_labels: labelled evaluation images (labels None: no evaluation);
     label_lut:      int16 [256] raw label value -> class (-1 ignored);
     class_names:    evaluation class names, index = class id;
+    eval_split:     what the evaluation images are (e.g. val2017), recorded with every score;
     label_valid:    bool [256], the raw label values the dataset defines (None: not checked);
                     others are an error, or unlabelled with --bad_labels fix.
     probe_*:        labelled images of the supervised linear probe (test_picie.py --linear_probe):
@@ -29,6 +30,7 @@ class DataSource:
     val_labels: Optional[List[Path]]
     label_lut: Optional[np.ndarray]
     class_names: List[str]
+    eval_split: str = ""
     label_valid: Optional[np.ndarray] = None
     probe_train_images: Optional[List[Path]] = None
     probe_train_labels: Optional[List[Path]] = None

@@ -27,7 +27,7 @@ from data.build import DATASETS, DataSettings
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES
-from modules.evaluation import EvalSettings
+from modules.evaluation import PROTOCOL_RES, EvalSettings
 from modules.fpn import ARCHS
 from modules.kmeans import BACKENDS, KMeansSettings
 from modules.objectives import METHODS
@@ -88,7 +88,10 @@ _flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoad
 _flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
       help="where the network and k-means run (auto: cuda if available)")
 _flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIONS,
-      help="autocast dtype of forward passes (auto: bf16 on CUDA and on CPUs with bf16 units)")
+      help="autocast dtype of the training forward passes (auto: bf16 on CUDA and on CPUs with bf16 units)")
+_flag(G, BOTH, EVAL_ONLY, "--eval_precision", type=str, default="fp32", choices=PRECISIONS,
+      help="autocast dtype of every evaluation forward pass (epoch scores, final protocol, test_picie.py, "
+           "linear probe); fp32 reproduces the original's numbers, bf16 is faster")
 _flag(G, TRAIN, RESUME_SAFE, "--keep_checkpoints", type=int, default=0,
       help="also keep the last N per-epoch checkpoints (checkpoint_epoch<N>.pth)")
 _flag(G, BOTH, RESULT, "--deterministic", action="store_true",
@@ -104,7 +107,9 @@ _flag(G, BOTH, RESULT, "--fullcoco", action="store_true",
       help="train on every image in images/train2017 instead of the curated list")
 _flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None, help="evaluate the 15 stuff classes")
 _flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None, help="evaluate the 12 thing classes")
-_flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=320, help="evaluation crop size")
+_flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=None,
+      help="evaluation size: shorter side resized to it, center square crop (default: training 320, the "
+           "protocol's; test_picie.py and the tools: the checkpoint's own, 320 for original checkpoints)")
 _flag(G, TRAIN, RESULT, "--res1", type=int, default=320, help="network input size of both training views")
 _flag(G, TRAIN, RESULT, "--res2", type=int, default=640, help="base image size the views are cut from")
 _flag(G, BOTH, RESUME_SAFE, "--bad_labels", type=str, default="error", choices=BAD_LABEL_POLICIES,
@@ -226,7 +231,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "paper": {"data_root": "datasets/coco", "stuff": True, "thing": True, "pretrain": True, "repeats": 1,
               "lr": 1e-4, "seed": 1, "num_init_batches": 20, "num_batches": 1, "kmeans_n_iter": 20,
               "K_train": 27, "K_test": 27, "batch_size_cluster": 256, "batch_size_train": 128,
-              "batch_size_test": 128, "num_epoch": 10, "res": 320, "res1": 320, "res2": 640, **_PAPER_TRANSFORMS},
+              "batch_size_test": 128, "num_epoch": 10, "res1": 320, "res2": 640, **_PAPER_TRANSFORMS},
     # The built-in demo (make demo): random init on the generated demo set, a CPU budget of minutes.
     "demo": {"data_root": "datasets/demo", "stuff": True, "K_train": 15, "K_test": 15, "res": 96, "res1": 96,
              "res2": 192, "batch_size_cluster": 64, "batch_size_train": 16, "batch_size_test": 40,
@@ -429,15 +434,18 @@ def check_args(args, for_training: bool = True) -> None:
         raise FlagError(f"--probe_epochs {args.probe_epochs} must be at least 1")
 
 
-def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None) -> DataSettings:
-    """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's)."""
+def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
+                  need_train: bool = True) -> DataSettings:
+    """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's);
+    need_train=False when only the evaluation split is read (scoring a stored classifier)."""
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
                         stuff=stuff, thing=thing, fullcoco=args.fullcoco,
                         cityscapes_train_splits=tuple(args.cityscapes_train_splits),
                         cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
-                        n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1))
+                        n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1),
+                        need_train=need_train)
 
 
 def evaluated_groups(args) -> Tuple[bool, bool]:
@@ -457,6 +465,12 @@ def evaluated_classes(args, ckpt: Dict[str, Any]) -> Tuple[bool, bool]:
     return (stuff, thing) if (stuff or thing) else (True, True)
 
 
+def checkpoint_resolution(args, ckpt: Dict[str, Any]) -> int:
+    """The evaluation size to score a checkpoint at: --res, else the checkpoint's own evaluation
+    size, else (original checkpoints record none) the protocol's 320. Every tool uses this."""
+    return int(args.res or ckpt.get("eval_config", {}).get("res") or PROTOCOL_RES)
+
+
 def kmeans_settings(args, n_clusters: int) -> KMeansSettings:
     return KMeansSettings(n_clusters=n_clusters, n_iter=args.kmeans_n_iter, num_init_batches=args.num_init_batches,
                           num_batches=args.num_batches, pixels_per_image=args.kmeans_pixels_per_image,
@@ -469,10 +483,11 @@ def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
     caller resolved them (test_picie.py takes them from the checkpoint)."""
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
-    return EvalSettings(res=res or args.res, l2_normalize=args.metric_test == "cosine",
+    return EvalSettings(res=res or args.res or PROTOCOL_RES, l2_normalize=args.metric_test == "cosine",
                         kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
                         batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
-                        num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing)
+                        num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing,
+                        precision=args.eval_precision)
 
 
 def probe_settings(args) -> ProbeSettings:
@@ -491,8 +506,9 @@ def settings_from_args(args) -> RunSettings:
     data = data_settings(args)
     run_name = args.run_name or default_run_name(args)
     calibrate = args.calibrate_bn if args.calibrate_bn >= 0 else (0 if (args.pretrain or args.pretrain_path) else 10)
+    evaluation = eval_settings(args)
     record = dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing, run_name=run_name,
-                  augment_config=augment.to_dict())
+                  res=evaluation.res, augment_config=augment.to_dict())
     return RunSettings(
         data=data, augment=augment,
         model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate),
@@ -505,7 +521,7 @@ def settings_from_args(args) -> RunSettings:
                             skip_nonfinite=args.skip_nonfinite, feature_cache_bytes=args.feature_cache_gb * 2 ** 30,
                             max_bad_fraction=args.max_bad_fraction, res1=args.res1, res2=args.res2,
                             photometric_res=args.photometric_res),
-        eval=eval_settings(args), probe=ProbeSettings(cache_bytes=args.feature_cache_gb * 2 ** 30),
+        eval=evaluation, probe=ProbeSettings(cache_bytes=args.feature_cache_gb * 2 ** 30),
         seed=args.seed, device=args.device, precision=args.precision, deterministic=args.deterministic,
         num_workers=args.num_workers, save_root=args.save_root, run_name=run_name, restart=args.restart,
         overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints, tensorboard=args.tensorboard,

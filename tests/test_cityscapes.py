@@ -1,5 +1,5 @@
 """Cityscapes-27: the label mapping on real labelIds, split handling, both views' photometric
-transforms, and a training run on the real frames in ../shared/data/cityscapes_mini."""
+transforms, and a training run on a real frame (tests/fixtures/cityscapes: one val frame)."""
 import json
 import logging
 
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import train_picie
-from conftest import TINY_FLAGS
+from conftest import FIXTURES, TINY_FLAGS
 from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_path
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
@@ -17,11 +17,25 @@ from data.transforms import ViewMaker
 from modules.config import augment_config, get_args_parser, settings_from_args
 
 
+N_TRAIN = 3  # copies of the real frame in the train split of the fixture root
+
+
 @pytest.fixture(scope='module')
-def cityscapes_mini(shared_data):
-    root = shared_data / 'cityscapes_mini'
-    if not (root / 'leftImg8bit' / 'train').is_dir():
-        pytest.skip(f'real Cityscapes sample not found: {root}')
+def cityscapes_mini(tmp_path_factory):
+    """A Cityscapes root in the official layout from the real val pair of tests/fixtures: split val
+    holds the frame, split train N_TRAIN copies of it (aachen_00000<i>_000019), labels beside."""
+    import shutil
+    root = tmp_path_factory.mktemp('cityscapes')
+    fixture = FIXTURES / 'cityscapes'
+    shutil.copytree(fixture / 'leftImg8bit', root / 'leftImg8bit')
+    shutil.copytree(fixture / 'gtFine', root / 'gtFine')
+    frame = 'frankfurt_000000_000294'
+    for i in range(N_TRAIN):
+        for folder, suffix in (('leftImg8bit', 'leftImg8bit'), ('gtFine', 'gtFine_labelIds')):
+            target = root / folder / 'train' / 'aachen'
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(fixture / folder / 'val' / 'frankfurt' / f'{frame}_{suffix}.png',
+                        target / f'aachen_00000{i}_000019_{suffix}.png')
     return root
 
 
@@ -68,7 +82,7 @@ def test_absent_split_is_skipped_with_a_warning(cityscapes_mini, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("'train_extra'" in w and 'splits found: train, val' in w for w in warnings), warnings
     assert any("'test'" in w for w in warnings), warnings
-    assert len(source.train_images) == 8 and source.cluster_images == source.train_images
+    assert len(source.train_images) == N_TRAIN and source.cluster_images == source.train_images
     assert len(source.val_images) == 1 and source.val_labels[0].name.endswith('_gtFine_labelIds.png')
     assert source.class_names == list(CLASS_NAMES)
     assert label_path(cityscapes_mini, 'train', source.train_images[0]).is_file()
@@ -110,6 +124,14 @@ def test_both_views_get_photometric_transforms(cityscapes_mini):
         assert (per_image > 0.05).float().mean() > 0.5
 
 
+def test_val_only_root_is_enough_to_score(cityscapes_mini):
+    """Scoring reads only the evaluation splits: the training splits may be absent."""
+    source = cityscapes_source(FIXTURES / 'cityscapes', eval_splits=['val'], need_train=False)
+    assert source.train_images == [] and len(source.val_images) == 1 and source.eval_split == 'val'
+    with pytest.raises(DataError, match='--cityscapes_train_splits'):
+        cityscapes_source(FIXTURES / 'cityscapes', eval_splits=['val'])
+
+
 def test_train_and_evaluate_on_real_frames(cityscapes_mini, tmp_path):
     argv = ['--cityscapes', '--data_root', str(cityscapes_mini), '--save_root', str(tmp_path), '--run_name', 'cs',
             '--cityscapes_train_splits', 'train', '--cityscapes_eval_splits', 'train', '--K_train', '27',
@@ -118,7 +140,7 @@ def test_train_and_evaluate_on_real_frames(cityscapes_mini, tmp_path):
     record = json.loads((tmp_path / 'cs' / 'metrics.jsonl').read_text().splitlines()[-1])
     assert set(record['view1']['per_class_iou']) == set(CLASS_NAMES)
     final = json.loads((tmp_path / 'cs' / 'final_metrics.json').read_text())
-    assert final['n_train_images'] == 8 and final['n_val_images'] == 8
+    assert final['n_train_images'] == N_TRAIN and final['n_val_images'] == N_TRAIN
     assert 0 < final['acc'] <= 100 and 'thing_mIoU' not in final  # thing/stuff are COCO groups
     config = json.loads((tmp_path / 'cs' / 'config.json').read_text())
     assert config['dataset'] == 'cityscapes' and config['augment_config']['inv_list']

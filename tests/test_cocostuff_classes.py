@@ -1,5 +1,7 @@
 """Tests for data/cocostuff_classes.py and tools/write_fine_to_coarse.py."""
 
+import hashlib
+import json
 import pickle
 from pathlib import Path
 
@@ -23,22 +25,26 @@ from tools.write_fine_to_coarse import main as write_main
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _need(path: Path) -> Path:
-    """Return ``path``, skipping the test when that reference file is absent."""
-    if not path.exists():
-        pytest.skip(f'reference file not found: {path}')
-    return path
-
-
 def _load(path: Path) -> dict:
     with open(path, 'rb') as f:
         return pickle.load(f)
 
 
-@pytest.fixture(scope='module')
-def reference_pickle(shared_data: Path) -> dict:
-    """The original PiCIE fine_to_coarse_dict.pickle."""
-    return _load(_need(shared_data / 'picie_reference' / 'fine_to_coarse_dict.pickle'))
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# SHA-256 of the original project's tables, in a canonical JSON form (keys as strings), taken from its
+# fine_to_coarse_dict.pickle and COCO-Stuff's label list (../shared/data/picie_reference/): so the tables
+# here are checked against the original on any clone, and against the files themselves where they are.
+REFERENCE_INDEX_DIGEST = '2e524893b2ca1259d062e48f62a508074eddf63f8fda499c93c266015d901fce'
+REFERENCE_NAME_DIGEST = '22144b86d994b005ea44bd4713569a380fd95d780122fd6c7e86287b280d7455'
+REFERENCE_FINE_NAMES_DIGEST = '68b658155298369a379a4df18b7af4f1e4e825ba58c3d7d4c128e2d33f47b932'
+
+
+def _table_digests(table: dict) -> tuple:
+    return (_digest({str(k): int(v) for k, v in table['fine_index_to_coarse_index'].items()}),
+            _digest({str(k): str(v) for k, v in table['fine_name_to_coarse_name'].items()}))
 
 
 def test_tables_shape():
@@ -51,31 +57,42 @@ def test_tables_shape():
     assert all(COARSE_NAMES[c].endswith('-stuff') for c in STUFF_CLASSES)
 
 
-def test_fine_names_match_label_list(shared_data: Path):
+def test_fine_names_match_label_list():
     """FINE_NAMES[i] is the name of COCO-Stuff id i + 1 in the official label list."""
-    lines = _need(shared_data / 'picie_reference' / 'cocostuff_labels.txt').read_text().splitlines()
+    assert _digest(list(FINE_NAMES)) == REFERENCE_FINE_NAMES_DIGEST
+    assert 'unlabeled' not in FINE_NAMES
+
+
+def test_fine_to_coarse_dict_equals_reference():
+    ours = fine_to_coarse_dict()
+    assert set(ours) == {'fine_index_to_coarse_index', 'fine_name_to_coarse_name'}
+    assert _table_digests(ours) == (REFERENCE_INDEX_DIGEST, REFERENCE_NAME_DIGEST)
+    assert set(ours['fine_name_to_coarse_name'].values()) == set(COARSE_NAMES)
+
+
+def test_written_pickle_equals_reference(tmp_path: Path):
+    out = tmp_path / 'f2c.pickle'
+    assert write_main(['--out', str(out)]) == 0
+    assert _table_digests(_load(out)) == (REFERENCE_INDEX_DIGEST, REFERENCE_NAME_DIGEST)
+
+
+def test_repo_root_pickle_equals_reference():
+    """The repository's top-level fine_to_coarse_dict.pickle (the design card's file) is the original table."""
+    assert _table_digests(_load(REPO_ROOT / 'fine_to_coarse_dict.pickle')) == (REFERENCE_INDEX_DIGEST,
+                                                                               REFERENCE_NAME_DIGEST)
+
+
+def test_reference_digests_are_those_of_the_original_files(shared_data_if_present):
+    """Where ../shared is beside the clone, the digests above are recomputed from the original files."""
+    if shared_data_if_present is None:
+        return
+    reference = shared_data_if_present / 'picie_reference'
+    assert _table_digests(_load(reference / 'fine_to_coarse_dict.pickle')) == (REFERENCE_INDEX_DIGEST,
+                                                                               REFERENCE_NAME_DIGEST)
+    lines = (reference / 'cocostuff_labels.txt').read_text().splitlines()
     ids = dict(line.split(': ', 1) for line in lines if line.strip())
     assert ids['0'] == 'unlabeled'
-    assert FINE_NAMES == tuple(ids[str(i + 1)] for i in range(182))
-
-
-def test_fine_to_coarse_dict_equals_reference(reference_pickle: dict):
-    ours = fine_to_coarse_dict()
-    assert set(ours) == set(reference_pickle)
-    assert ours['fine_index_to_coarse_index'] == reference_pickle['fine_index_to_coarse_index']
-    assert ours['fine_name_to_coarse_name'] == reference_pickle['fine_name_to_coarse_name']
-    assert set(reference_pickle['fine_name_to_coarse_name'].values()) == set(COARSE_NAMES)
-
-
-def test_written_pickle_equals_reference(tmp_path: Path, reference_pickle: dict):
-    out = tmp_path / 'sub' / 'fine_to_coarse_dict.pickle'
-    assert write_main(['--out', str(out)]) == 0
-    assert _load(out) == reference_pickle
-
-
-def test_repo_root_pickle_equals_reference(reference_pickle: dict):
-    """The generated copy at the repo root (tools/write_fine_to_coarse.py default output)."""
-    assert _load(_need(REPO_ROOT / 'fine_to_coarse_dict.pickle')) == reference_pickle
+    assert _digest([ids[str(i + 1)] for i in range(182)]) == REFERENCE_FINE_NAMES_DIGEST
 
 
 def test_coarse_lut_all_classes():
@@ -144,10 +161,9 @@ def test_load_fine_to_coarse_reads_user_pickle(tmp_path: Path):
     assert coarse_lut(load_fine_to_coarse(tmp_path), True, True)[0] == 26
 
 
-def test_load_fine_to_coarse_reads_shared_pickle(shared_data: Path):
-    root = shared_data / 'cocostuff_mini'
-    _need(root / 'fine_to_coarse_dict.pickle')
-    assert load_fine_to_coarse(root) == dict(enumerate(FINE_TO_COARSE))
+def test_load_fine_to_coarse_reads_a_root_pickle(coco_mini: Path):
+    """A fine_to_coarse_dict.pickle in --data_root is read (coco_mini holds the original table)."""
+    assert load_fine_to_coarse(coco_mini) == dict(enumerate(FINE_TO_COARSE))
 
 
 @pytest.mark.parametrize('payload, why', [

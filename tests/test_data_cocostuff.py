@@ -1,5 +1,4 @@
-"""The COCO-Stuff reader on the real sample in ../shared/data/cocostuff_mini."""
-import csv
+"""The COCO-Stuff reader on real COCO images and labels (conftest's coco_mini, built from tests/fixtures)."""
 import pickle
 
 import numpy as np
@@ -11,24 +10,29 @@ from data.build import build_source, val_dataset
 from data.cocostuff import build_cocostuff, coco_split_files
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.datasets import EvalImages, TrainImages
+from data.validation import DataError
 from utils.dist import EpochSampler
 from utils.loaders import PassLoader
 
 
-def _manifest(root):
-    with open(root / 'manifest.csv') as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_curated_lists_and_fullcoco(coco_mini):
-    rows = _manifest(coco_mini)
+    """The curated list picks its 5 train images in list order; --fullcoco reads all 8 in the folder."""
+    listed = (coco_mini / 'curated/train2017/Coco164kFull_Stuff_Coarse_7.txt').read_text().split()
     train, _ = coco_split_files(coco_mini, 'train2017', fullcoco=False, with_labels=False)
-    assert len(train) == 52 == sum(r['in_PiCIE_curated_Coco164kFull_Stuff_Coarse_7'] == 'curated_train' for r in rows)
+    assert [p.stem for p in train] == listed and len(train) == 5
     full, _ = coco_split_files(coco_mini, 'train2017', fullcoco=True, with_labels=False)
-    assert len(full) == 113 == sum(r['split'] == 'train2017' for r in rows)
+    assert len(full) == 8 == len(list((coco_mini / 'images/train2017').glob('*.jpg')))
     source = build_cocostuff(coco_mini)
-    assert len(source.val_images) == 50 and source.n_classes == 27
+    assert len(source.val_images) == 8 and source.n_classes == 27 and source.eval_split == 'val2017'
     assert set(p.stem for p in train) <= set(p.stem for p in full)
+
+
+def test_val_only_root_scores_without_train_images(coco_val_root):
+    """Scoring a stored classifier reads only the val split; training needs the train split."""
+    source = build_cocostuff(coco_val_root, need_train=False)
+    assert len(source.val_images) == 8 and source.train_images == []
+    with pytest.raises(DataError, match='images/train2017'):
+        build_cocostuff(coco_val_root)
 
 
 @pytest.mark.parametrize('stuff,thing,n', [(True, True, 27), (True, False, 15), (False, True, 12)])
@@ -69,12 +73,12 @@ def test_train_images_are_base_crops(coco_mini):
 def test_chunked_loader_gives_the_same_batches_as_plain_batching(coco_mini):
     """The chunked loader (PassLoader) is a fast path: same indices, same pixels, same order."""
     train, _ = coco_split_files(coco_mini, 'train2017', fullcoco=True, with_labels=False)
-    dataset = EvalImages(train[:40], 64)
+    dataset = EvalImages(train, 64)
     sampler = EpochSampler(len(dataset), seed=3, epoch=1, shuffle=True)
-    loader = PassLoader(dataset, 36, sampler, 0, torch.device('cpu'), chunk=8)
+    loader = PassLoader(dataset, 6, sampler, 0, torch.device('cpu'), chunk=4)
     batches = list(loader)
     order = sampler.indices()
-    assert [b.indices.tolist() for b in batches] == [order[:36], order[36:]]
+    assert [b.indices.tolist() for b in batches] == [order[:6], order[6:]]
     for batch in batches:
         for row, index in enumerate(batch.indices.tolist()):
             assert torch.equal(batch.images[row], dataset[index][1])

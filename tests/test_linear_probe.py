@@ -44,7 +44,7 @@ def test_probe_on_the_real_sample(coco_mini, random_checkpoint, tmp_path):
     result = json.loads(out.read_text())
     assert result['protocol'] == 'linear_probe' and result['matching'] == 'identity'
     probe = result['probe']
-    assert probe['n_train_images'] == 52 and probe['n_val_images'] == 50 and result['n_images'] == 50
+    assert probe['n_train_images'] == 5 and probe['n_val_images'] == 8 and result['n_images'] == 8
     losses = probe['train_loss']
     assert len(losses) == 3 and losses[-1] < losses[0]  # the probe learns on the frozen features
     assert 0 < result['acc'] <= 100 and 0 < result['mIoU'] <= 100

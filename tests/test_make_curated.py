@@ -1,10 +1,8 @@
 """Tests for tools/make_curated.py (IIC/PiCIE curated-list generation)."""
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Set
 
 import numpy as np
 import pytest
@@ -14,19 +12,10 @@ from data.cocostuff_classes import FINE_TO_COARSE
 from tools.make_curated import LIST_NAME, main, select_curated
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPLITS = ('train2017', 'val2017')
-CURATED_COLUMN = 'in_PiCIE_curated_Coco164kFull_Stuff_Coarse_7'
 
 SKY = 156  # fine 'sky-other', a stuff class
 PERSON = 0  # fine 'person', a thing class
 UNLABELED = 255
-
-
-def _need(path: Path) -> Path:
-    """Return ``path``, skipping the test when that data file is absent."""
-    if not path.exists():
-        pytest.skip(f'data file not found: {path}')
-    return path
 
 
 def _read_ids(path: Path) -> list:
@@ -34,58 +23,27 @@ def _read_ids(path: Path) -> list:
 
 
 @pytest.fixture(scope='module')
-def mini_root(shared_data: Path) -> Path:
-    root = shared_data / 'cocostuff_mini'
-    for split in SPLITS:
-        _need(root / 'annotations' / split)
-        _need(root / 'images' / split)
-    _need(root / 'manifest.csv')
-    return root
-
-
-@pytest.fixture(scope='module')
-def manifest_curated(mini_root: Path) -> Dict[str, Set[str]]:
-    """Per split, the ids that manifest.csv marks as being in the official curated list."""
-    curated = {split: set() for split in SPLITS}
-    with open(mini_root / 'manifest.csv', newline='') as f:
-        for row in csv.DictReader(f):
-            if row[CURATED_COLUMN].strip():
-                assert row[CURATED_COLUMN] == {'train2017': 'curated_train',
-                                               'val2017': 'curated_val'}[row['split']]
-                curated[row['split']].add(row['image_id'])
-    return curated
-
-
-@pytest.fixture(scope='module')
-def generated(mini_root: Path, tmp_path_factory) -> Path:
-    """Run the tool once on cocostuff_mini, writing into a temporary out_dir."""
+def generated(coco_val_root: Path, tmp_path_factory) -> Path:
+    """Run the tool once on the 8 real val pairs of tests/fixtures, writing into a temporary out_dir."""
     out_dir = tmp_path_factory.mktemp('curated_out')
-    assert main(['--data_root', str(mini_root), '--out_dir', str(out_dir), '--workers', '2']) == 0
+    assert main(['--data_root', str(coco_val_root), '--out_dir', str(out_dir), '--splits', 'val2017',
+                 '--workers', '2']) == 0
     return out_dir
 
 
-@pytest.mark.parametrize('split', SPLITS)
-def test_matches_manifest(generated: Path, manifest_curated: Dict[str, Set[str]], split: str):
-    ids = _read_ids(generated / 'curated' / split / LIST_NAME)
-    assert ids == sorted(ids) and len(ids) == len(set(ids))
+def test_selects_the_official_curated_images(generated: Path, coco_val_root: Path):
+    """The 8 fixture images are all in the official curated val list (version 7), and their label
+    maps pass its rule: the tool selects all 8, in sorted order, one id per line."""
+    ids = _read_ids(generated / 'curated' / 'val2017' / LIST_NAME)
+    assert ids == sorted(ids) and len(ids) == len(set(ids)) == 8
     assert all(len(i) == 12 and i.isdigit() for i in ids)
-    assert manifest_curated[split], 'manifest marks no curated image; the test would be vacuous'
-    assert set(ids) == manifest_curated[split]
+    assert set(ids) == {p.stem for p in (coco_val_root / 'annotations' / 'val2017').glob('*.png')}
 
 
-@pytest.mark.parametrize('split', SPLITS)
-def test_selected_ids_in_official_list(generated: Path, shared_data: Path, split: str):
-    official = set(_read_ids(_need(
-        shared_data / 'picie_reference' / 'curated' / split / LIST_NAME)))
-    ids = _read_ids(generated / 'curated' / split / LIST_NAME)
-    assert set(ids) <= official
-
-
-@pytest.mark.parametrize('split', SPLITS)
-def test_matches_sample_curated_file(generated: Path, mini_root: Path, split: str):
-    """Byte-identical to the sample's own curated list (same format as the official files)."""
-    expected = _need(mini_root / 'curated' / split / LIST_NAME).read_text()
-    assert (generated / 'curated' / split / LIST_NAME).read_text() == expected
+def test_matches_the_fixture_curated_file(generated: Path, coco_val_root: Path):
+    """Byte-identical to the fixture's own curated list (same format as the official files)."""
+    expected = (coco_val_root / 'curated' / 'val2017' / LIST_NAME).read_text()
+    assert (generated / 'curated' / 'val2017' / LIST_NAME).read_text() == expected
 
 
 def _write_label(path: Path, labels: np.ndarray) -> Path:

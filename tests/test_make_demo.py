@@ -9,11 +9,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO_ROOT
+from data.cocostuff_classes import fine_to_coarse_dict
 from data.make_demo import CURATED_NAME, DEMO_FINE_IDS, IGNORE_INDEX, SPLITS, generate_demo, main
 
-# The original fine -> coarse table (a copy shipped with the project's shared reference data).
-# It lives beside the repository (<repo>/../shared/data), so the check is skipped where that folder is absent.
-REFERENCE_PICKLE = REPO_ROOT.parent / "shared" / "data" / "picie_reference" / "fine_to_coarse_dict.pickle"
 
 N_TRAIN, N_VAL = 6, 4
 
@@ -34,10 +32,7 @@ def test_class_table_is_real_stuff_ids():
     assert sorted(DEMO_FINE_IDS) == list(range(12, 27))
     fine_ids = [fine for fine, _name in DEMO_FINE_IDS.values()]
     assert len(set(fine_ids)) == 15 and all(0 <= f <= 181 for f in fine_ids)
-    if not REFERENCE_PICKLE.is_file():
-        pytest.skip("reference fine_to_coarse_dict.pickle not available")
-    with open(REFERENCE_PICKLE, "rb") as f:
-        table = pickle.load(f)
+    table = fine_to_coarse_dict()  # the original's table (tests/test_cocostuff_classes.py checks it)
     for coarse, (fine, name) in DEMO_FINE_IDS.items():
         assert table["fine_index_to_coarse_index"][fine] == coarse, (fine, name)
         assert name in table["fine_name_to_coarse_name"], name

@@ -28,6 +28,26 @@ def test_fpn_adds_upsampled_coarse_maps_without_nonlinearity():
     torch.testing.assert_close(doubled, -bias_part, atol=1e-5, rtol=1e-5)
 
 
+def test_fpn_is_the_hand_computed_top_down_sum():
+    """decoder(c1..c4) = l1(c1) + up(l2(c2) + up(l3(c3) + up(l4(c4)))): 1x1 laterals, bilinear
+    upsampling (align_corners=False) to the finer map's size, written out here step by step."""
+    torch.manual_seed(0)
+    decoder = fpn.FPNDecoder((4, 5, 6, 7), 3)
+    levels = [torch.randn(2, c, s, s + 1) for c, s in ((4, 16), (5, 8), (6, 4), (7, 2))]
+
+    def lateral(conv, x):
+        return torch.nn.functional.conv2d(x, conv.weight, conv.bias)
+
+    def up(x, like):
+        return torch.nn.functional.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=False)
+
+    l1, l2, l3, l4 = (lateral(conv, x) for conv, x in zip(
+        (decoder.lateral1, decoder.lateral2, decoder.lateral3, decoder.lateral4), levels))
+    expected = l1 + up(l2 + up(l3 + up(l4, l3), l2), l1)
+    with torch.no_grad():
+        torch.testing.assert_close(decoder(*levels), expected, atol=1e-6, rtol=1e-6)
+
+
 def test_pretrain_path_loads_torchvision_weights(tmp_path):
     reference = torchvision.models.resnet18(weights=None)
     path = tmp_path / 'r18.pth'

@@ -1,6 +1,6 @@
 """Compare training runs side by side: settings that differ, final scores, time, curves.
 
-    python tools/compare_runs.py results/ablate_transforms/none results/ablate_transforms/all \
+    python -m tools.compare_runs results/ablate_transforms/none results/ablate_transforms/all \
         --out reports/ablation
 
 Reads what every run folder holds (config.json, metrics.jsonl, final_metrics.json, train.log)

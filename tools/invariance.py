@@ -1,6 +1,6 @@
 """How invariant and how equivariant a checkpoint's clusters are, one transform at a time.
 
-    python tools/invariance.py results/ablate_transforms_demo/*/checkpoint.pth --data_root datasets/demo \
+    python -m tools.invariance results/ablate_transforms_demo/*/checkpoint.pth --data_root datasets/demo \
         --out reports/invariance   # writes invariance.md and invariance.json
 
 For every photometric transform P (brightness, contrast, saturation, hue, greyscale, blur) and
@@ -145,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 stuff, thing = evaluated_classes(args, ckpt)
                 run_args = argparse.Namespace(**dict(vars(args), data_root=data_root,
                                                      dataset=args.dataset or saved.get("dataset", "cocostuff")))
-                source = build_source(data_settings(run_args, stuff, thing))
+                source = build_source(data_settings(run_args, stuff, thing, need_train=False))
                 images = TrainImages(source.val_images[: args.n_images], res2)
                 loader = DataLoader(images, batch_size=min(16, len(images)), num_workers=0)
             model = model_from_checkpoint(ckpt, runtime.device).eval()

@@ -24,9 +24,8 @@ image file exists are listed.
 
 Usage::
 
-    python tools/make_curated.py --data_root ROOT [--splits train2017 val2017] [--min_size 360]
+    python -m tools.make_curated --data_root ROOT [--splits train2017 val2017] [--min_size 360]
         [--min_stuff_frac 0.75] [--workers N] [--out_dir DIR]
-    python -m tools.make_curated ...
 """
 
 import argparse

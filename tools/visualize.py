@@ -1,6 +1,6 @@
 """Cluster-map figures: image | ground truth | clusters coloured by their matched class | correct/wrong.
 
-    python tools/visualize.py --eval_path results/<run>/checkpoint.pth --data_root datasets/coco \
+    python -m tools.visualize --eval_path results/<run>/checkpoint.pth --data_root datasets/coco \
         --n_images 8 --out_dir results/<run>/cluster_maps
 
 Clusters are matched to classes by the Hungarian matching over the whole val set (the
@@ -25,8 +25,9 @@ from matplotlib.patches import Patch
 
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
-from modules.config import check_args, data_settings, eval_settings, evaluated_classes, get_test_parser, parse_args
-from modules.evaluation import EvalSettings, predict, score_classifiers, val_loader
+from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
+                            get_test_parser, parse_args)
+from modules.evaluation import EvalSettings, evaluation_runtime, predict, score_classifiers, val_loader
 from modules.fpn import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
@@ -130,13 +131,13 @@ def main(argv=None) -> int:
             raise UserError(f"--n_images {args.n_images} must be at least 1")
         check_args(args, for_training=False)
         ckpt = load_checkpoint(args.eval_path)
-        saved = ckpt.get("eval_config", {})
         stuff, thing = evaluated_classes(args, ckpt)
-        settings = eval_settings(args, res=args.res or int(saved.get("res", 320)), stuff=stuff, thing=thing)
-        runtime = make_runtime(args.device, args.precision, args.deterministic)
+        settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
+        runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
         runtime.progress = False
         model = model_from_checkpoint(ckpt, runtime.device)
-        source = build_source(data_settings(args, stuff, thing))
+        # Drawing a labelled split needs no training images; a folder without labels draws its images.
+        source = build_source(data_settings(args, stuff, thing, need_train=args.dataset == "folder"))
         out_dir = Path(args.out_dir) if args.out_dir else Path(args.eval_path).parent / "cluster_maps"
         written = render(model, ckpt, source, settings, runtime, out_dir, args.n_images, args.classifier,
                          args.matching)

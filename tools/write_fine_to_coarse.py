@@ -6,7 +6,6 @@ this tool regenerates it from the table kept in code, so nobody needs the origin
 
 Usage::
 
-    python tools/write_fine_to_coarse.py [--out PATH]
     python -m tools.write_fine_to_coarse [--out PATH]
 """
 

@@ -1,6 +1,8 @@
 """Where and how the network runs: device, autocast precision, determinism, seeds, threads."""
 import os
 import random
+import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +39,39 @@ class Runtime:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def bar(self, iterable: Iterable, desc: str, total: Optional[int] = None):
-        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True,
-                    disable=not (self.progress and dist.is_main()))
+        """Progress over `iterable`: a tqdm bar on a terminal; in a file (nohup, a scheduler's log)
+        plain lines instead, at most one per PLAIN_PROGRESS_S seconds, so logs stay readable."""
+        if not (self.progress and dist.is_main()):
+            return iterable
+        if not sys.stderr.isatty():
+            return plain_progress(iterable, desc, total)
+        return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+PLAIN_PROGRESS_S = 30.0
+
+
+def plain_progress(iterable: Iterable, desc: str, total: Optional[int] = None, interval_s: float = PLAIN_PROGRESS_S):
+    """Yield from `iterable`, writing 'desc: n/total (p%), r it/s, ETA t s' lines to stderr at most
+    every `interval_s` seconds and one 'done' line at the end; every line ends with a newline, so a
+    log message written after it starts on its own line (tqdm's carriage returns would glue them)."""
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    started = last = time.perf_counter()
+    count = 0
+    for item in iterable:
+        yield item
+        count += 1
+        now = time.perf_counter()
+        if now - last >= interval_s:
+            last = now
+            rate = count / (now - started)
+            eta = f", ETA {(total - count) / rate:.0f} s" if total and rate > 0 else ""
+            share = f" ({100 * count / total:.0f}%)" if total else ""
+            sys.stderr.write(f"{desc}: {count}/{total or '?'}{share}, {rate:.2f} it/s{eta}\n")
+            sys.stderr.flush()
+    sys.stderr.write(f"{desc}: done, {count} in {time.perf_counter() - started:.1f} s\n")
+    sys.stderr.flush()
 
 
 def select_device(name: str) -> torch.device:
