@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test clean-demo
+.PHONY: venv demo test mutation clean-demo
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
+
+# Deliberate breakages of the method, one at a time: each must make a test fail (tools/mutation_check.py).
+mutation: $(STAMP)
+	$(PYTHON) -m tools.mutation_check
 
 clean-demo:
 	rm -rf datasets/demo results/demo

@@ -115,3 +115,11 @@ def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_
                 'classifier2_state_dict': draw(head, seed + 2),
                 'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': list(range(n_params))}]}}, path)
     return path
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), for torchrun's rendezvous in DDP tests."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]

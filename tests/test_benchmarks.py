@@ -9,12 +9,28 @@ from conftest import TINY_FLAGS
 
 
 def test_kmeans_working_set_at_the_papers_settings():
+    """The figures docs/measurements.md quotes: 320 MB sample and 800 MB update batch per view, a
+    1600 MB peak (the two views' update batches; measured 1600 on the H100), 16,000 MB for the
+    original's every-pixel initial sample."""
     sampled = bench_epoch.kmeans_working_set_mb(batch=256, init_batches=20, grid=80, dim=128, pixels_per_image=128,
                                                 all_pixels=False)
-    assert sampled == {"init_sample_mb": 320.0, "online_batch_mb": 800.0, "both_views_peak_mb": 960.0}
+    assert sampled == {"init_sample_mb": 320.0, "online_batch_mb": 800.0, "both_views_peak_mb": 1600.0}
     every = bench_epoch.kmeans_working_set_mb(batch=256, init_batches=20, grid=80, dim=128, pixels_per_image=128,
                                               all_pixels=True)
     assert every["init_sample_mb"] == 16000.0  # the original's 16.8 GB (decimal) of initial features
+
+
+@pytest.mark.parametrize('extra, pixels', [([], 64), (['--kmeans_init_all_pixels'], 256)])
+def test_kmeans_working_set_formula_is_what_a_run_measures(tiny_demo, tmp_path, extra, pixels):
+    """The formula against a run's own kmeans_peak_mb, on sizes where either term is the larger:
+    a 64-pixel sample (the update batch dominates) and every pixel (sample + copy dominate)."""
+    result = bench_epoch.main(['--data_root', str(tiny_demo), '--stuff', *TINY_FLAGS, '--num_epoch', '1',
+                               '--batch_size_cluster', '4', '--kmeans_pixels_per_image', '64', '--K_train', '4',
+                               '--K_test', '4', '--save_root', str(tmp_path), *extra])
+    measured = result['epochs'][0]['kmeans_peak_mb']
+    grid = 64 // 4
+    assert measured == pytest.approx(bench_epoch.kmeans_working_set_mb(4, 1, grid, 128, pixels, bool(extra))
+                                     ['both_views_peak_mb'])
 
 
 def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, capsys):
@@ -25,10 +41,10 @@ def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, ca
     saved = json.loads(out.read_text())
     assert saved['n_train_images'] == 12 and len(saved['epochs']) == 2
     for epoch in saved['epochs']:
-        for phase in ('kmeans_s', 'label_s', 'train_s', 'eval_s', 'kmeans_img_per_s', 'train_img_per_s'):
+        for phase in ('kmeans_s', 'train_s', 'eval_s', 'kmeans_img_per_s', 'train_img_per_s'):
             assert epoch[phase] > 0, phase
-        assert epoch['epoch_s'] == pytest.approx(epoch['kmeans_s'] + epoch['label_s'] + epoch['train_s']
-                                                 + epoch['eval_s'], abs=0.01)
+        # Labels from cached features take well under the millisecond the phase times are rounded to.
+        assert epoch['label_s'] >= 0 and epoch['labels_from_cached_features']
     assert saved['peak_rss_mb']['self'] > 100
     assert 0 <= saved['final']['mIoU'] <= 100 and 0 <= saved['untrained']['mIoU'] <= 100
     assert saved['projection']['images'] == 1000 and saved['projection']['epoch_s'] > 0

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 import test_picie
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_FLAGS, free_port
 
-FLAGS = ['--res', '64', '--res1', '64', '--res2', '128', '--batch_size_cluster', '8', '--batch_size_train', '4',
-         '--batch_size_test', '8', '--num_init_batches', '1', '--kmeans_n_iter', '5', '--num_workers', '0',
-         '--device', 'cpu', '--precision', 'fp32', '--stuff', '--K_train', '15', '--K_test', '15']
-AUGMENT = ['--augment', '--jitter', '--grey', '--equiv', '--random_crop', '--h_flip']
+FLAGS = [*TINY_FLAGS, '--inv_list', 'none', '--eqv_list', 'none']
+AUGMENT = ['--inv_list', 'jitter,grey', '--eqv_list', 'random_crop,h_flip']
 
 
 def _run(nproc, data_root, save_root, run_name, *extra, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     if nproc > 1:
-        launcher = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc)]
+        # A port free right now, named explicitly: two test sessions on one machine never collide.
+        launcher = [sys.executable, '-m', 'torch.distributed.run', '--nnodes', '1', '--rdzv-backend', 'c10d',
+                    '--rdzv-endpoint', f'127.0.0.1:{free_port()}', '--nproc_per_node', str(nproc)]
     else:
         launcher = [sys.executable]
     cmd = [*launcher, str(REPO_ROOT / 'train_picie.py'), '--data_root', str(data_root), '--save_root', str(save_root),

@@ -1,0 +1,136 @@
+"""Break the method on purpose, one defect at a time, and check that a test catches each.
+
+    python -m tools.mutation_check            # or: make mutation
+    python -m tools.mutation_check --list     # the breakages and the tests that must catch them
+
+Each mutation is a defect PiCIE code can have (several are the original code's): the k-means pass
+run in training mode, every k-means seeded 0, no FPN top-down path, ... For each one this tool
+copies the working tree into a temporary folder, applies the one edit there (never in the
+checkout), runs the tests named for it, and prints whether they failed (caught) or passed (missed).
+The unchanged copy must pass the same tests first, so a "caught" is the mutation's doing. Exit
+code 0 when every mutation is caught, 1 otherwise.
+"""
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str          # file, relative to the repository root
+    original: str      # text that must occur exactly once in it
+    mutated: str
+    tests: tuple       # pytest node ids that must fail
+
+
+MUTATIONS = (
+    Mutation("k-means pass in training mode (BatchNorm statistics drift, the original's defect)",
+             "modules/pseudo_labels.py", "    model.eval()  # BatchNorm statistics stay fixed",
+             "    model.train()  # BatchNorm statistics stay fixed",
+             ("tests/test_pseudo_labels.py::test_clustering_pass_leaves_batchnorm_statistics_untouched",)),
+    Mutation("every k-means seeded 0 (the original's defect)",
+             "modules/objectives.py", "        return seed * 1000 + epoch * 2 + self.view + (AUX_SEED_OFFSET if self.aux else 0)",
+             "        return 0",
+             ("tests/test_pseudo_labels.py::test_kmeans_seeds_differ_by_view_epoch_and_seed",)),
+    Mutation("FPN top-down path removed (only the finest lateral)",
+             "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
+             "return fine",
+             ("tests/test_model.py::test_fpn_is_the_hand_computed_top_down_sum",)),
+    Mutation("FPN upsampling switched to nearest",
+             "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
+             'return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest") + fine',
+             ("tests/test_model.py::test_fpn_is_the_hand_computed_top_down_sum",)),
+    Mutation("thing/stuff mIoU in cluster order (the original's defect)",
+             "modules/evaluation.py", '    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None\n'
+             '    result["stuff_mIoU"] = 100 * _nanmean(iou[stuff]) if stuff else None',
+             '    result["thing_mIoU"] = 100 * _nanmean(iou[class_of_cluster[thing]]) if thing else None\n'
+             '    result["stuff_mIoU"] = 100 * _nanmean(iou[class_of_cluster[stuff]]) if stuff else None',
+             ("tests/test_metrics.py::test_thing_stuff_over_ground_truth_classes",)),
+    Mutation("greyscale never applied (the original's --grey defect)",
+             "data/transforms.py", "    if params.grey_on.any():", "    if False:",
+             ("tests/test_transforms.py::test_greyscale_really_applies",
+              "tests/test_transforms.py::test_grey_switch_yields_grey")),
+    Mutation("blur sigma outside [0.1, 2] (the original drew it in [-1.8, 0.1))",
+             "data/transforms.py", "    sigma = lo + (hi - lo) * u[10] if", "    sigma = lo - (hi - lo) * u[10] if",
+             ("tests/test_transforms.py::test_blur_really_applies", "tests/test_transforms.py::test_parameter_ranges")),
+    Mutation("cross-view term using the view's own centroids",
+             "modules/loss.py", "        logits_12 = centroid_logits(feats_view1, centroids_view2).float()",
+             "        logits_12 = centroid_logits(feats_view1, centroids_view1).float()",
+             ("tests/test_loss.py",)),
+    Mutation("class weights dropped from the cross-entropy",
+             "modules/objectives.py", "        self.weights = [class_weights(c).to(device) if balance else None for c in counts]",
+             "        self.weights = [None for c in counts]",
+             ("tests/test_methods.py", "tests/test_loss.py")),
+)
+
+
+def copy_tree(destination: Path) -> None:
+    """The checkout's files as they are now (tracked, and untracked but not ignored) into destination."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def run_tests(tree: Path, tests: Sequence[str]) -> int:
+    """pytest's exit code for `tests` in `tree` (its modules first on the path, not the checkout's)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    return subprocess.run(command, cwd=tree, capture_output=True, text=True).returncode
+
+
+def check(mutations: Sequence[Mutation]) -> List[tuple]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="picie_mutation_") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree)
+        for mutation in mutations:
+            started = time.perf_counter()
+            path = tree / mutation.path
+            text = path.read_text()
+            if text.count(mutation.original) != 1:
+                rows.append((mutation, "NOT APPLIED (the code it edits has changed: update this tool)", 0.0))
+                continue
+            if run_tests(tree, mutation.tests) != 0:
+                rows.append((mutation, "ERROR: its tests fail on the unmodified code", 0.0))
+                continue
+            path.write_text(text.replace(mutation.original, mutation.mutated))
+            try:
+                code = run_tests(tree, mutation.tests)
+            finally:
+                path.write_text(text)
+            verdict = "caught" if code == 1 else "MISSED" if code == 0 else f"ERROR (pytest exit {code})"
+            rows.append((mutation, verdict, time.perf_counter() - started))
+            print(f"{verdict:8s} {mutation.name}  ({rows[-1][2]:.0f} s)", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser("mutation_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    args = parser.parse_args(argv)
+    if args.list:
+        for mutation in MUTATIONS:
+            print(f"{mutation.name}\n    {mutation.path}; tests: {', '.join(mutation.tests)}")
+        return 0
+    rows = check(MUTATIONS)
+    caught = sum(verdict == "caught" for _, verdict, _ in rows)
+    print(f"\n{caught} of {len(rows)} deliberate breakages caught by a test")
+    return 0 if caught == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
