@@ -20,23 +20,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
-from data.validation import check_bad_images, scan_label_maps
-from modules.config import (RESULT, ROLES, OptimSettings, RunSettings, config_to_json, eval_config, get_args_parser,
-                            parse_args, settings_from_args)
+from data.validation import check_bad_images, check_training_images, scan_label_maps
+from modules.config import (FlagError, OptimSettings, RunSettings, config_to_json, default_run_name, eval_config,
+                            get_args_parser, parse_args, restart_args, settings_from_args)
 from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
 from modules.fpn import build_model, calibrate_batchnorm, model_from_checkpoint
+from modules.kmeans import require_points
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
                                    training_views)
 from modules.siamese import SiamesePair, features_of_views
 from utils import dist
 from utils.checkpoint import (checkpoint_state, classifier_entry, keep_epoch_checkpoints, load_checkpoint,
-                              match_thread_counts, restore_rng, save_checkpoint, differing_settings)
+                              match_thread_counts, restore_rng, save_checkpoint)
 from utils.errors import UserError
 from utils.loaders import make_loader
-from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, git_commit, prepare_run_folder, remove_stale_temp_files,
-                       resume_command, setup_logging, write_json)
+from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, attach_log_file, check_run_folder, git_commit,
+                       prepare_run_folder, remove_stale_temp_files, resume_command, setup_logging, write_json)
 from utils.runtime import Runtime, configure_determinism, make_runtime, seed_everything
 from utils.signals import GracefulStop, StopRequested, stop_requested
 from utils.tb import open_tensorboard
@@ -49,12 +50,14 @@ class NonFiniteLossError(FloatingPointError):
 def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
-    # --- 1. Run folder, logging, where the network runs -------------------------------------
+    # --- 1. Where the network runs; then every check that can fail, before anything is written --
     configure_determinism(s.deterministic)
     runtime = make_runtime(s.device, s.precision, s.deterministic)
     eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
-    run_folder, record, tb = open_run(s, runtime)
-    log = logging.getLogger("picie")
+    run_folder = Path(s.save_root) / s.run_name
+    check_run_folder(run_folder, s.restart, s.overwrite)
+    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; writes nothing yet
+    log = setup_logging() if not logging.getLogger().handlers else logging.getLogger("picie")
     seed_everything(s.seed)
 
     # --- 2. Data: training images (both views are made on the device), labelled val images -----
@@ -64,14 +67,25 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     evaluation_loader = val_loader(source, s.eval, runtime) if source.has_labels else None
     log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
              len(source.val_images), source.n_classes, source.name)
-    # Every label map is checked now, so a bad one stops the run before training, not at its first evaluation.
+    # Every label map and image header is checked now, so bad data stops the run before it starts.
     label_report = (scan_label_maps(source.val_images, source.val_labels, source.label_valid, s.eval.bad_labels,
-                                    s.num_workers) if source.has_labels else {})
+                                    s.num_workers, source.label_lut) if source.has_labels else {})
+    check_training_images(trainset.image_paths, s.train.max_bad_fraction, s.num_workers)
 
-    # --- 3. Network, optimiser, objective (its clustering heads), pseudo-label arrays ---------------
+    # --- 3. Network, optimiser, objective (its clustering heads) ------------------------------------
     view_maker = ViewMaker(s.augment, s.train.res1, s.seed, photometric_res=s.train.photometric_res)
     checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
     model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
+    objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
+                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed)
+    check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
+    if ckpt is not None and ckpt["epoch"] >= s.train.num_epoch and (run_folder / "final_metrics.json").is_file():
+        log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train "
+                 "further", run_folder, ckpt["epoch"], s.train.num_epoch)
+        return json.loads((run_folder / "final_metrics.json").read_text())
+
+    # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
+    record = open_run(s, runtime, run_folder, fresh=ckpt is None)
     start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
     run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
     # Training runs the Siamese pair (both views in one call) under DDP on several ranks;
@@ -79,8 +93,6 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     pair = SiamesePair(model)
     if dist.is_distributed():
         pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
-                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed)
     log.info("method: %s, clusterings per epoch: %s", objective.name,
              ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
     labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
@@ -89,7 +101,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch, record,
         centroids, eval_config(s, source.class_names), run_log.history)
 
-    # --- 4. The untrained network for reference; BatchNorm statistics of a random init ------------
+    # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
     progress.enter("initial evaluation and BatchNorm calibration")
     if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
         prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
@@ -100,7 +112,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     else:
         restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
-    # --- 5. Epochs: cluster and label, train, score, checkpoint -----------------------------------
+    # --- 6. Epochs: cluster and label, train, score, checkpoint -----------------------------------
     example_maps = ExampleMaps(model, source, s.eval, eval_runtime)
     for epoch in range(start_epoch or 0, s.train.num_epoch):
         progress.start_epoch(epoch, s.train.num_epoch)
@@ -141,7 +153,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
             keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
         dist.barrier()
 
-    # --- 6. Final evaluation: fresh k-means on the train images, scored on val --------------------
+    # --- 7. Final evaluation: fresh k-means on the train images, scored on val --------------------
     progress.epoch, progress.phase = None, "final evaluation"
     final = final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report, len(trainset),
                              log)
@@ -200,14 +212,14 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     return averages
 
 
-def open_run(s: RunSettings, runtime: Runtime):
-    """(run folder, run record, TensorBoard logger): the folder created or reused (never losing
-    what it holds), logging into its train.log, its config.json (the resolved flags + git commit)."""
-    run_folder = Path(s.save_root) / s.run_name
-    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; fails before any file is written
+def open_run(s: RunSettings, runtime: Runtime, run_folder: Path, fresh: bool) -> dict:
+    """The run record (the resolved flags + git commit), once every check has passed: the folder
+    created or reused (never losing what it holds), logging into its train.log, and for a fresh
+    run its config.json (a restart never rewrites the record of the run it continues)."""
     prepare_run_folder(run_folder, s.restart, s.overwrite)
-    log = setup_logging(run_folder / "train.log")
+    log = logging.getLogger("picie")
     if dist.is_main():
+        attach_log_file(run_folder / "train.log")
         remove_stale_temp_files(run_folder)
     record = dict(s.record, git_commit=git_commit())
     log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, record["git_commit"], runtime.device,
@@ -215,9 +227,25 @@ def open_run(s: RunSettings, runtime: Runtime):
     log.info("config: %s", config_to_json(record))
     log.info("transforms: photometric %s, geometric %s", list(s.augment.inv_list) or "none",
              list(s.augment.eqv_list) or "none")
-    if dist.is_main():
+    if s.train.method == "picie" and not (s.augment.inv_list or s.augment.eqv_list):
+        log.warning("PiCIE without a photometric or a geometric transform: both views are the same image, so the "
+                    "cross-view loss is the within-view loss and nothing asks for invariance or equivariance; pass "
+                    "--preset paper or --inv_list/--eqv_list (e.g. --inv_list jitter,grey,blur --eqv_list "
+                    "random_crop,h_flip)")
+    if fresh and dist.is_main():
         (run_folder / "config.json").write_text(config_to_json(record))
-    return run_folder, record, tb
+    return record
+
+
+def check_cluster_counts(objective: Objective, n_train_cells: int, source, s: RunSettings, stride: int) -> None:
+    """Every clustering needs at least as many feature vectors as clusters (before anything runs)."""
+    for head in objective.heads:
+        require_points(n_train_cells, head.n_clusters, "--K_aux" if head.aux else "--K_train",
+                       f"the {len(source.train_images)} training images at --res1 {s.train.res1}")
+    if source.has_labels:
+        cells = len(source.cluster_images) * (s.eval.res // stride) ** 2
+        require_points(cells, s.eval.n_clusters, "--K_test",
+                       f"the {len(source.cluster_images)} images of the final k-means at --res {s.eval.res}")
 
 
 def training_loaders(trainset, s: RunSettings, runtime: Runtime):
@@ -249,11 +277,7 @@ def build_or_resume(s: RunSettings, checkpoint_path: Path, runtime: Runtime, log
         model = model_from_checkpoint(ckpt).to(runtime.device)
         optimizer = build_optimizer(model, s.optim)
         optimizer.load_state_dict(ckpt["optimizer"])
-        log.info("resumed from %s after epoch %d", checkpoint_path, ckpt["epoch"])
-        result_flags = [flag for flag, role in ROLES.items() if role == RESULT]
-        for flag, now, then in differing_settings(s.record, ckpt.get("args", {}), result_flags):
-            log.warning("--%s is %s but the checkpoint's run used %s: the resumed epochs differ from an "
-                        "uninterrupted run", flag, now, then)
+        log.info("resuming %s after epoch %d", checkpoint_path, ckpt["epoch"])
         match_thread_counts(ckpt.get("threads"), s.deterministic)
     return model.to(memory_format=torch.channels_last), optimizer, ckpt
 
@@ -353,37 +377,61 @@ def _paths(dataset, indices) -> list:
     return [str(dataset.image_paths[i]) for i in sorted(indices)]
 
 
+def resolve_restart(args, argv, log) -> object:
+    """--restart continues the run its checkpoint records: its settings, except the flags given now.
+    A given flag that changes results and differs stops the restart (unless --accept_changes)."""
+    run_folder = Path(args.save_root) / (args.run_name or default_run_name(args))
+    if not (args.restart and (run_folder / CHECKPOINT_NAME).is_file()):
+        return args
+    recorded = load_checkpoint(run_folder / CHECKPOINT_NAME).get("args", {})
+    merged, conflicts, changes = restart_args(args, argv, recorded)
+    described = "; ".join(f"--{flag} {now} (the run: {then})" for flag, now, then in conflicts)
+    if conflicts and not args.accept_changes:
+        raise FlagError(f"--restart of {run_folder} with settings that change its results: {described}; drop them "
+                        "to continue the run as recorded, pass --accept_changes to continue with them, or start "
+                        "another run (--run_name)")
+    for flag, now, then in conflicts:
+        log.warning("--accept_changes: --%s is %s but the run used %s; the resumed epochs differ from an "
+                    "uninterrupted run", flag, now, then)
+    for flag, now, then in changes:
+        log.info("--restart: --%s is now %s (the run used %s; this does not change results)", flag, now, then)
+    return merged
+
+
 def cli(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--eval_only" in argv:  # the original's test_picie.sh calls train_picie.py --eval_only --eval_path
         import test_picie  # noqa: PLC0415 - only for this alias
         return test_picie.cli(test_picie.test_argv(argv))
-    args = parse_args(get_args_parser(), argv)
+    log = setup_logging()  # to the console; into the run's train.log too once its folder exists
     progress = RunProgress(resume_with=resume_command(argv))
     # Exit codes: 2 bad input, 3 non-finite numbers, 128 + signal number when stopped by a signal.
     with GracefulStop():
         try:
+            args = resolve_restart(parse_args(get_args_parser(), argv), argv, log)
             settings = settings_from_args(args)
             dist.init_distributed("cuda" if settings.device != "cpu" and torch.cuda.is_available() else "cpu")
+            if not dist.is_main():
+                setup_logging()  # ranks other than 0 log nothing
             main(settings, progress)
         except StopRequested as exc:
-            print(progress.stop_message(exc.signum), file=sys.stderr)
+            log.error(progress.stop_message(exc.signum))
             return 128 + exc.signum
         except KeyboardInterrupt:
-            print(progress.stop_message(signal.SIGINT), file=sys.stderr)
+            log.error(progress.stop_message(signal.SIGINT))
             return 128 + signal.SIGINT
         except FloatingPointError as exc:  # NonFiniteLossError, or non-finite k-means centroids
-            print(f"error: {exc}; {progress.kept()}. Likely causes: a learning rate too high (lower --lr) or bf16 "
-                  "overflow (--precision fp32); --skip_nonfinite skips such training steps instead", file=sys.stderr)
+            log.error("%s; %s. Likely causes: a learning rate too high (lower --lr) or bf16 overflow (--precision "
+                      "fp32); --skip_nonfinite skips such training steps instead", exc, progress.kept())
             return 3
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            log.error("%s", exc)
             return 2
         except Exception:
             # A stop signal sent to the whole process group (e.g. by a cluster scheduler) also kills the
             # DataLoader workers, which surfaces here as a worker error: it is still the requested stop.
             if stop_requested():
-                print(progress.stop_message(stop_requested()), file=sys.stderr)
+                log.error(progress.stop_message(stop_requested()))
                 return 128 + stop_requested()
             raise
         finally:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PiCIE, PiCIE+H, MDC and MDC (nonparametric) on the built-in demo set with the budget of
 # train_picie.py --preset demo (the settings of sh_files/demo.sh),
-# one run per method and seed, then a table of the final scores (the README's method table).
+# one run per method and seed, then a table of the final scores (docs/methods.md's table).
 #   ./benchmarks/compare_methods.sh                       # CPU, seed 1
 #   DEVICE=cuda SEEDS="1 2" WORKERS=8 ./benchmarks/compare_methods.sh
 # METHODS picks a subset (names below); K_AUX sets PiCIE+H's auxiliary clusters (default 100).

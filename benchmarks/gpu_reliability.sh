@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What is exact on a GPU (README 'Reliability'): per precision mode (--deterministic, and the
+# What is exact on a GPU (docs/reliability.md): per precision mode (--deterministic, and the
 # default bf16 autocast), two fresh runs and one run SIGKILLed in epoch 2's training and resumed
 # with --restart, compared with the first run (final metrics, per-epoch losses, weights).
 # Needs only torch/torchvision/scipy/Pillow/tqdm (k-means: torch backend); about 2 minutes on an H100.

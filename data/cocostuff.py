@@ -15,7 +15,7 @@ from data.validation import DataError
 from data.source import DataSource
 
 CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"
-_FIX = "(see 'Datasets' in the README for the expected layout)"
+_FIX = "(the expected layout: docs/datasets.md)"
 
 
 def _require_dir(path: Path, what: str) -> Path:

@@ -93,21 +93,28 @@ def image_size_of(path: Path) -> Tuple[int, int]:
 
 
 def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], valid: Optional[np.ndarray],
-                    policy: str = "error", workers: int = 4) -> Dict:
+                    policy: str = "error", workers: int = 4, lut: Optional[np.ndarray] = None) -> Dict:
     """Check every evaluation label map once, before training, so that a bad file stops the run
-    at its start instead of at the first evaluation (and fixes are counted once).
+    at its start instead of at the first evaluation (and fixes are counted once). With the
+    dataset's `lut` (raw value -> class, -1 ignored), labels with no evaluated class at all are
+    an error: there would be nothing to score.
 
     Returns {"n_label_maps", "n_labels_resized", "n_labels_bad_values", "fixed_label_maps": [paths]}.
     Raises DataError for the first bad file (in list order) unless policy fixes it.
     """
     def check(pair):
         image_path, label_path = pair
-        _, fixes = read_label_map(label_path, image_size_of(image_path), valid, policy)
-        return fixes
+        label, fixes = read_label_map(label_path, image_size_of(image_path), valid, policy)
+        labelled = int((lut[np.asarray(label, dtype=np.uint8)] >= 0).sum()) if lut is not None else 1
+        return fixes, labelled
 
     pairs = list(zip(image_paths, label_paths))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL decodes without the GIL
-        results = list(pool.map(check, pairs))
+        checked = list(pool.map(check, pairs))
+    results = [fixes for fixes, _ in checked]
+    if pairs and sum(labelled for _, labelled in checked) == 0:
+        raise DataError(f"none of the {len(pairs)} evaluation label maps (e.g. {pairs[0][1]}) has a pixel of an "
+                        "evaluated class: there is nothing to score; check the label folder and --stuff/--thing")
     fixed = [str(label) for (_, label), fixes in zip(pairs, results) if fixes]
     report = {"n_label_maps": len(pairs),
               "n_labels_resized": sum("resized" in f for f in results),
@@ -118,6 +125,35 @@ def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], va
                     "values set to unlabelled), e.g. %s", policy, len(fixed), len(pairs), report["n_labels_resized"],
                     report["n_labels_bad_values"], ", ".join(fixed[:3]))
     return report
+
+
+def unreadable_images(paths: Sequence[Path], workers: int = 4) -> List[str]:
+    """Paths of the images whose header PIL cannot read (not an image, empty, missing), checked
+    before training; files damaged further in are found when decoded, and skipped then."""
+    def unreadable(path: Path) -> bool:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 - reading the header is the check
+            return False
+        except Exception:  # noqa: BLE001 - PIL raises many types for broken files
+            return True
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        flags = list(pool.map(unreadable, paths))
+    return [str(path) for path, bad in zip(paths, flags) if bad]
+
+
+def check_training_images(paths: Sequence[Path], max_fraction: float, workers: int = 4) -> None:
+    """Before anything is written: DataError when no training image can be read, or more than
+    --max_bad_fraction of them (the fraction the epochs would stop at anyway)."""
+    bad = unreadable_images(paths, workers)
+    if paths and len(bad) == len(paths):
+        raise DataError(f"none of the {len(paths)} training images can be read (e.g. {bad[0]} is not an image "
+                        "PIL can open): there is nothing to learn from; point --data_root at the images")
+    check_bad_images(bad, len(paths), max_fraction)
+    if bad:
+        log.warning("%d of %d training images cannot be read and will be skipped: %s", len(bad), len(paths),
+                    ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else ""))
 
 
 def check_bad_images(bad_paths: Sequence[str], n_total: int, max_fraction: float) -> None:

@@ -80,9 +80,14 @@ _flag(G, TRAIN, RESUME_SAFE, "--save_root", type=str, default="results", help="f
 _flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
       help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
 _flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
-_flag(G, TRAIN, RESUME_SAFE, "--restart", action="store_true", help="resume from <run folder>/checkpoint.pth")
+_flag(G, TRAIN, RESUME_SAFE, "--restart", action="store_true",
+      help="continue the run in <run folder>/checkpoint.pth with the settings it recorded (flags given now that "
+           "change results stop the restart unless --accept_changes)")
 _flag(G, TRAIN, RESUME_SAFE, "--overwrite", action="store_true",
       help="start afresh in a run folder that already holds a checkpoint (old files are moved aside)")
+_flag(G, TRAIN, RESUME_SAFE, "--accept_changes", action="store_true",
+      help="--restart with settings that change results (e.g. another --lr): continue anyway; the resumed "
+           "epochs then differ from an uninterrupted run")
 _flag(G, BOTH, RESULT, "--seed", type=int, default=1, help="seed of model init, k-means and every transform draw")
 _flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoader worker processes")
 _flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
@@ -266,13 +271,16 @@ class Parser(argparse.ArgumentParser):
                      f"(--help lists every flag)\n")
 
 
-def _build(prog: str, scope: str, add_help: bool) -> Parser:
+def _build(prog: str, scope: str, add_help: bool, suppress_defaults: bool = False) -> Parser:
+    """The parser of one script from FLAGS; suppress_defaults leaves out every flag not given (to
+    tell what the command line set from what a default or a run's record would)."""
     parser = Parser(prog, add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for flag in FLAGS:
         if scope in flag.scope:
             group = groups.setdefault(flag.group, parser.add_argument_group(flag.group))
-            group.add_argument(*flag.names, **flag.kwargs)
+            kwargs = dict(flag.kwargs, default=argparse.SUPPRESS) if suppress_defaults else flag.kwargs
+            group.add_argument(*flag.names, **kwargs)
     return parser
 
 
@@ -294,6 +302,34 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
         dests = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in PRESETS[chosen.preset].items() if k in dests})
     return parser.parse_args(argv)
+
+
+# Flags that describe one command, not the run: never taken from a run's record on --restart.
+INVOCATION_FLAGS = frozenset({"restart", "overwrite", "accept_changes", "eval_only", "eval_path", "preset"})
+
+
+def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[str, Any]):
+    """The flags of `--restart`: the recorded run's (`recorded`, a checkpoint's "args"), except those
+    given now on the command line or by --preset. Returns (namespace, conflicts, changes): conflicts
+    are the RESULT flags given with another value than the run's, changes the other given flags
+    that differ, each (flag, now, recorded)."""
+    argv = list(argv)
+    given = vars(_build("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
+    chosen, _ = _preset_only().parse_known_args(argv)
+    if chosen.preset:
+        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **given}
+    merged = dict(vars(args))
+    for dest in ROLES:
+        if dest in recorded and dest not in given and dest not in INVOCATION_FLAGS and dest in merged:
+            merged[dest] = recorded[dest]
+    conflicts, changes = [], []
+    for dest in sorted(given):
+        if dest in INVOCATION_FLAGS or dest not in recorded:
+            continue
+        now, then = merged[dest], recorded[dest]
+        if (list(now) if isinstance(now, tuple) else now) != (list(then) if isinstance(then, tuple) else then):
+            (conflicts if ROLES.get(dest) == RESULT else changes).append((dest, now, then))
+    return argparse.Namespace(**merged), conflicts, changes
 
 
 def _preset_only() -> argparse.ArgumentParser:
@@ -397,6 +433,14 @@ def augment_config(args) -> AugmentConfig:
                          blur_p=args.blur_p, blur_sigma=tuple(args.blur_sigma), min_scale=args.min_scale)
 
 
+# (flag, low, high, low included): numeric ranges checked before anything runs.
+_RANGES = (("lr", 0, 10, False), ("momentum", 0, 1, True), ("weight_decay", 0, 1, True),
+           ("jitter_strength", 0, 1, True), ("hue_range", 0, 0.5, True), ("jitter_p", 0, 1, True),
+           ("grey_p", 0, 1, True), ("blur_p", 0, 1, True), ("blur_sigma", 0, 100, False), ("min_scale", 0, 1, False),
+           ("max_bad_fraction", 0, 1, True), ("feature_cache_gb", 0, 1e6, True), ("keep_checkpoints", 0, 1e6, True),
+           ("calibrate_bn", -1, 1e9, True), ("probe_lr", 0, 10, False), ("train_list_repeats", 1, 1e6, True))
+
+
 def check_args(args, for_training: bool = True) -> None:
     """Ranges and combinations of flags; FlagError naming the flag and the fix."""
     at_least = [("K_test", 2), ("batch_size_cluster", 1), ("batch_size_test", 1), ("num_init_batches", 1),
@@ -424,6 +468,17 @@ def check_args(args, for_training: bool = True) -> None:
             raise FlagError(f"--K_aux {args.K_aux} must be at least 2")
         if args.K_aux > 65535:
             raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
+    for name, low, high, closed_low in _RANGES:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if not (v >= low if closed_low else v > low) or v > high:
+                interval = f"{'[' if closed_low else '('}{low}, {high}]"
+                raise FlagError(f"--{name} {' '.join(map(str, values))} must lie in {interval}")
+    if for_training and args.blur_sigma[0] > args.blur_sigma[1]:
+        raise FlagError(f"--blur_sigma {args.blur_sigma[0]} {args.blur_sigma[1]}: give the smaller value first")
     if args.n_classes is not None and not 1 <= args.n_classes <= 255:
         raise FlagError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
     if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):

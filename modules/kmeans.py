@@ -424,3 +424,11 @@ def feed_pass(feeds: Sequence[OnlineKMeansFeed], loader, batch_features: Callabl
     for _ in range(dist.max_over_ranks(n_local) - n_local):
         for feed in feeds:
             feed.add_empty()
+
+
+def require_points(n_points: int, n_clusters: int, flag: str, what: str) -> None:
+    """One clear line instead of a meaningless clustering: k-means of K clusters needs at least K
+    feature vectors (n_points: every feature-map cell the clustering would see)."""
+    if n_points < n_clusters:
+        raise UserError(f"{flag} {n_clusters}: k-means needs at least as many feature vectors as clusters, and "
+                        f"{what} give {n_points}; lower {flag} or use more or larger images")

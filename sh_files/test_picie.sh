@@ -20,4 +20,8 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   echo
   exit 0
 fi
+if [ ! -f "${EVAL_PATH}" ]; then
+  echo "error: EVAL_PATH=${EVAL_PATH} is not a file; set EVAL_PATH to the checkpoint to evaluate (e.g. EVAL_PATH=results/<run>/checkpoint.pth ./sh_files/test_picie.sh)" >&2
+  exit 2
+fi
 "${CMD[@]}"

@@ -39,5 +39,9 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   echo
   exit 0
 fi
-mkdir -p "${SAVE_ROOT}" logs
+if [ ! -d "${DATA_ROOT}" ]; then
+  echo "error: DATA_ROOT=${DATA_ROOT} is not a folder; set DATA_ROOT to the dataset root (docs/datasets.md), e.g. DATA_ROOT=/data/coco ./sh_files/train_picie.sh" >&2
+  exit 2
+fi
+mkdir -p logs
 "${CMD[@]}"

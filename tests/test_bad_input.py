@@ -55,7 +55,7 @@ def test_missing_curated_list(capsys, tiny_demo, tmp_path):
     root = _copy_demo(tiny_demo, tmp_path)
     (root / 'curated' / 'train2017' / 'Coco164kFull_Stuff_Coarse_7.txt').unlink()
     code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
-    _assert_one_line(code, err, 'Coco164kFull_Stuff_Coarse_7.txt', 'make_curated.py', '--fullcoco')
+    _assert_one_line(code, err, 'Coco164kFull_Stuff_Coarse_7.txt', 'tools.make_curated', '--fullcoco')
 
 
 def test_listed_image_without_file(capsys, tiny_demo, tmp_path):

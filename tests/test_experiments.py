@@ -55,7 +55,8 @@ def fake_python(tmp_path):
 
 def _recorded_args(name, fake_python, tmp_path, **env):
     out = tmp_path / f'{name}.argv'
-    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs', **env})
+    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs',
+                          'DATA_ROOT': tmp_path, **env})
     assert done.returncode == 0, done.stderr
     words = out.read_text().splitlines()
     assert words[0] == 'train_picie.py'
@@ -78,9 +79,10 @@ def test_2aug_script_is_train_picie_with_one_photometric_and_one_geometric(fake_
 
 
 def _recorded(name, fake_python, tmp_path, **env):
-    """(entry script, parsed args) of the command a training script runs."""
+    """(entry script, parsed args) of the command a training script runs (on an existing DATA_ROOT)."""
     out = tmp_path / f'{name}.argv'
-    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs', **env})
+    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs',
+                          'DATA_ROOT': tmp_path, **env})
     assert done.returncode == 0, done.stderr
     words = out.read_text().splitlines()
     return words[0], config.parse_args(config.get_args_parser(), words[1:])
@@ -92,7 +94,7 @@ def _recorded(name, fake_python, tmp_path, **env):
     ('train_mdc.sh', {}, 'train_mdc.py', {'run_name': 'mdc'}),
     ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
     ('train_picie_cityscapes.sh', {}, 'train_picie.py',
-     {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes', 'data_root': 'datasets/cityscapes/'}),
+     {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes'}),
 ])
 def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, entry, expected, fake_python, tmp_path):
     """The paper's settings live in train_picie.sh; each variant changes only what it names."""
@@ -101,6 +103,23 @@ def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, en
     assert got_entry == entry
     differing = {k: getattr(variant, k) for k in vars(paper) if getattr(paper, k) != getattr(variant, k)}
     assert differing == expected
+
+
+def test_cityscapes_script_defaults_to_its_own_data_root():
+    done = _script('train_picie_cityscapes.sh', {'DRY_RUN': 1})
+    assert done.returncode == 0, done.stderr
+    assert _train_commands(done.stdout)['picie_cityscapes'].data_root == 'datasets/cityscapes/'
+
+
+@pytest.mark.parametrize('script, variable', [('train_picie.sh', 'DATA_ROOT'), ('test_picie.sh', 'EVAL_PATH')])
+def test_scripts_name_the_variable_of_a_missing_input(script, variable, tmp_path):
+    done = _script(script, {variable: tmp_path / 'nowhere'})
+    assert done.returncode == 2 and done.stderr.count('error:') == 1 and f'{variable}=' in done.stderr
+
+
+def test_test_script_honours_dry_run(tmp_path):
+    done = _script('test_picie.sh', {'DRY_RUN': 1, 'EVAL_PATH': tmp_path / 'missing.pth'})
+    assert done.returncode == 0 and 'test_picie.py' in done.stdout and 'missing.pth' in done.stdout
 
 
 def test_train_script_dry_run_prints_the_command_and_passes_flags_through(tmp_path):

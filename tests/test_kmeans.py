@@ -1,4 +1,4 @@
-"""Tests for utils/kmeans.py: initial k-means, online mini-batch updates, assignment backends."""
+"""Tests for modules/kmeans.py: initial k-means, online mini-batch updates, assignment backends."""
 
 import itertools
 

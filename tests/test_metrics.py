@@ -1,4 +1,4 @@
-"""Tests for utils/metrics.py: confusion histogram, Hungarian / majority matching, acc, mIoU,
+"""Tests for modules/evaluation.py (metrics): confusion histogram, Hungarian / majority matching, acc, mIoU,
 thing/stuff mIoU over ground-truth classes."""
 
 import numpy as np

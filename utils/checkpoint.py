@@ -25,7 +25,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -239,13 +239,3 @@ def match_thread_counts(saved: Optional[Dict], deterministic: bool) -> None:
     else:
         log.info("thread counts differ from the resumed run's (%s now, %s then): CPU results may differ in the "
                  "last bits; --deterministic makes them match", now, saved)
-
-
-def differing_settings(now: Dict, saved: Dict, compared: Iterable[str]) -> List[Tuple[str, object, object]]:
-    """(flag, now, in the checkpoint) for each flag of `compared` whose value differs."""
-    differ = []
-    for key in sorted(set(compared) & set(saved) & set(now)):
-        value, then = now[key], saved[key]
-        if (list(value) if isinstance(value, tuple) else value) != (list(then) if isinstance(then, tuple) else then):
-            differ.append((key, value, then))
-    return differ

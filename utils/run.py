@@ -7,6 +7,7 @@ replaced atomically, and a killed run leaves at most temporary files, removed on
 """
 import json
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -30,21 +31,57 @@ class RunFolderError(UserError):
     """The run folder cannot be used as asked; the message says what to do."""
 
 
+class _Buffer(logging.Handler):
+    """Keeps the records logged before the run folder exists, so that train.log starts with them."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Plain messages; warnings and errors prefixed 'warning:' / 'error:' (they go to stderr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
 def setup_logging(log_file: Optional[Path] = None) -> logging.Logger:
-    """Log to stdout (rank 0) and, if given, append to log_file."""
+    """Log INFO to stdout and warnings and errors to stderr (rank 0), each message on its own line;
+    with `log_file`, also append to it. Without one, records are kept until attach_log_file."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     if dist.is_main():
-        stream = logging.StreamHandler(sys.stdout)
-        stream.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(stream)
+        info = logging.StreamHandler(sys.stdout)
+        info.addFilter(lambda record: record.levelno < logging.WARNING)
+        problems = logging.StreamHandler(sys.stderr)
+        problems.setLevel(logging.WARNING)
+        for handler in (info, problems):
+            handler.setFormatter(_ConsoleFormatter("%(message)s"))
+            root.addHandler(handler)
         if log_file is not None:
-            file_handler = logging.FileHandler(log_file)
-            file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            root.addHandler(file_handler)
+            attach_log_file(log_file)
+        else:
+            root.addHandler(_Buffer())
     return log
+
+
+def attach_log_file(log_file: Path) -> None:
+    """Append every later record to log_file, starting with those logged before it existed."""
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for handler in [h for h in root.handlers if isinstance(h, _Buffer)]:
+        for record in handler.records:
+            file_handler.handle(record)
+        root.removeHandler(handler)
+    root.addHandler(file_handler)
 
 
 def git_commit() -> str:
@@ -59,18 +96,31 @@ def git_commit() -> str:
         return "unknown"
 
 
-def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
-    """Create or reuse a run folder without ever losing what it holds.
-
-    A folder with a checkpoint needs --restart (continue) or --overwrite (old files are moved
-    into <folder>/previous_<time>/, not deleted). Checks that the folder is writable and has
-    some free space before any training starts.
-    """
+def check_run_folder(path: Path, restart: bool, overwrite: bool) -> None:
+    """Every check of the run folder that can fail, writing nothing: a folder with a checkpoint
+    needs --restart or --overwrite; the folder (or its nearest existing parent, for a new one)
+    must be writable and have some free space."""
     path = Path(path)
-    has_checkpoint = (path / CHECKPOINT_NAME).is_file()
-    if has_checkpoint and not restart and not overwrite:
+    if (path / CHECKPOINT_NAME).is_file() and not restart and not overwrite:
         raise RunFolderError(f"{path} already holds a run ({CHECKPOINT_NAME}); pass --restart to continue it, "
                              "--overwrite to start afresh (old files are kept in previous_*/), or another --run_name")
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"run folder {path} exists and is not a folder; choose another --run_name or --save_root")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"cannot write to run folder {path} ({existing} is not writable); choose a writable "
+                             "--save_root")
+    free = shutil.disk_usage(existing).free
+    if free < 200 * 2 ** 20:
+        raise RunFolderError(f"only {free / 2 ** 20:.0f} MB free at {path}; free some space or choose another --save_root")
+
+
+def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
+    """Create or reuse a run folder without ever losing what it holds (call once every check of
+    the run has passed: before, nothing may be written). --overwrite moves the old files into
+    <folder>/previous_<time>/ instead of deleting them."""
+    path = Path(path)
+    check_run_folder(path, restart, overwrite)
     if not dist.is_main():
         return path
     try:
@@ -80,10 +130,7 @@ def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
         probe.unlink()
     except OSError as exc:
         raise RunFolderError(f"cannot write to run folder {path} ({exc.strerror}); choose a writable --save_root") from None
-    free = shutil.disk_usage(path).free
-    if free < 200 * 2 ** 20:
-        raise RunFolderError(f"only {free / 2 ** 20:.0f} MB free at {path}; free some space or choose another --save_root")
-    if has_checkpoint and overwrite and not restart:
+    if (path / CHECKPOINT_NAME).is_file() and overwrite and not restart:
         backup = path / time.strftime("previous_%Y%m%d-%H%M%S")
         backup.mkdir()
         for item in path.iterdir():
@@ -92,16 +139,31 @@ def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
     return path
 
 
+def strict_json(value, where: str = ""):
+    """`value` with every non-finite float (NaN, inf) replaced by None, which strict JSON readers
+    accept; each replacement is logged with the key path where it was, so nothing is silent."""
+    if isinstance(value, float) and not math.isfinite(value):
+        log.warning("%s is %s (no defined value: e.g. a class with no pixel); written as null", where or "a value",
+                    value)
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(strict_json(record, Path(path).name), allow_nan=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
 
 def write_json(path: Path, record: dict) -> None:
+    """Strict JSON (non-finite numbers as null), written atomically."""
     tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
+    tmp.write_text(json.dumps(strict_json(record, Path(path).name), indent=2, allow_nan=False))
     os.replace(tmp, path)
 
 
@@ -113,7 +175,7 @@ def rewrite_metrics(path: Path, history: Sequence[Dict]) -> int:
     """
     path = Path(path)
     old = path.read_text().splitlines() if path.is_file() else []
-    new = [json.dumps(record) for record in history]
+    new = [json.dumps(strict_json(record), allow_nan=False) for record in history]
     if old == new:
         return 0
     tmp = path.with_name(path.name + ".tmp")

@@ -5,7 +5,7 @@ The handler only records the request; the passes notice it where it is safe to s
 evaluation, fresh k-means, BatchNorm calibration) and train_one_epoch's `should_stop` hook
 runs after every optimiser step. The run then raises StopRequested, and train_picie.py
 keeps the last epoch checkpoint (the interrupted epoch is redone on --restart, see
-'Reliability' in the README). A second Ctrl-C stops at once (KeyboardInterrupt); the last
+docs/reliability.md). A second Ctrl-C stops at once (KeyboardInterrupt); the last
 checkpoint is intact either way, because checkpoints are only ever replaced atomically.
 """
 import signal
