@@ -77,7 +77,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
     model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
     objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
-                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed)
+                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed,
+                                s.train.loss_terms)
     check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
     if ckpt is not None and ckpt["epoch"] >= s.train.num_epoch and (run_folder / "final_metrics.json").is_file():
         log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train "
@@ -126,7 +127,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         check_bad_images(_paths(trainset, cluster_loader.skipped), len(trainset), s.train.max_bad_fraction)
         progress.enter("training")
         epoch_record = train_one_epoch(pair, objective, optimizer, train_loader, view_maker, epoch, clusters, runtime,
-                                       s.train.l2_normalize, s.train.balance, s.train.skip_nonfinite,
+                                       s.train.l2_normalize, s.train.class_weights, s.train.skip_nonfinite,
                                        should_stop=lambda: bool(stop_requested()))
         if stop_requested():
             raise StopRequested(stop_requested())
@@ -166,7 +167,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
 
 
 def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: ViewMaker, epoch: int,
-                    clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, balance: bool = True,
+                    clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, class_weights: str = "size",
                     skip_nonfinite: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
     """Step 3 of an epoch: train the network (the Siamese `pair`) against every head's pseudo-labels.
 
@@ -177,7 +178,7 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.
     """
     pair.train()
-    objective.start_epoch(clusters.centroids, clusters.counts, balance, runtime.device)
+    objective.start_epoch(clusters.centroids, clusters.counts, class_weights, runtime.device)
     sums: Dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
     n_steps = n_nonfinite = n_bad_images = 0
     for batch in runtime.bar(training_batches(loader, clusters), f"epoch {epoch} train", total=len(loader)):

@@ -30,6 +30,7 @@ from data.validation import BAD_LABEL_POLICIES
 from modules.evaluation import PROTOCOL_RES, EvalSettings
 from modules.fpn import ARCHS
 from modules.kmeans import BACKENDS, KMeansSettings
+from modules.loss import CLASS_WEIGHTS, LOSS_TERMS
 from modules.objectives import METHODS
 from modules.probe import ProbeSettings
 from utils.errors import UserError
@@ -172,7 +173,13 @@ _flag(G, TRAIN, RESULT, "--metric_train", type=str, default="cosine", choices=("
       help="cosine: L2-normalise features before clustering and training")
 _flag(G, BOTH, EVAL_ONLY, "--metric_test", type=str, default="cosine", choices=("cosine", "euclidean"),
       help="feature normalisation at evaluation")
-_flag(G, TRAIN, RESULT, "--no_balance", action="store_true", help="unweighted cross-entropy")
+_flag(G, TRAIN, RESULT, "--no_balance", action="store_true", help="unweighted cross-entropy (= --class_weights none)")
+_flag(G, TRAIN, RESULT, "--class_weights", type=str, default="size", choices=CLASS_WEIGHTS,
+      help="cross-entropy class weights: size (cluster size / total, the original's), inverse (inverse frequency), "
+           "none")
+_flag(G, TRAIN, RESULT, "--loss_terms", type=str, default="within_cross", choices=LOSS_TERMS,
+      help="PiCIE's loss: the mean of the within- and cross-view terms (the paper's), or one of them alone "
+           "(component ablation: within = no cross-view term)")
 _flag(G, TRAIN, RESUME_SAFE, "--skip_nonfinite", action="store_true",
       help="skip training steps with a non-finite loss (counted) instead of stopping")
 
@@ -368,7 +375,8 @@ class TrainSettings:
     batch_size_cluster: int = 256
     batch_size_train: int = 128
     l2_normalize: bool = True          # --metric_train cosine
-    balance: bool = True
+    class_weights: str = "size"        # size (the original's), inverse or none (modules/loss.py)
+    loss_terms: str = "within_cross"
     skip_nonfinite: bool = False
     feature_cache_bytes: float = 2.0 * 2 ** 30
     max_bad_fraction: float = 0.01
@@ -466,6 +474,10 @@ def check_args(args, for_training: bool = True) -> None:
             raise FlagError("--overcluster (PiCIE+H) applies to --method picie")
         if args.overcluster and args.K_aux < 2:
             raise FlagError(f"--K_aux {args.K_aux} must be at least 2")
+        if args.no_balance and args.class_weights not in ("size", "none"):
+            raise FlagError(f"--no_balance and --class_weights {args.class_weights} contradict each other; give one")
+        if args.loss_terms != "within_cross" and args.method != "picie":
+            raise FlagError(f"--loss_terms {args.loss_terms} is an ablation of PiCIE's loss; use it with --method picie")
         if args.K_aux > 65535:
             raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
     for name, low, high, closed_low in _RANGES:
@@ -572,7 +584,9 @@ def settings_from_args(args) -> RunSettings:
         train=TrainSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
                             nonparametric=args.nonparametric, num_epoch=args.num_epoch,
                             batch_size_cluster=args.batch_size_cluster, batch_size_train=args.batch_size_train,
-                            l2_normalize=args.metric_train == "cosine", balance=not args.no_balance,
+                            l2_normalize=args.metric_train == "cosine",
+                            class_weights="none" if args.no_balance else args.class_weights,
+                            loss_terms=args.loss_terms,
                             skip_nonfinite=args.skip_nonfinite, feature_cache_bytes=args.feature_cache_gb * 2 ** 30,
                             max_bad_fraction=args.max_bad_fraction, res1=args.res1, res2=args.res2,
                             photometric_res=args.photometric_res),

@@ -6,8 +6,13 @@ across the two views, with frozen classifiers made of the k-means centroids.
     loss   = 1/2 (within + cross)
 
 C_v is a frozen 1x1 conv whose weights are view v's centroids (bias zero): logits = <z, c_k>.
-CE of view v's labels is weighted by that view's class weights (cluster sizes / total, exactly
-as the original passes them to CrossEntropyLoss; `--no_balance` removes the weights).
+CE of view v's labels is weighted by that view's class weights w_k, by `--class_weights`:
+    size     w_k = n_k / sum_j n_j       (cluster sizes / total, exactly as the original passes them to
+                                          CrossEntropyLoss: large clusters weigh more)
+    inverse  w_k = N / (K' n_k)          (inverse frequency over the K' non-empty clusters, mean 1: every
+                                          cluster weighs the same in total)
+    none     w_k = 1                     (`--no_balance`, the original's switch)
+Component ablations (`--loss_terms`): within only, or cross only, instead of their mean.
 """
 from typing import Dict, Optional, Tuple
 
@@ -24,10 +29,24 @@ def centroid_logits(feats: torch.Tensor, centroids: torch.Tensor, bias: Optional
     return logits
 
 
-def class_weights(counts: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy class weights from cluster sizes [K]: sizes / total (the original's choice)."""
+CLASS_WEIGHTS = ("size", "inverse", "none")
+LOSS_TERMS = ("within_cross", "within", "cross")
+
+
+def class_weights(counts: torch.Tensor, mode: str = "size") -> Optional[torch.Tensor]:
+    """Cross-entropy class weights [K] from cluster sizes [K] (see the module docstring); None for "none".
+    An empty cluster gets weight 0 (no pixel has its label)."""
     counts = counts.double()
-    return (counts / counts.sum().clamp_min(1)).float()
+    if mode == "size":
+        return (counts / counts.sum().clamp_min(1)).float()
+    if mode == "inverse":
+        nonempty = counts > 0
+        weights = torch.zeros_like(counts)
+        weights[nonempty] = counts.sum() / (int(nonempty.sum()) * counts[nonempty])
+        return weights.float()
+    if mode == "none":
+        return None
+    raise ValueError(f"class weights {mode!r}: choose one of {', '.join(CLASS_WEIGHTS)}")
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
@@ -47,7 +66,15 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
 
 class PiCIELoss(nn.Module):
     """Within-view + cross-view balanced CE. Feature maps are L2-normalised by the caller
-    (cosine metric) and pixel-aligned: z2 already has G applied."""
+    (cosine metric) and pixel-aligned: z2 already has G applied. `terms` ("within_cross", the
+    paper's; "within" or "cross" for the component ablations) says which terms form the loss;
+    both parts are always returned, for the log."""
+
+    def __init__(self, terms: str = "within_cross"):
+        super().__init__()
+        if terms not in LOSS_TERMS:
+            raise ValueError(f"loss terms {terms!r}: choose one of {', '.join(LOSS_TERMS)}")
+        self.terms = terms
 
     def forward(self, feats_view1: torch.Tensor, feats_view2: torch.Tensor,
                 centroids_view1: torch.Tensor, centroids_view2: torch.Tensor,
@@ -65,5 +92,5 @@ class PiCIELoss(nn.Module):
                         + weighted_cross_entropy(logits_22, labels_view2, weights_view2))
         cross = 0.5 * (weighted_cross_entropy(logits_12, labels_view2, weights_view2)
                        + weighted_cross_entropy(logits_21, labels_view1, weights_view1))
-        loss = 0.5 * (within + cross)
+        loss = {"within_cross": 0.5 * (within + cross), "within": within, "cross": cross}[self.terms]
         return loss, {"within": within.detach(), "cross": cross.detach()}

@@ -77,13 +77,14 @@ class Objective:
     def main_heads(self) -> Tuple[Head, ...]:
         return tuple(head for head in self.heads if not head.aux)
 
-    def start_epoch(self, centroids: Sequence[torch.Tensor], counts: Sequence[torch.Tensor], balance: bool,
+    def start_epoch(self, centroids: Sequence[torch.Tensor], counts: Sequence[torch.Tensor], weighting: str,
                     device: torch.device) -> None:
-        """centroids [K_h, C] and cluster sizes [K_h] per head, from this epoch's k-means."""
+        """centroids [K_h, C] and cluster sizes [K_h] per head, from this epoch's k-means;
+        weighting: the class weights of the cross-entropy (size, inverse or none; modules/loss.py)."""
         if len(centroids) != len(self.heads):
             raise ValueError(f"{self.name}: {len(centroids)} clusterings for {len(self.heads)} heads")
         self.centroids = [c.to(device) for c in centroids]
-        self.weights = [class_weights(c).to(device) if balance else None for c in counts]
+        self.weights = [None if w is None else w.to(device) for w in (class_weights(c, weighting) for c in counts)]
 
     def __call__(self, feats: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
@@ -109,11 +110,11 @@ class Objective:
 class PiCIEObjective(Objective):
     """PiCIE, and PiCIE+H when aux_clusters > 0 (a second PiCIE loss on K_aux clusterings)."""
 
-    def __init__(self, n_clusters: int, aux_clusters: int = 0):
+    def __init__(self, n_clusters: int, aux_clusters: int = 0, loss_terms: str = "within_cross"):
         super().__init__()
         self.name = "picie_h" if aux_clusters else "picie"
         self.heads = picie_heads(n_clusters, 2, aux_clusters)
-        self.picie_loss = PiCIELoss()
+        self.picie_loss = PiCIELoss(loss_terms)
 
     def loss(self, feats, labels):
         feats_view1, feats_view2 = feats
@@ -156,8 +157,8 @@ class MDCObjective(Objective):
         self.classifier: Optional[nn.Conv2d] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
-    def start_epoch(self, centroids, counts, balance, device) -> None:
-        super().start_epoch(centroids, counts, balance, device)
+    def start_epoch(self, centroids, counts, weighting, device) -> None:
+        super().start_epoch(centroids, counts, weighting, device)
         if not self.nonparametric:
             # A fresh classifier and optimiser every epoch: cluster k of this epoch has nothing
             # to do with cluster k of the last one.
@@ -190,10 +191,11 @@ class MDCObjective(Objective):
 def build_objective(method: str, n_clusters: int, feat_dim: int, aux_clusters: int = 0,
                     nonparametric: bool = False,
                     make_optimizer: Optional[Callable[[nn.Module], torch.optim.Optimizer]] = None,
-                    seed: int = 0) -> Objective:
-    """The objective of --method (picie, mdc); aux_clusters > 0 gives PiCIE+H."""
+                    seed: int = 0, loss_terms: str = "within_cross") -> Objective:
+    """The objective of --method (picie, mdc); aux_clusters > 0 gives PiCIE+H; loss_terms picks
+    PiCIE's within- and/or cross-view terms (component ablations)."""
     if method == "picie":
-        return PiCIEObjective(n_clusters, aux_clusters)
+        return PiCIEObjective(n_clusters, aux_clusters, loss_terms)
     if method == "mdc":
         if aux_clusters:
             raise UserError("--overcluster is PiCIE+H: use it with --method picie")

@@ -64,6 +64,25 @@ def test_class_weights_are_counts_over_total():
     assert torch.equal(class_weights(torch.zeros(3)), torch.zeros(3))
 
 
+def test_inverse_frequency_weights_by_hand():
+    """w_k = N / (K' n_k) over the K' non-empty clusters: equal total weight per cluster, mean 1."""
+    torch.testing.assert_close(class_weights(torch.tensor(COUNTS1), 'inverse'),
+                               torch.tensor([10 / 3, 10 / 9, 10 / 18]))
+    torch.testing.assert_close(class_weights(torch.tensor([2.0, 0.0, 6.0]), 'inverse'), torch.tensor([2.0, 0.0, 2 / 3]))
+    assert class_weights(torch.tensor(COUNTS1), 'none') is None
+
+
+@pytest.mark.parametrize('terms, part', [('within', 1), ('cross', 2)])
+def test_component_ablations_keep_one_term(terms, part):
+    """--loss_terms within (no cross-view term) / cross: the loss is that term alone, by hand."""
+    w1, w2 = class_weights(torch.tensor(COUNTS1)), class_weights(torch.tensor(COUNTS2))
+    loss, parts = PiCIELoss(terms)(_feats(Z1), _feats(Z2), torch.tensor(C1), torch.tensor(C2), _labels(Y1),
+                                   _labels(Y2), w1, w2)
+    expected = _hand_losses(w1.tolist(), w2.tolist())[part]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert set(parts) == {'within', 'cross'}
+
+
 def test_centroid_logits_by_hand():
     logits = centroid_logits(_feats(Z1), torch.tensor(C1))
     assert logits.shape == (1, 3, 2, 2)

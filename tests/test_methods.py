@@ -39,7 +39,7 @@ def test_heads():
 def test_picie_objective_is_the_picie_loss():
     feats, centroids, counts, labels = _batch(0, 2, (5, 5))
     objective = PiCIEObjective(5)
-    objective.start_epoch(centroids, counts, balance=True, device=torch.device('cpu'))
+    objective.start_epoch(centroids, counts, 'size', torch.device('cpu'))
     loss, parts = objective(feats, labels)
     expected, _ = PiCIELoss()(*feats, *centroids, *labels, class_weights(counts[0]), class_weights(counts[1]))
     torch.testing.assert_close(loss, expected)
@@ -49,7 +49,7 @@ def test_picie_objective_is_the_picie_loss():
 def test_picie_h_sums_the_two_picie_losses():
     feats, centroids, counts, labels = _batch(1, 4, (5, 5, 12, 12))
     objective = PiCIEObjective(5, aux_clusters=12)
-    objective.start_epoch(centroids, counts, balance=True, device=torch.device('cpu'))
+    objective.start_epoch(centroids, counts, 'size', torch.device('cpu'))
     loss, parts = objective(feats, labels)
     weights = [class_weights(c) for c in counts]
     main, _ = PiCIELoss()(*feats, centroids[0], centroids[1], labels[0], labels[1], weights[0], weights[1])
@@ -62,7 +62,7 @@ def test_picie_h_sums_the_two_picie_losses():
 def test_mdc_nonparametric_is_balanced_ce_on_the_centroids():
     feats, centroids, counts, labels = _batch(2, 1, (6,))
     objective = MDCObjective(6, C, nonparametric=True)
-    objective.start_epoch(centroids, counts, balance=True, device=torch.device('cpu'))
+    objective.start_epoch(centroids, counts, 'size', torch.device('cpu'))
     loss, parts = objective(feats[:1], labels)
     expected = F.cross_entropy(centroid_logits(feats[0], centroids[0]), labels[0], weight=class_weights(counts[0]))
     torch.testing.assert_close(loss, expected)
@@ -78,7 +78,7 @@ def test_mdc_classifier_is_trained_and_reinitialised_every_epoch():
         return optimizers[-1]
 
     objective = MDCObjective(6, C, make_optimizer=make_optimizer, seed=0)
-    objective.start_epoch(centroids, counts, balance=True, device=torch.device('cpu'))
+    objective.start_epoch(centroids, counts, 'size', torch.device('cpu'))
     first = objective.classifier
     initial = first.weight.detach().clone()
     assert initial.std() == pytest.approx(0.01, rel=0.3) and (first.bias == 0).all()
@@ -88,7 +88,7 @@ def test_mdc_classifier_is_trained_and_reinitialised_every_epoch():
     assert feats[0].grad is not None  # the network gets gradients through the classifier
     objective.step()
     assert not torch.equal(first.weight, initial)  # trained jointly, with its own optimiser
-    objective.start_epoch(centroids, counts, balance=True, device=torch.device('cpu'))
+    objective.start_epoch(centroids, counts, 'size', torch.device('cpu'))
     assert objective.classifier is not first and len(optimizers) == 2
     assert not torch.equal(objective.classifier.weight, initial)  # a fresh draw, not a copy
 

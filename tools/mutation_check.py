@@ -67,7 +67,8 @@ MUTATIONS = (
              "        logits_12 = centroid_logits(feats_view1, centroids_view1).float()",
              ("tests/test_loss.py",)),
     Mutation("class weights dropped from the cross-entropy",
-             "modules/objectives.py", "        self.weights = [class_weights(c).to(device) if balance else None for c in counts]",
+             "modules/objectives.py",
+             "        self.weights = [None if w is None else w.to(device) for w in (class_weights(c, weighting) for c in counts)]",
              "        self.weights = [None for c in counts]",
              ("tests/test_methods.py", "tests/test_loss.py")),
 )
