@@ -7,6 +7,12 @@ which needs only the val images and labels. With --recluster the paper's final p
 run instead: fresh k-means with K_test clusters on the train images, --repeats times. With
 --linear_probe a 1x1 linear classifier is trained on the frozen features against the train
 split's ground truth and scored on val without matching (modules/probe.py).
+
+--flip and --crf score the options of current papers beside the plain protocol, in one pass:
+the JSON gets "flip", "crf" and "flip_crf" (each with acc, mIoU, ...) next to the plain keys,
+and "seconds_per_image" of each. With more clusters than classes, the many-to-one (majority)
+matching is reported under "majority" beside the one-to-one Hungarian matching (the default
+and the paper's protocol), in every variant.
 """
 import sys
 from typing import List, Optional, Sequence
@@ -17,6 +23,7 @@ from data.build import build_source
 from data.validation import DataError, scan_label_maps
 from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
                             get_test_parser, parse_args, probe_settings)
+from modules.crf import require_crf
 from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,
                                 val_loader)
 from modules.fpn import model_from_checkpoint
@@ -33,6 +40,8 @@ def main(args) -> dict:
     if not args.eval_path:
         raise UserError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
     check_args(args, for_training=False)
+    if args.crf:
+        require_crf()  # before the checkpoint and data are read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
     stuff, thing = evaluated_classes(args, ckpt)
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
@@ -71,20 +80,44 @@ def main(args) -> dict:
         first = "view1" if "view1" in scored else next(iter(scored))
         result = dict(scored[first])
         result["classifier"] = first
-        result["per_classifier"] = {name: {k: m[k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU")}
-                                    for name, m in scored.items()}
+        result["per_classifier"] = {name: {k: m[k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "majority")
+                                           if k in m} for name, m in scored.items()}
     result.update(checkpoint=str(args.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
                   n_images=result.get("n_images", len(source.val_images)), class_names=list(source.class_names),
                   label_maps=label_report, evaluation=evaluation)
-    log.info("acc %.2f  mIoU %.2f%s", result["acc"], result["mIoU"],
-             "" if result.get("thing_mIoU") is None else
-             f"  thing mIoU {result['thing_mIoU']:.2f}  stuff mIoU {result['stuff_mIoU']:.2f}")
+    for line in score_lines(result):
+        log.info("%s", line)
     for name, iou in (result.get("per_class_iou") or {}).items():
         log.info("  %-20s %s", name, "  n/a" if iou is None else f"{iou:6.2f}")
     if args.out:
         write_json(args.out, result)
         log.info("metrics written to %s", args.out)
     return result
+
+
+def score_lines(result: dict) -> List[str]:
+    """The printed scores: plain, then many-to-one (majority) and each --flip / --crf variant present."""
+    def scores(m: dict) -> str:
+        line = f"acc {m['acc']:.2f}  mIoU {m['mIoU']:.2f}"
+        if m.get("thing_mIoU") is not None and m.get("stuff_mIoU") is not None:
+            line += f"  thing mIoU {m['thing_mIoU']:.2f}  stuff mIoU {m['stuff_mIoU']:.2f}"
+        return line
+
+    one_to_one = "" if result.get("matching") == "identity" else " (one-to-one Hungarian)"
+    lines = [scores(result) + (one_to_one if "majority" in result else "")]
+    if "majority" in result:
+        lines.append(scores(result["majority"]) + " (many-to-one majority: each cluster to the class it overlaps most)")
+    seconds = result.get("seconds_per_image", {})
+    for variant in ("flip", "crf", "flip_crf"):
+        if variant in result:
+            line = f"{variant + ':':10s}{scores(result[variant])}"
+            if "majority" in result[variant]:
+                line += f"  | majority acc {result[variant]['majority']['acc']:.2f} mIoU " \
+                        f"{result[variant]['majority']['mIoU']:.2f}"
+            if variant in seconds:
+                line += f"  ({seconds[variant]:.3f} s/image, plain {seconds['plain']:.3f})"
+            lines.append(line)
+    return lines
 
 
 def test_argv(train_argv: Sequence[str]) -> List[str]:

@@ -98,9 +98,9 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
              ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
     labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
                              str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
-    checkpoint_of = lambda epoch, centroids: checkpoint_state(  # noqa: E731 - what every save writes
+    checkpoint_of = lambda epoch, centroids, matchings=None: checkpoint_state(  # noqa: E731 - what every save writes
         model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch, record,
-        centroids, eval_config(s, source.class_names), run_log.history)
+        centroids, eval_config(s, source.class_names), run_log.history, matchings)
 
     # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
     progress.enter("initial evaluation and BatchNorm calibration")
@@ -148,7 +148,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"],
                                                         epoch_record.get("view1", {}).get("cluster_to_class")))
         if dist.is_main():
-            state = checkpoint_of(epoch + 1, centroids)
+            # The epoch's cluster -> class matchings go with its centroids, so predict.py can name classes.
+            state = checkpoint_of(epoch + 1, centroids, epoch_matchings(epoch_record, centroids, source.class_names))
             save_checkpoint(state, checkpoint_path)
             progress.saved_epoch = epoch + 1
             keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
@@ -327,6 +328,17 @@ def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s:
     return out
 
 
+def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[str, Dict]:
+    """{head: matching} of the heads score_epoch scored (as utils/checkpoint.classifier_entry stores it)."""
+    matchings = {}
+    for head, scores in epoch_record.items():
+        if head in centroids and isinstance(scores, dict) and "cluster_to_class" in scores:
+            matchings[head] = {"cluster_to_class": scores["cluster_to_class"], "class_names": list(class_names),
+                               "matching": scores.get("matching", "hungarian"),
+                               "cluster_to_class_majority": scores.get("majority", {}).get("cluster_to_class")}
+    return matchings
+
+
 def record_bad_images(epoch_record: Dict, trainset, skipped: set, max_fraction: float, epoch: int, log) -> None:
     """Images unreadable in either pass (counted once) are not trained on this epoch; too many stop the run."""
     bad_paths = _paths(trainset, skipped)
@@ -364,14 +376,18 @@ def _brief(metrics: dict) -> dict:
     keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching", "cluster_to_class")
     brief = {k: metrics[k] for k in keep if k in metrics}
     if "majority" in metrics:  # K_train > classes: many-to-one matching, labelled by its "matching" key
-        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "matching")}
+        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "matching",
+                                                                 "cluster_to_class") if k in metrics["majority"]}
     return brief
 
 
 def _loggable(record: dict) -> str:
-    """The record as one JSON line without the long per-class lists."""
-    return json.dumps({key: ({k: v for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
-                             if isinstance(value, dict) else value) for key, value in record.items()})
+    """The record as one JSON line without the long per-class lists (nested ones included)."""
+    def short(value):
+        if isinstance(value, dict):
+            return {k: short(v) for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
+        return value
+    return json.dumps(short(record))
 
 
 def _paths(dataset, indices) -> list:

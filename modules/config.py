@@ -5,9 +5,10 @@ Each flag is declared once in FLAGS with
   tools/compare_runs.py when runs differ), RESUME_SAFE (paths, speed, bookkeeping and the run's
   length: may change freely when a run is resumed) or EVAL_ONLY (changes only how a network is
   scored, never its training);
-- its scope: the scripts that take it (train_picie.py, test_picie.py, or both); the parsers of
-  the scripts are built from the table (get_args_parser, get_test_parser), and tools extend
-  them with `parents=`.
+- its scope: the scripts that take it (train_picie.py, test_picie.py, or both; predict.py takes
+  test_picie.py's flags and those of scope predict); the parsers of the scripts are built from
+  the table (get_args_parser, get_test_parser, get_predict_parser), and tools extend them with
+  `parents=`.
 Flag names of the original PiCIE scripts are kept, so commands written for it run unchanged.
 Defaults are the original parser's (augmentations are opt-in switches, as in the original).
 
@@ -31,7 +32,9 @@ from modules.evaluation import PROTOCOL_RES, EvalSettings
 from modules.fpn import ARCHS
 from modules.kmeans import BACKENDS, KMeansSettings
 from modules.loss import CLASS_WEIGHTS, LOSS_TERMS
+from modules.crf import CRFSettings
 from modules.objectives import METHODS
+from modules.predict import PredictSettings
 from modules.probe import ProbeSettings
 from utils.errors import UserError
 from utils.runtime import DEVICES, PRECISIONS
@@ -40,6 +43,7 @@ RESULT = "changes results"
 RESUME_SAFE = "safe to change on resume"
 EVAL_ONLY = "evaluation only"
 TRAIN, TEST, BOTH = ("train",), ("test",), ("train", "test")
+PREDICT = ("predict",)   # predict.py's own flags (it also takes every flag of scope test)
 
 
 class FlagError(UserError):
@@ -84,8 +88,9 @@ _flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text 
 _flag(G, TRAIN, RESUME_SAFE, "--restart", action="store_true",
       help="continue the run in <run folder>/checkpoint.pth with the settings it recorded (flags given now that "
            "change results stop the restart unless --accept_changes)")
-_flag(G, TRAIN, RESUME_SAFE, "--overwrite", action="store_true",
-      help="start afresh in a run folder that already holds a checkpoint (old files are moved aside)")
+_flag(G, TRAIN + PREDICT, RESUME_SAFE, "--overwrite", action="store_true",
+      help="train_picie.py: start afresh in a run folder that already holds a checkpoint (old files are moved "
+           "aside); predict.py: replace output files that exist (without it, predict.py stops before writing)")
 _flag(G, TRAIN, RESUME_SAFE, "--accept_changes", action="store_true",
       help="--restart with settings that change results (e.g. another --lr): continue anyway; the resumed "
            "epochs then differ from an uninterrupted run")
@@ -233,6 +238,26 @@ _flag(G, TEST, EVAL_ONLY, "--linear_probe", action="store_true",
            "score it on val (no matching)")
 _flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=5, help="--linear_probe: epochs over the labelled train images")
 _flag(G, TEST, EVAL_ONLY, "--probe_lr", type=float, default=1e-3, help="--linear_probe: Adam learning rate")
+_flag(G, TEST, EVAL_ONLY, "--flip", action="store_true",
+      help="also score the mean of the logits of each image and of its horizontal mirror image (mirrored back), "
+           "reported under 'flip' beside the plain scores (predict.py: write the flip-averaged maps)")
+_flag(G, TEST, EVAL_ONLY, "--crf", action="store_true",
+      help="also score a dense CRF on the softmax of the upsampled logits with the image (10 iterations; Gaussian "
+           "kernel sxy 1, weight 3; bilateral kernel sxy 67, srgb 3, weight 4), reported under 'crf' (and "
+           "'flip_crf' with --flip); needs the optional package pydensecrf2 (predict.py: write refined maps)")
+
+G = "prediction (predict.py)"
+_flag(G, PREDICT, EVAL_ONLY, "--input", type=str, nargs="+", default=None, metavar="PATH",
+      help="images to segment: image files, folders (searched recursively for image files) or .txt files "
+           "listing image paths, one a line (relative paths: from the list's folder)")
+_flag(G, PREDICT, EVAL_ONLY, "--output", type=str, default=None, metavar="DIR",
+      help="folder for <name>.png (class-index map at the image's full size), <name>_overlay.jpg, legend.png "
+           "and predict.json")
+_flag(G, PREDICT, EVAL_ONLY, "--no_overlay", action="store_true",
+      help="write only the class-index maps, not the images blended with the class colours")
+_flag(G, PREDICT, EVAL_ONLY, "--matching", type=str, default="hungarian", choices=("hungarian", "majority"),
+      help="which cluster -> class matching stored in the checkpoint names the pixels: one-to-one (the "
+           "metrics' protocol) or many-to-one (stored when the classifier has more clusters than classes)")
 
 ROLES: Dict[str, str] = {flag.dest: flag.role for flag in FLAGS}
 
@@ -278,13 +303,17 @@ class Parser(argparse.ArgumentParser):
                      f"(--help lists every flag)\n")
 
 
-def _build(prog: str, scope: str, add_help: bool, suppress_defaults: bool = False) -> Parser:
-    """The parser of one script from FLAGS; suppress_defaults leaves out every flag not given (to
-    tell what the command line set from what a default or a run's record would)."""
-    parser = Parser(prog, add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def _build(prog: str, scope: str, add_help: bool, parents: Sequence[argparse.ArgumentParser] = (),
+           suppress_defaults: bool = False) -> Parser:
+    """A parser with the flags of `scope`, after those of `parents` (flags a parent has are not added
+    again); suppress_defaults leaves out every flag not given (to tell what the command line set
+    from what a default or a run's record would)."""
+    parser = Parser(prog, add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    parents=list(parents))
+    inherited = {option for parent in parents for action in parent._actions for option in action.option_strings}
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for flag in FLAGS:
-        if scope in flag.scope:
+        if scope in flag.scope and not inherited.intersection(flag.names):
             group = groups.setdefault(flag.group, parser.add_argument_group(flag.group))
             kwargs = dict(flag.kwargs, default=argparse.SUPPRESS) if suppress_defaults else flag.kwargs
             group.add_argument(*flag.names, **kwargs)
@@ -299,6 +328,15 @@ def get_args_parser(add_help: bool = True) -> Parser:
 def get_test_parser(add_help: bool = True) -> Parser:
     """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags)."""
     return _build("test_picie.py", "test", add_help)
+
+
+def get_predict_parser(add_help: bool = True) -> Parser:
+    """The parser of predict.py: test_picie.py's flags (checkpoint, --res, runtime, --flip, --crf;
+    its data and k-means flags are accepted and unused) and the flags of scope predict. --res
+    defaults to None here: the checkpoint's evaluation resolution."""
+    parser = _build("predict.py", "predict", add_help, parents=[get_test_parser(add_help=False)])
+    parser.set_defaults(res=None)
+    return parser
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -499,6 +537,9 @@ def check_args(args, for_training: bool = True) -> None:
         raise FlagError("--linear_probe and --recluster are two evaluation protocols; pass one of them")
     if getattr(args, "probe_epochs", 1) < 1:
         raise FlagError(f"--probe_epochs {args.probe_epochs} must be at least 1")
+    if getattr(args, "linear_probe", False) and (getattr(args, "flip", False) or getattr(args, "crf", False)):
+        raise FlagError("--flip and --crf score clusters (the stored classifier or --recluster), not --linear_probe; "
+                        "drop one of them")
 
 
 def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
@@ -554,7 +595,17 @@ def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
                         kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
                         batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
                         num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing,
-                        precision=args.eval_precision)
+                        precision=args.eval_precision, flip=getattr(args, "flip", False),
+                        crf=getattr(args, "crf", False))
+
+
+def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
+    """predict.py's typed settings; --res defaults to the checkpoint's evaluation resolution
+    (checkpoint_resolution: eval_config["res"], 320 for the original's checkpoints)."""
+    return PredictSettings(res=checkpoint_resolution(args, ckpt), flip=args.flip,
+                           crf=CRFSettings() if args.crf else None, matching=args.matching,
+                           overlay=not args.no_overlay, overwrite=args.overwrite, batch_size=args.batch_size_test,
+                           num_workers=args.num_workers, l2_normalize=args.metric_test == "cosine")
 
 
 def probe_settings(args) -> ProbeSettings:

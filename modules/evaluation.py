@@ -10,7 +10,13 @@ averaged with nanmean (a class with no pixels and no prediction is skipped). Thi
 mIoU average the IoU of ground-truth classes 0-11 / 12-26 after matching (the original
 printed them in cluster order, which was meaningless). With more clusters than classes the
 many-to-one (majority) matching is reported beside it.
+
+Options of current papers, reported beside the plain protocol (never instead of it), as
+"variants" of one pass: "flip" averages the logits of each image and of its horizontal mirror
+image (mirrored back), "crf" refines the upsampled logits with a dense CRF (modules/crf.py),
+"flip_crf" both.
 """
+import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,6 +30,7 @@ from data.cocostuff_classes import STUFF_CLASSES, THING_CLASSES
 from data.datasets import EvalImages
 from data.source import DataSource
 from data.transforms import normalize
+from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.fpn import forward_features
 from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass
 from modules.loss import centroid_logits
@@ -56,6 +63,8 @@ class EvalSettings:
     stuff: bool = True
     thing: bool = True
     precision: str = "fp32"
+    flip: bool = False                 # also score the flip-averaged logits (--flip)
+    crf: bool = False                  # also score the CRF-refined logits (--crf)
 
     @property
     def n_clusters(self) -> int:
@@ -210,23 +219,98 @@ def upsampled_logits(feats: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+def flip_averaged_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool,
+                           feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """--flip: the mean of the features of uint8 images [B, 3, H, W] and of their horizontal mirror
+    images, mirrored back -> [B, C, H/4, W/4]. The classifiers are linear in the features, so the
+    logits of this mean are the mean of the two passes' logits. W must be a multiple of the
+    network stride (4) for the mirrored feature grid to line up with the image's. `feats`: the
+    plain pass's eval_features when the caller has them already."""
+    feats = eval_features(model, images, runtime, l2_normalize) if feats is None else feats
+    mirrored = eval_features(model, images.flip(-1), runtime, l2_normalize).flip(-1)
+    return (feats + mirrored) / 2
+
+
+VARIANTS = ("plain", "flip", "crf", "flip_crf")
+
+
+def eval_variants(flip: bool, crf: bool) -> Tuple[str, ...]:
+    """The variants one evaluation pass scores: plain always, flip / crf / flip_crf as asked."""
+    wanted = {"plain": True, "flip": flip, "crf": crf, "flip_crf": flip and crf}
+    return tuple(v for v in VARIANTS if wanted[v])
+
+
+class _Clock:
+    """Seconds between laps; with `sync` the GPU is synchronised first, so that its work is
+    counted in the stage that queued it (only when the variants are compared: syncs cost time)."""
+
+    def __init__(self, device: torch.device, sync: bool):
+        self.device, self.sync = device, sync
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        if self.sync and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed
+
+
+def evaluate_variants(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]],
+                      n_classes: int, runtime: Runtime, l2_normalize: bool, variants: Sequence[str] = ("plain",),
+                      crf: CRFSettings = CRFSettings(), desc: str = "eval"
+                      ) -> Tuple[Dict[str, List[torch.Tensor]], Dict[str, float]]:
+    """Confusion histograms hist[class, cluster] ([n_classes, K]) of each classifier (weight [K, C],
+    bias [K] or None) under each variant of `variants` (see VARIANTS), from one pass over the
+    loader's labelled images: {variant: [hist per classifier]}, and the seconds per image each
+    variant costs one classifier (network passes and CRF; loading and histograms not counted)."""
+    if any(v.endswith("crf") for v in variants):
+        require_crf()
+    model.eval()
+    hists = {v: [torch.zeros((n_classes, w.shape[0]), dtype=torch.int64, device=runtime.device)
+                 for w, _ in classifiers] for v in variants}
+    spent = dict.fromkeys(("plain", "flip", "crf", "flip_crf"), 0.0)
+    n_images = 0
+    with torch.inference_mode():
+        for batch in runtime.bar(loader, desc):
+            clock = _Clock(runtime.device, sync=len(variants) > 1)
+            feats = {"plain": eval_features(model, batch.images, runtime, l2_normalize)}
+            spent["plain"] += clock.lap()
+            if "flip" in variants or "flip_crf" in variants:
+                feats["flip"] = flip_averaged_features(model, batch.images, runtime, l2_normalize, feats["plain"])
+                spent["flip"] += clock.lap()
+            labels = batch.labels.to(runtime.device, non_blocking=True)
+            n_images += labels.shape[0]
+            # Chunks of 16 images bound the memory of the upsampled [B, K, res, res] logits.
+            for start in range(0, labels.shape[0], 16):
+                chunk = slice(start, start + 16)
+                for i, (weight, bias) in enumerate(classifiers):
+                    for base, base_feats in feats.items():
+                        logits = upsampled_logits(base_feats[chunk], weight, bias, labels.shape[-2:])
+                        if base in hists:
+                            hists[base][i] += confusion_histogram(labels[chunk], logits.argmax(1), n_classes,
+                                                                  weight.shape[0])
+                        refined = "crf" if base == "plain" else "flip_crf"
+                        if refined in hists:
+                            clock.lap()
+                            preds = torch.stack([crf_refine(image_logits, image, crf).argmax(0) for image_logits, image
+                                                 in zip(logits, batch.images[chunk])])
+                            spent[refined] += clock.lap() / len(classifiers)
+                            hists[refined][i] += confusion_histogram(labels[chunk], preds.to(runtime.device),
+                                                                     n_classes, weight.shape[0])
+    # A variant costs its own stage and the stages it builds on.
+    cost = {"plain": spent["plain"], "flip": spent["plain"] + spent["flip"],
+            "crf": spent["plain"] + spent["crf"], "flip_crf": spent["plain"] + spent["flip"] + spent["flip_crf"]}
+    seconds = {v: cost[v] / max(n_images, 1) for v in variants}
+    return {v: [dist.all_reduce_sum(h) for h in hs] for v, hs in hists.items()}, seconds
+
+
 def evaluate(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]], n_classes: int,
              runtime: Runtime, l2_normalize: bool, desc: str = "eval") -> List[torch.Tensor]:
     """Confusion histograms hist[class, cluster] ([n_classes, K]) of each classifier (weight [K, C],
-    bias [K] or None), from one pass over the loader's labelled images."""
-    model.eval()
-    hists = [torch.zeros((n_classes, w.shape[0]), dtype=torch.int64, device=runtime.device) for w, _ in classifiers]
-    with torch.inference_mode():
-        for batch in runtime.bar(loader, desc):
-            feats = eval_features(model, batch.images, runtime, l2_normalize)
-            labels = batch.labels.to(runtime.device, non_blocking=True)
-            # Chunks of 16 images bound the memory of the upsampled [B, K, res, res] logits.
-            for start in range(0, feats.shape[0], 16):
-                chunk = slice(start, start + 16)
-                for hist, (weight, bias) in zip(hists, classifiers):
-                    logits = upsampled_logits(feats[chunk], weight, bias, labels.shape[-2:])
-                    hist += confusion_histogram(labels[chunk], logits.argmax(1), n_classes, weight.shape[0])
-    return [dist.all_reduce_sum(h) for h in hists]
+    bias [K] or None), from one pass over the loader's labelled images (the plain protocol)."""
+    hists, _ = evaluate_variants(model, loader, classifiers, n_classes, runtime, l2_normalize, ("plain",), desc=desc)
+    return hists["plain"]
 
 
 def predict(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], runtime: Runtime,
@@ -265,12 +349,31 @@ def val_loader(source: DataSource, settings: EvalSettings, runtime: Runtime) -> 
 
 def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tensor]], source: DataSource,
                       settings: EvalSettings, runtime: Runtime, desc: str) -> Dict[str, Dict]:
-    """Metrics of each named classifier {"weight" [K, C], "bias" [K]} from one pass over val."""
+    """Metrics of each named classifier {"weight" [K, C], "bias" [K]} from one pass over val; with
+    --flip / --crf also the metrics of each variant under its name ("flip", "crf", "flip_crf")
+    and the seconds per image of every variant ("seconds_per_image")."""
     names = list(classifiers)
-    hists = evaluate(model, loader, [(classifiers[n]["weight"], classifiers[n].get("bias")) for n in names],
-                     source.n_classes, runtime, settings.l2_normalize, desc=desc)
+    variants = eval_variants(settings.flip, settings.crf)
+    hists, seconds = evaluate_variants(model, loader, [(classifiers[n]["weight"], classifiers[n].get("bias"))
+                                                       for n in names],
+                                       source.n_classes, runtime, settings.l2_normalize, variants, desc=desc)
     thing_ids, stuff_ids = thing_stuff_ids(source.name, settings.stuff, settings.thing)
-    return {n: metrics_from_hist(h, source.class_names, thing_ids, stuff_ids) for n, h in zip(names, hists)}
+    scored = {}
+    for i, name in enumerate(names):
+        scored[name] = metrics_from_hist(hists["plain"][i], source.class_names, thing_ids, stuff_ids)
+        for variant in variants[1:]:
+            scored[name][variant] = metrics_from_hist(hists[variant][i], source.class_names, thing_ids, stuff_ids)
+        if len(variants) > 1:
+            scored[name]["seconds_per_image"] = seconds
+    return scored
+
+
+def _repeat_summary(results: List[Dict]) -> Dict:
+    """summarize_repeats, with the many-to-one (majority) scores summarised beside it when present."""
+    summary = summarize_repeats(results)
+    if results and all("majority" in r for r in results):
+        summary["majority"] = dict(summarize_repeats([r["majority"] for r in results]), matching="majority")
+    return summary
 
 
 def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, runtime: Runtime,
@@ -286,7 +389,11 @@ def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, 
     classifiers = {f"repeat{r}": classifier_entry(c) for r, c in enumerate(centroids)}
     per_repeat = score_classifiers(model, val_loader_, classifiers, source, settings, runtime, desc=f"{desc} eval")
     results = [per_repeat[f"repeat{r}"] for r in range(len(seeds))]
-    summary = summarize_repeats(results)
+    summary = _repeat_summary(results)
+    for variant in eval_variants(settings.flip, settings.crf)[1:]:
+        summary[variant] = _repeat_summary([r[variant] for r in results])
+    if "seconds_per_image" in results[0]:
+        summary["seconds_per_image"] = results[0]["seconds_per_image"]
     # Per-class IoU averaged over repeats (classes with no value in a repeat are skipped).
     per_class = {}
     for name in source.class_names:

@@ -2,7 +2,8 @@
 
 This toolkit writes a dict with format = FORMAT: the model config (enough to rebuild the
 network, see modules/fpn.py), the model and optimiser state, the classifiers (centroids as
-[K, C] weights and [K] biases, one entry per clustering head), the number of completed epochs,
+[K, C] weights and [K] biases, one entry per clustering head, with the cluster -> class
+matching of the epoch's evaluation where there was one), the number of completed epochs,
 the run config and the evaluation config, the global RNG states, the CPU thread counts and the
 run's history (the records of metrics.jsonl).
 
@@ -139,18 +140,20 @@ def load_checkpoint(path) -> dict:
 
 def checkpoint_state(model_config: Dict, model_state: Dict[str, torch.Tensor], optimizer_state: Dict, epoch: int,
                      run_config: Dict, classifiers: Dict[str, torch.Tensor], eval_config: Dict,
-                     history: Optional[List[Dict]] = None) -> Dict:
+                     history: Optional[List[Dict]] = None, matchings: Optional[Dict[str, Dict]] = None) -> Dict:
     """Everything to rebuild the model, evaluate it and resume training after `epoch` epochs.
 
     classifiers: {head name: centroids [K, C]}, stored as frozen classifiers (weight [K, C], bias 0).
+    matchings: {head name: matching} of the heads scored on labelled images (see classifier_entry).
     """
+    matchings = matchings or {}
     return {
         "format": FORMAT,
         "epoch": epoch,
         "model_config": model_config,
         "model": {k: v.detach().cpu() for k, v in model_state.items()},
         "optimizer": optimizer_state,
-        "classifiers": {name: classifier_entry(c) for name, c in classifiers.items()},
+        "classifiers": {name: classifier_entry(c, matchings.get(name)) for name, c in classifiers.items()},
         "args": {k: v for k, v in run_config.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))},
         "eval_config": eval_config,
         # Global RNGs and CPU thread counts: the rest of an epoch's state derives from (seed, epoch).
@@ -160,10 +163,23 @@ def checkpoint_state(model_config: Dict, model_state: Dict[str, torch.Tensor], o
     }
 
 
-def classifier_entry(centroids: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Frozen classifier of a head as stored: weight [K, C] = centroids, bias [K] = 0."""
+MATCHING_KEYS = ("cluster_to_class", "cluster_to_class_majority", "class_names", "matching")
+
+
+def classifier_entry(centroids: torch.Tensor, matching: Optional[Dict] = None) -> Dict:
+    """Frozen classifier of a head as stored: weight [K, C] = centroids, bias [K] = 0, and, when the
+    head was scored on labelled images, its matching, so that predict.py can name classes:
+    cluster_to_class [K] (class id per cluster, -1 unmatched; one-to-one Hungarian, the metrics'
+    protocol), cluster_to_class_majority [K] (many-to-one; only when K > number of classes),
+    class_names and matching ("hungarian"). Checkpoints without them still load (cluster ids)."""
     centroids = centroids.detach().float().cpu()
-    return {"weight": centroids, "bias": torch.zeros(centroids.shape[0])}
+    entry = {"weight": centroids, "bias": torch.zeros(centroids.shape[0])}
+    for key in MATCHING_KEYS:
+        if matching and matching.get(key) is not None:
+            value = matching[key]
+            entry[key] = [int(v) for v in value] if key.startswith("cluster_to_class") else (
+                [str(v) for v in value] if key == "class_names" else str(value))
+    return entry
 
 
 def save_checkpoint(state: Dict, path: Path) -> None:

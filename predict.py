@@ -1,0 +1,68 @@
+"""Segment your own images with a PiCIE checkpoint (this toolkit's or the original project's).
+
+    python predict.py --eval_path results/<run>/checkpoint.pth --input photos/ more.jpg list.txt --output maps/
+
+Writes, per image, maps/<name>.png (class index per pixel at the image's full resolution) and
+maps/<name>_overlay.jpg, and maps/legend.png and maps/predict.json (what the indices mean).
+Indices are class ids when the checkpoint stores a cluster -> class matching (train_picie.py
+stores the one of its last evaluation), else cluster ids; 255 marks pixels of a cluster no
+class was matched to. --res (default: the checkpoint's evaluation resolution) is the shorter
+side the network sees; images are not cropped. --flip, --crf, --device, --batch_size_test and
+--num_workers work as in test_picie.py. Unreadable files are skipped and named at the end; an
+existing output stops the run before anything is written, unless --overwrite. How names,
+batches and sizes are chosen: modules/predict.py.
+"""
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from modules.config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
+from modules.crf import require_crf
+from modules.evaluation import evaluation_runtime
+from modules.fpn import model_from_checkpoint
+from modules.predict import PredictError, PredictReport, describe, run_predict
+from utils.checkpoint import load_checkpoint
+from utils.errors import UserError
+from utils.run import setup_logging
+from utils.runtime import make_runtime
+
+
+def main(args) -> PredictReport:
+    log = setup_logging()
+    for flag, what in (("eval_path", "the checkpoint to segment with (e.g. results/<run>/checkpoint.pth)"),
+                       ("input", "image files, folders or .txt lists of image paths"),
+                       ("output", "the folder the maps are written to")):
+        if not getattr(args, flag):
+            raise PredictError(f"--{flag} is required: {what}")
+    check_args(args, for_training=False)
+    if args.crf:
+        require_crf()  # before the checkpoint is read: a missing package is found in a second
+    ckpt = load_checkpoint(args.eval_path)
+    settings = predict_settings(args, ckpt)
+    # The evaluation's precision (--eval_precision, float32 by default), as test_picie.py scores.
+    runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic),
+                                 eval_settings(args, res=settings.res))
+    model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
+    log.info("segmenting with %s (%s, epoch %s) at --res %d%s%s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
+             settings.res, ", --flip" if settings.flip else "", ", --crf" if settings.crf else "")
+    out_dir = Path(args.output)
+    report = run_predict(model, ckpt, args.input, out_dir, settings, runtime, checkpoint_path=str(args.eval_path))
+    for line in describe(report, out_dir):
+        log.info("%s", line)
+    return report
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(get_predict_parser(), argv)
+    try:
+        main(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
