@@ -186,6 +186,9 @@ def test_features_are_the_patch_tokens_on_the_grid(arch):
         out = model(images)
         tokens = model.backbone.forward_features(images)
     assert out.shape == (2, spec.embed_dim, 3, 5)
+    # After the final LayerNorm (unit weight, zero bias at init): each token has mean 0, variance 1.
+    torch.testing.assert_close(out.mean(1), torch.zeros(2, 3, 5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.var(1, unbiased=False), torch.ones(2, 3, 5), atol=1e-3, rtol=0)
     assert tokens.shape[1] == 15 + PREFIX_TOKENS[spec.family]
     assert torch.equal(out, reference_features(model.backbone, images, spec.patch_size))
     # Spatial order: grid cell (i, j) is token i * w + j after the prefix.
