@@ -10,6 +10,8 @@ processes on a shared machine) over --repeats steps (after --warmup) of:
   fwd+bwd   forward + backward of loss = mean(features^2), the training step without the optimiser
   fwd, bwd  the two parts of it
   no_grad   forward in eval mode under torch.no_grad(), what k-means, labelling and evaluation run
+  cpu       the process's CPU time (all threads) for the same work: less sensitive than wall time to
+            other processes on a shared machine
 and two memory figures for one training step:
   saved     bytes autograd keeps for backward (sum over distinct tensors saved, exact)
   peak      peak RSS during the step minus RSS just before it, sampled every ms; the child runs with
@@ -105,34 +107,36 @@ def measure_one(name: str, res: int, batch: int, repeats: int, warmup: int, out_
     def step():
         for p in trainable:
             p.grad = None
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = model(images)
         loss = out.float().square().mean()
         t1 = time.perf_counter()
         loss.backward()
-        t2 = time.perf_counter()
-        return t1 - t0, t2 - t1, tuple(out.shape)
+        t2, c2 = time.perf_counter(), time.process_time()
+        return t1 - t0, t2 - t1, c2 - c0, tuple(out.shape)
 
     for _ in range(warmup):
         step()
-    fwd, bwd = [], []
+    fwd, bwd, cpu = [], [], []
     for _ in range(repeats):
-        f, b, shape = step()
+        f, b, c, shape = step()
         fwd.append(f)
         bwd.append(b)
+        cpu.append(c)
     for p in trainable:
         p.grad = None
     saved = saved_for_backward_bytes(model, images)
     with PeakRSS() as rss:
         step()
     model.eval()
-    no_grad = []
+    no_grad, no_grad_cpu = [], []
     with torch.no_grad():
         for i in range(warmup + repeats):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             model(images)
             if i >= warmup:
                 no_grad.append(time.perf_counter() - t0)
+                no_grad_cpu.append(time.process_time() - c0)
     ms = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     fastest = lambda xs: round(1000 * min(xs), 1)  # noqa: E731 - least disturbed by other processes
     return {
@@ -143,6 +147,7 @@ def measure_one(name: str, res: int, batch: int, repeats: int, warmup: int, out_
         "fwd_bwd_ms": ms([f + b for f, b in zip(fwd, bwd)]), "fwd_ms": ms(fwd), "bwd_ms": ms(bwd),
         "no_grad_fwd_ms": ms(no_grad),
         "min_fwd_bwd_ms": fastest([f + b for f, b in zip(fwd, bwd)]), "min_no_grad_fwd_ms": fastest(no_grad),
+        "fwd_bwd_cpu_ms": ms(cpu), "no_grad_fwd_cpu_ms": ms(no_grad_cpu),
         "saved_for_backward_mb": round(saved / 2**20, 1),
         "peak_rss_step_mb": round((rss.peak - rss.start) / 2**20, 1),
         "max_rss_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -176,15 +181,18 @@ def main(argv=None) -> list:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_one", name, "--res", str(args.res), "--batch",
                str(args.batch), "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--out_dim",
                str(args.out_dim), "--threads", str(args.threads)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode:
+            lines = done.stderr.strip().splitlines() or ["(no output)"]
+            raise SystemExit(f"bench_backbones: measuring {name} failed: {lines[-1]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     for r in results:
         r["load_average_1min"] = [round(x, 2) for x in (load_before, os.getloadavg()[0])]
     load = (load_before, os.getloadavg()[0])
     print(f"{args.batch} x 3 x {args.res} x {args.res}, {args.threads} threads, median (min) of {args.repeats} steps; "
           f"times in ms per batch, memory in MiB; 1-min load average {load[0]:.1f} before, {load[1]:.1f} after")
-    header = (f"{'model':24s} {'features':>10s} {'params M':>8s} {'trainable':>9s} {'fwd+bwd':>15s} {'fwd':>7s} "
-              f"{'bwd':>7s} {'no_grad':>15s} {'saved':>7s} {'peak':>7s}")
+    header = (f"{'model':24s} {'features':>10s} {'params M':>8s} {'trainable':>9s} {'fwd+bwd':>15s} {'fwd':>6s} "
+              f"{'bwd':>6s} {'cpu':>6s} {'no_grad':>13s} {'cpu':>6s} {'saved':>6s} {'peak':>6s}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -192,8 +200,8 @@ def main(argv=None) -> list:
         both = f"{r['fwd_bwd_ms']:.0f} ({r['min_fwd_bwd_ms']:.0f})"
         no_grad = f"{r['no_grad_fwd_ms']:.0f} ({r['min_no_grad_fwd_ms']:.0f})"
         print(f"{r['model']:24s} {feats:>10s} {r['params_m']:8.2f} {r['trainable_params_m']:9.3f} {both:>15s} "
-              f"{r['fwd_ms']:7.0f} {r['bwd_ms']:7.0f} {no_grad:>15s} {r['saved_for_backward_mb']:7.1f} "
-              f"{r['peak_rss_step_mb']:7.1f}")
+              f"{r['fwd_ms']:6.0f} {r['bwd_ms']:6.0f} {r['fwd_bwd_cpu_ms']:6.0f} {no_grad:>13s} "
+              f"{r['no_grad_fwd_cpu_ms']:6.0f} {r['saved_for_backward_mb']:6.1f} {r['peak_rss_step_mb']:6.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return results

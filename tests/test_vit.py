@@ -202,6 +202,17 @@ def test_features_follow_the_input_size():
             assert model(torch.randn(1, 3, 8 * h, 8 * w)).shape == (1, 384, h, w)
 
 
+def test_channels_last_model_and_input_give_the_same_features():
+    """The toolkit runs its networks in channels_last; the ViT must not care."""
+    model = ViTFeatures(ViTConfig("dinov3_vits16", out_dim=8, head="linear")).eval()
+    images = images_for("dinov3_vits16")
+    with torch.no_grad():
+        plain = model(images)
+        model = model.to(memory_format=torch.channels_last)
+        fast = model(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_input_not_a_multiple_of_the_patch_is_a_one_line_error():
     model = ViTFeatures(ViTConfig("dino_vits8"))
     with pytest.raises(ValueError) as info:
