@@ -290,9 +290,9 @@ def load_vit_weights(model: ViTFeatures, path: str) -> str:
     proj = state.get("patch_embed.proj.weight")
     if proj is not None and proj.dim() == 4 and (proj.shape[-1] != spec.patch_size or proj.shape[0] != spec.embed_dim):
         # Checked before timm's converter, which would silently resample a patch embedding of another size.
-        raise PretrainError(f"--pretrain_path {path} is a ViT with patch {proj.shape[-1]} and width {proj.shape[0]} but "
-                            f"--arch {arch} has patch {spec.patch_size} and width {spec.embed_dim}; pass the matching "
-                            f"--arch or file")
+        raise PretrainError(f"--pretrain_path {path} is a ViT with patch {proj.shape[-1]} and width "
+                            f"{proj.shape[0]} but --arch {arch} has patch {spec.patch_size} and width "
+                            f"{spec.embed_dim}; pass the matching --arch or file")
     backbone = model.backbone
     state = {k: v for k, v in state.items() if not k.startswith("head.")}  # a classifier, never features
     if family == "dinov3":
@@ -330,8 +330,9 @@ def load_vit_weights(model: ViTFeatures, path: str) -> str:
         # bf16 in the released files). A different schedule means a different model.
         ours = backbone.rope.periods
         if periods.shape != ours.shape or not torch.allclose(periods.float(), ours.float(), rtol=1e-2):
-            raise PretrainError(f"--pretrain_path {path}: its rotary periods {periods.flatten()[:3].tolist()}... differ "
-                                f"from {arch}'s {ours.flatten()[:3].tolist()}...; pass the matching --arch or file")
+            raise PretrainError(f"--pretrain_path {path}: its rotary periods {periods.flatten()[:3].tolist()}... "
+                                f"differ from {arch}'s {ours.flatten()[:3].tolist()}...; pass the matching --arch "
+                                f"or file")
     model.weights_source = f"{path} ({layout} layout)"
     return layout
 

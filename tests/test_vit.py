@@ -98,7 +98,8 @@ def as_dinov3_official(state: dict, num_heads: int) -> dict:
             v_bias = state[key.replace("q_bias", "v_bias")]
             k_bias = torch.randn(dim, generator=gen)  # masked out by the official model: must not matter
             out[key.replace("q_bias", "qkv.bias")] = torch.cat([value, k_bias, v_bias])
-            out[key.replace("q_bias", "qkv.bias_mask")] = torch.cat([torch.ones(dim), torch.zeros(dim), torch.ones(dim)])
+            mask = torch.cat([torch.ones(dim), torch.zeros(dim), torch.ones(dim)])
+            out[key.replace("q_bias", "qkv.bias_mask")] = mask
             continue
         key = key.replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma").replace("reg_token", "storage_tokens")
         out[key] = value.clone()
