@@ -2,7 +2,7 @@
 
 `ViTFeatures` maps an ImageNet-normalised image batch [B, 3, H, W] (H and W multiples of the patch
 size p) to per-patch features [B, C, H/p, W/p]: the last block's patch tokens after the final
-LayerNorm (what DINO, STEGO and HP cluster), without the CLS token and without DINOv3's four
+LayerNorm (what STEGO and HP train their heads on), without the CLS token and without DINOv3's four
 register ("storage") tokens, reshaped to the patch grid. The backbones are timm's implementations,
 built without weights; `load_vit_weights` reads a local file in the official DINO, DINOv2 hub or
 DINOv3 layout or in timm's own, and `download_official_weights` fetches the official files where
