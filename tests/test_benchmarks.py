@@ -29,6 +29,10 @@ def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, ca
             assert epoch[phase] > 0, phase
         assert epoch['epoch_s'] == pytest.approx(epoch['kmeans_s'] + epoch['label_s'] + epoch['train_s']
                                                  + epoch['eval_s'], abs=0.01)
+        memory = epoch['phase_memory_mb']  # per phase: peak resident memory, its rise, CPU time
+        assert set(memory) == {'kmeans', 'label', 'train', 'eval'}
+        assert all(m['peak_mb'] > 100 and 0 <= m['rise_mb'] <= m['peak_mb'] and m['cpu_s'] > 0
+                   for m in memory.values())
     assert saved['peak_rss_mb']['self'] > 100
     assert 0 <= saved['final']['mIoU'] <= 100 and 0 <= saved['untrained']['mIoU'] <= 100
     assert saved['projection']['images'] == 1000 and saved['projection']['epoch_s'] > 0
