@@ -25,7 +25,7 @@ from modules.config import (FlagError, OptimSettings, RunSettings, config_to_jso
                             get_args_parser, parse_args, restart_args, settings_from_args)
 from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
-from modules.fpn import build_model, calibrate_batchnorm, model_from_checkpoint
+from modules.fpn import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
 from modules.kmeans import require_points
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
@@ -72,10 +72,12 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                                     s.num_workers, source.label_lut) if source.has_labels else {})
     check_training_images(trainset.image_paths, s.train.max_bad_fraction, s.num_workers)
 
-    # --- 3. Network, optimiser, objective (its clustering heads) ------------------------------------
-    view_maker = ViewMaker(s.augment, s.train.res1, s.seed, photometric_res=s.train.photometric_res)
+    # --- 3. Network, optimiser, views, objective (its clustering heads) ------------------------------
     checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
     model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
+    # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
+    view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
+                           photometric_res=s.train.photometric_res)
     objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
                                 s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed,
                                 s.train.loss_terms)
@@ -262,6 +264,7 @@ def training_loaders(trainset, s: RunSettings, runtime: Runtime):
 
 
 def build_optimizer(module: torch.nn.Module, settings: OptimSettings) -> torch.optim.Optimizer:
+    """The optimiser of the parameters that train (with --freeze_backbone: the ViT's head only)."""
     params = [p for p in module.parameters() if p.requires_grad]
     if settings.optim_type == "SGD":
         return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
@@ -269,11 +272,12 @@ def build_optimizer(module: torch.nn.Module, settings: OptimSettings) -> torch.o
 
 
 def build_or_resume(s: RunSettings, checkpoint_path: Path, runtime: Runtime, log):
-    """(model, optimiser, checkpoint or None): a new network (ImageNet or random init), or with
+    """(model, optimiser, checkpoint or None): a new network (pretrained or random init), or with
     --restart the checkpoint's network and optimiser state."""
     ckpt = load_checkpoint(checkpoint_path) if s.restart and checkpoint_path.is_file() else None
     if ckpt is None:
-        model = build_model(s.model.arch, s.model.feat_dim, s.model.pretrain, s.model.pretrain_path).to(runtime.device)
+        model = build_model(s.model.arch, s.model.feat_dim, s.model.pretrain, s.model.pretrain_path,
+                            vit_head=s.model.vit_head, freeze_backbone=s.model.freeze_backbone).to(runtime.device)
         optimizer = build_optimizer(model, s.optim)
     else:
         model = model_from_checkpoint(ckpt).to(runtime.device)
@@ -281,13 +285,19 @@ def build_or_resume(s: RunSettings, checkpoint_path: Path, runtime: Runtime, log
         optimizer.load_state_dict(ckpt["optimizer"])
         log.info("resuming %s after epoch %d", checkpoint_path, ckpt["epoch"])
         match_thread_counts(ckpt.get("threads"), s.deterministic)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("network: %s, features %d channels at stride %d, %.2f M parameters (%.3f M trained); backbone weights "
+             "from %s", model.config.arch, model.feat_dim, model.stride, n_params / 1e6, n_trained / 1e6,
+             model.weights_source)
     return model.to(memory_format=torch.channels_last), optimizer, ckpt
 
 
 def prepare_untrained(model, s: RunSettings, source, evaluation_loader, cluster_loader, view_maker: ViewMaker,
                       runtime: Runtime, eval_runtime: Runtime, run_log: RunLog, log) -> None:
     """Score the network as initialised (--eval_init) and, from random init, set its BatchNorm
-    statistics from training images (--calibrate_bn, with the training runtime) and score it again."""
+    statistics from training images (--calibrate_bn, with the training runtime) and score it again. A network
+    without BatchNorm (a ViT; --calibrate_bn resolves to 0 for it) skips the calibration and its score."""
     evaluate_init = s.eval_init and evaluation_loader is not None
 
     def evaluate_untrained(stage: str, label: str) -> None:
@@ -299,7 +309,7 @@ def prepare_untrained(model, s: RunSettings, source, evaluation_loader, cluster_
 
     if evaluate_init:
         evaluate_untrained("init", "untrained network as initialised")
-    if s.model.calibrate_bn_batches > 0:
+    if s.model.calibrate_bn_batches > 0 and has_batchnorm(model):
         cluster_loader.sampler.epoch = 0
         used = calibrate_batchnorm(model, cluster_loader, view_maker, runtime, s.model.calibrate_bn_batches)
         dist.average_buffers(model)

@@ -10,24 +10,95 @@ evaluation, and the fresh-cluster evaluations; report images/s, peak memory and 
 Every flag of train_picie.py is accepted (the run goes to a temporary folder unless
 --save_root is given). --project_images N projects the measured per-phase rates to an epoch
 of N training images (49,629 for COCO-Stuff curated) with labels recomputed (no feature cache).
+
+Memory per phase (Linux): the process's peak resident memory during each phase of an epoch
+(k-means, labelling, training, evaluation) and its rise over the resident memory at the phase's
+start; the peak is reset at every phase start (/proc/self/clear_refs). Run with
+MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors go back to the OS and resident memory follows
+the live tensors, and with --num_workers 0 so that the data loading is counted in this process.
 """
 import argparse
 import json
 import resource
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, Optional
 
 import torch
 
 import train_picie
 from modules.config import get_args_parser, parse_args, settings_from_args
+from utils.run import RunProgress
 
 
-def peak_rss_mb() -> dict:
+def peak_rss_mb(progress: "PhaseMemory") -> dict:
     """Peak resident memory of this process and of its largest child (DataLoader worker), MB."""
-    return {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    # getrusage's peak restarts with the per-phase resets: the run's own record keeps the maximum.
+    return {"self": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, progress.run_peak_mb()),
             "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def _status_mb(key: str) -> Optional[float]:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM), MB; None off Linux."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (VmHWM) of this process; False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class PhaseMemory(RunProgress):
+    """RunProgress that also records, for every phase of every epoch, the peak resident memory of
+    the process during the phase, its rise over the resident memory at the phase's start and the
+    process's CPU time in the phase (all threads; on a shared machine less disturbed by other
+    processes than the wall time): peaks[epoch][phase] = {"peak_mb", "rise_mb", "cpu_s"} (epoch
+    1-based, as metrics.jsonl)."""
+
+    peaks: Dict[int, Dict[str, Dict[str, float]]] = field(default_factory=dict)
+    _start_rss: float = 0.0
+    _start_cpu: float = 0.0
+    _run_peak: float = 0.0
+
+    def _restart(self) -> None:
+        self.run_peak_mb()  # the reset below also restarts what getrusage reports as the peak
+        _reset_peak_rss()
+        self._start_rss = _status_mb("VmRSS") or 0.0
+        self._start_cpu = time.process_time()
+
+    def run_peak_mb(self) -> float:
+        """Peak resident memory of the whole run so far (across the per-phase resets), MB."""
+        self._run_peak = max(self._run_peak, _status_mb("VmHWM") or 0.0)
+        return self._run_peak
+
+    def start_epoch(self, epoch: int, num_epoch: int) -> None:
+        super().start_epoch(epoch, num_epoch)
+        self._restart()
+
+    def lap(self, name: str) -> None:
+        super().lap(name)
+        cpu_s = time.process_time() - self._start_cpu
+        peak = _status_mb("VmHWM")
+        if peak is not None:
+            self.peaks.setdefault(self.epoch, {})[name] = {"peak_mb": round(peak, 1),
+                                                           "rise_mb": round(max(0.0, peak - self._start_rss), 1),
+                                                           "cpu_s": round(cpu_s, 3)}
+        self._restart()
 
 
 def kmeans_working_set_mb(batch: int, init_batches: int, grid: int, dim: int, pixels_per_image: int,
@@ -57,7 +128,8 @@ def main(argv=None) -> dict:
     settings = settings_from_args(args)
 
     started = time.perf_counter()
-    final = train_picie.main(settings)
+    progress = PhaseMemory()
+    final = train_picie.main(settings, progress)
     total_s = time.perf_counter() - started
     run = Path(settings.save_root) / settings.run_name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -73,6 +145,7 @@ def main(argv=None) -> dict:
                "label_img_per_s": (n_train / phases["label"]) if not record["reused_features"] else None,
                "labels_from_cached_features": record["reused_features"],
                "kmeans_peak_mb": record.get("kmeans_peak_mb"),
+               "phase_memory_mb": progress.peaks.get(record["epoch"], {}),
                "view1_acc": record.get("view1", {}).get("acc"), "view1_mIoU": record.get("view1", {}).get("mIoU")}
         epochs.append(row)
     init = next((r for r in records if r["stage"] == "init"), None)
@@ -80,7 +153,8 @@ def main(argv=None) -> dict:
     result = {
         "device": str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() and args.device != "cpu" else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "settings": {k: getattr(args, k) for k in ("res", "res1", "res2", "batch_size_cluster", "batch_size_train",
+        "settings": {k: getattr(args, k) for k in ("arch", "freeze_backbone", "vit_head", "in_dim", "res", "res1",
+                                                    "res2", "batch_size_cluster", "batch_size_train",
                                                     "batch_size_test", "num_init_batches", "kmeans_n_iter", "K_train",
                                                     "precision", "kmeans_backend", "feature_cache_gb", "num_workers",
                                                     "seed", "num_epoch", "repeats", "train_list_repeats")},
@@ -92,7 +166,7 @@ def main(argv=None) -> dict:
         "final": {k: final.get(k) for k in ("acc", "acc_std", "mIoU", "mIoU_std", "repeats", "seeds", "final_eval_s")},
         "final_runs": [{"acc": r["acc"], "mIoU": r["mIoU"]} for r in final.get("runs", [])],
         "whole_run_s": total_s,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(progress),
         "cuda_peak_allocated_mb": (torch.cuda.max_memory_allocated() / 2 ** 20) if torch.cuda.is_available() else None,
         "kmeans_working_set_paper_settings": kmeans_working_set_mb(256, 20, 80, 128, args.kmeans_pixels_per_image,
                                                                    args.kmeans_init_all_pixels),
@@ -120,6 +194,10 @@ def print_table(result: dict) -> None:
         print(f"{row['epoch']:>5} {row['epoch_s']:>8.1f} {row['kmeans_s']:>9.1f} {row['label_s']:>8.2f} "
               f"{row['train_s']:>8.1f} {row.get('eval_s', 0):>7.1f} {row['kmeans_img_per_s']:>12.1f} "
               f"{row['train_img_per_s']:>11.1f} {row['view1_mIoU'] or 0:>8.2f}")
+        if row.get("phase_memory_mb"):
+            print("      peak RSS MB (rise in the phase), CPU s: " + ", ".join(
+                f"{phase} {m['peak_mb']:.0f} (+{m['rise_mb']:.0f}), {m['cpu_s']:.1f}"
+                for phase, m in row["phase_memory_mb"].items()))
     if result["untrained"]:
         print(f"untrained network as initialised: acc {result['untrained']['acc']:.2f} "
               f"mIoU {result['untrained']['mIoU']:.2f} ({result['untrained']['s']:.1f} s)")

@@ -82,7 +82,8 @@ class PhotometricParams:
 
 @dataclass
 class GeometricParams:
-    """Per-image crop box and flips, in units of the feature grid of size `grid` (= res1 / 4)."""
+    """Per-image crop box and flips, in units of the feature grid of size `grid` (= res1 / the network's
+    stride: res1 / 4 for the ResNet-FPN, res1 / patch size for a ViT)."""
 
     grid: int
     top: torch.Tensor      # int64 [B]
@@ -333,6 +334,11 @@ class ViewMaker:
     by the resize factor so the blur is the same in image units. The colour ops are per-pixel maps,
     so they commute with resizing up to clamping; on real images the two orders differ by ~0.0015
     mean absolute (of 1.0) and "view" touches 4-16x fewer pixels (tests/test_transforms.py).
+
+    feature_stride is the network's `stride` (input pixels per feature cell: 4 for the ResNet-FPN,
+    the patch size for a ViT; the default suits only the ResNet-FPN): the geometric parameters are
+    drawn on the feature grid of res1 / feature_stride cells, so that G crops whole cells of the
+    feature map of view 2 and the same region of the image of view 1.
     """
 
     def __init__(self, cfg: AugmentConfig, res1: int, seed: int, feature_stride: int = 4,

@@ -29,13 +29,14 @@ from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES
 from modules.evaluation import PROTOCOL_RES, EvalSettings
-from modules.fpn import ARCHS
+from modules.fpn import ARCHS, ResNetFPN
 from modules.kmeans import BACKENDS, KMeansSettings
 from modules.loss import CLASS_WEIGHTS, LOSS_TERMS
 from modules.crf import CRFSettings
 from modules.objectives import METHODS
 from modules.predict import PredictSettings
 from modules.probe import ProbeSettings
+from modules.vit import ARCH_TABLE, HEADS, VIT_ARCHS, round_to_patch
 from utils.errors import UserError
 from utils.runtime import DEVICES, PRECISIONS
 
@@ -141,15 +142,29 @@ _flag(G, BOTH, EVAL_ONLY, "--n_classes", type=int, default=None,
       help="--dataset folder: classes of the --label_root maps (values 0..n-1; others ignored)")
 
 G = "model and optimiser"
-_flag(G, TRAIN, RESULT, "--arch", type=str, default="resnet18", choices=ARCHS, help="ResNet backbone")
+_flag(G, TRAIN, RESULT, "--arch", type=str, default="resnet18", choices=ARCHS + VIT_ARCHS,
+      help="backbone: a ResNet + FPN (features at stride 4), or a self-supervised ViT (DINO, DINOv2, DINOv3; "
+           "features at the patch size 8, 14 or 16; docs/vit_backbones.md)")
 _flag(G, TRAIN, RESULT, "--in_dim", type=int, default=None,
-      help="FPN feature size (default: the architecture's, 128 for ResNet-18/34, 256 for 50/101)")
+      help="feature size: the FPN's for a ResNet (default 128 for ResNet-18/34, 256 for 50/101), the --vit_head "
+           "output's for a ViT (default the backbone's width, 384 for ViT-S, 768 for ViT-B)")
 _flag(G, TRAIN, RESULT, "--pretrain", action=argparse.BooleanOptionalAction, default=False,
-      help="ImageNet backbone through torchvision's weights API (--no-pretrain: random init)")
-_flag(G, TRAIN, RESULT, "--pretrain_path", type=str, default=None, help="local torchvision ResNet state dict (.pth)")
+      help="official backbone weights, downloaded into torch's hub cache: ImageNet (torchvision) for a ResNet, "
+           "Meta's DINO / DINOv2 files for a ViT (DINOv3: never downloaded, its licence asks each user to "
+           "request them; use --pretrain_path). --no-pretrain: random init")
+_flag(G, TRAIN, RESULT, "--pretrain_path", type=str, default=None,
+      help="local backbone weights (.pth): a torchvision ResNet state dict, or a ViT's in the official DINO, "
+           "DINOv2 or DINOv3 layout or timm's; wins over --pretrain")
+_flag(G, TRAIN, RESULT, "--freeze_backbone", action="store_true",
+      help="ViT archs: keep the backbone fixed (no gradients, eval mode, features computed under no_grad) and "
+           "train only the --vit_head head")
+_flag(G, TRAIN, RESULT, "--vit_head", type=str, default=None, choices=HEADS,
+      help="ViT archs: what maps the patch tokens to the features PiCIE clusters: linear (1x1 conv to --in_dim), "
+           "nonlinear (linear + STEGO's 1x1 conv, ReLU, 1x1 conv branch) or none (the tokens themselves; needs "
+           "a trained backbone). Default: linear")
 _flag(G, TRAIN, RESULT, "--calibrate_bn", type=int, default=-1,
       help="batches used to set BatchNorm statistics before the first epoch "
-           "(-1: 10 for a randomly initialised network, 0 with --pretrain)")
+           "(-1: 10 for a randomly initialised ResNet, 0 with --pretrain and for a ViT, which has no BatchNorm)")
 _flag(G, TRAIN, RESULT, "--lr", type=float, default=1e-4, help="learning rate")
 _flag(G, TRAIN, RESULT, "--optim_type", type=str, default="Adam", choices=("Adam", "SGD"), help="optimiser")
 _flag(G, TRAIN, RESULT, "--weight_decay", type=float, default=0.0, help="weight decay (SGD and Adam)")
@@ -388,10 +403,12 @@ def _preset_only() -> argparse.ArgumentParser:
 @dataclass(frozen=True)
 class ModelSettings:
     arch: str = "resnet18"
-    feat_dim: Optional[int] = None
+    feat_dim: Optional[int] = None     # None: the arch's (FPN width, or the ViT's embedding width)
     pretrain: bool = False
     pretrain_path: Optional[str] = None
-    calibrate_bn_batches: int = 10     # -1 resolved: 10 from random init, 0 from pretrained weights
+    calibrate_bn_batches: int = 10     # -1 resolved: 10 from random init, 0 from pretrained weights or a ViT
+    vit_head: str = "linear"           # ViT archs only (resolved --vit_head)
+    freeze_backbone: bool = False      # ViT archs only
 
 
 @dataclass(frozen=True)
@@ -487,6 +504,17 @@ _RANGES = (("lr", 0, 10, False), ("momentum", 0, 1, True), ("weight_decay", 0, 1
            ("calibrate_bn", -1, 1e9, True), ("probe_lr", 0, 10, False), ("train_list_repeats", 1, 1e6, True))
 
 
+def feature_stride(arch: str) -> int:
+    """Input pixels per feature cell of the network of --arch: 4 for the ResNet-FPN, the patch size
+    for a ViT (the network's `stride`, known here before it is built)."""
+    return ARCH_TABLE[arch].patch_size if arch in VIT_ARCHS else ResNetFPN.stride
+
+
+def vit_head(args) -> Optional[str]:
+    """The --vit_head of a ViT arch with its default (linear) applied; None for a ResNet."""
+    return (args.vit_head or "linear") if args.arch in VIT_ARCHS else None
+
+
 def check_args(args, for_training: bool = True) -> None:
     """Ranges and combinations of flags; FlagError naming the flag and the fix."""
     at_least = [("K_test", 2), ("batch_size_cluster", 1), ("batch_size_test", 1), ("num_init_batches", 1),
@@ -497,11 +525,12 @@ def check_args(args, for_training: bool = True) -> None:
     for name, low in at_least:
         if getattr(args, name) < low:
             raise FlagError(f"--{name} {getattr(args, name)} must be at least {low}")
-    for name in ("res", "res1", "res2") if for_training else ("res",):
-        value = getattr(args, name)
-        if value is not None and (value < 32 or value % 4):
-            raise FlagError(f"--{name} {value} must be a multiple of 4 and at least 32")
+    if not for_training and args.res is not None and args.res < 32:
+        # Any size from 32 up: the evaluation feeds the network the largest multiple of its stride
+        # (modules/evaluation.py: eval_features) and upsamples the logits to the label size.
+        raise FlagError(f"--res {args.res} must be at least 32")
     if for_training:
+        _check_network(args)
         if args.K_train > 65535:
             raise FlagError(f"--K_train {args.K_train} must be at most 65535 (labels are stored as uint16)")
         if args.res2 < args.res1:
@@ -540,6 +569,52 @@ def check_args(args, for_training: bool = True) -> None:
     if getattr(args, "linear_probe", False) and (getattr(args, "flip", False) or getattr(args, "crf", False)):
         raise FlagError("--flip and --crf score clusters (the stored classifier or --recluster), not --linear_probe; "
                         "drop one of them")
+
+
+def _check_network(args) -> None:
+    """Training flags that depend on --arch: input sizes against the feature stride, the k-means
+    sample against the feature grid, the ViT-only flags, BatchNorm calibration."""
+    arch, stride = args.arch, feature_stride(args.arch)
+    for name in ("res", "res1", "res2"):
+        value = getattr(args, name)
+        if value is None or (value >= 32 and value % stride == 0):
+            continue
+        if arch in VIT_ARCHS:
+            low = max(round_to_patch(value, stride), -(-32 // stride) * stride)
+            raise FlagError(f"--{name} {value} must be a multiple of {stride}, the patch size of --arch {arch}, and at "
+                            f"least 32: e.g. --{name} {low} or {low + stride}")
+        raise FlagError(f"--{name} {value} must be a multiple of 4 and at least 32")
+    if not args.kmeans_init_all_pixels:
+        # The k-means sample is drawn from each image's feature cells; asking for more than there
+        # are silently keeps every cell, which is --kmeans_init_all_pixels, not what was asked.
+        side = min(args.res1, args.res or args.res1)
+        cells = (side // stride) ** 2
+        if args.kmeans_pixels_per_image > cells:
+            raise FlagError(f"--kmeans_pixels_per_image {args.kmeans_pixels_per_image} exceeds the {side // stride}x"
+                            f"{side // stride} = {cells} feature cells of a {side} px image with --arch {arch} "
+                            f"(stride {stride}); pass --kmeans_pixels_per_image {cells} or fewer, or "
+                            f"--kmeans_init_all_pixels")
+    if args.in_dim is not None and args.in_dim < 1:
+        raise FlagError(f"--in_dim {args.in_dim} must be at least 1")
+    if arch not in VIT_ARCHS:
+        if args.freeze_backbone:
+            raise FlagError(f"--freeze_backbone applies to the ViT archs ({', '.join(VIT_ARCHS)}); --arch {arch} "
+                            f"trains its whole network")
+        if args.vit_head is not None:
+            raise FlagError(f"--vit_head applies to the ViT archs ({', '.join(VIT_ARCHS)}); --arch {arch} has its "
+                            f"FPN decoder")
+        return
+    width = ARCH_TABLE[arch].embed_dim
+    if vit_head(args) == "none":
+        if args.freeze_backbone:
+            raise FlagError("--freeze_backbone with --vit_head none leaves nothing to train; pass --vit_head linear "
+                            "or nonlinear, or drop --freeze_backbone")
+        if args.in_dim not in (None, width):
+            raise FlagError(f"--in_dim {args.in_dim} needs a head: --vit_head none keeps the {width} channels of "
+                            f"--arch {arch}; pass --vit_head linear or nonlinear, or drop --in_dim")
+    if args.calibrate_bn > 0:
+        raise FlagError(f"--calibrate_bn {args.calibrate_bn}: --arch {arch} has no BatchNorm layers; drop "
+                        f"--calibrate_bn")
 
 
 def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
@@ -614,7 +689,8 @@ def probe_settings(args) -> ProbeSettings:
 
 def default_run_name(args) -> str:
     method = args.method + ("_h" if args.overcluster else "")
-    return f"{method}_{args.arch}_K{args.K_train}_seed{args.seed}"
+    arch = args.arch + ("_frozen" if args.freeze_backbone else "")
+    return f"{method}_{arch}_K{args.K_train}_seed{args.seed}"
 
 
 def settings_from_args(args) -> RunSettings:
@@ -623,13 +699,18 @@ def settings_from_args(args) -> RunSettings:
     augment = augment_config(args)
     data = data_settings(args)
     run_name = args.run_name or default_run_name(args)
-    calibrate = args.calibrate_bn if args.calibrate_bn >= 0 else (0 if (args.pretrain or args.pretrain_path) else 10)
+    # BatchNorm statistics need setting only in a randomly initialised network that has BatchNorm.
+    no_batchnorm = args.arch in VIT_ARCHS
+    calibrate = (args.calibrate_bn if args.calibrate_bn >= 0
+                 else (0 if (args.pretrain or args.pretrain_path or no_batchnorm) else 10))
+    head = vit_head(args)
     evaluation = eval_settings(args)
     record = dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing, run_name=run_name,
-                  res=evaluation.res, augment_config=augment.to_dict())
+                  res=evaluation.res, augment_config=augment.to_dict(), vit_head=head)
     return RunSettings(
         data=data, augment=augment,
-        model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate),
+        model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate,
+                            vit_head=head or "linear", freeze_backbone=args.freeze_backbone),
         optim=OptimSettings(args.optim_type, args.lr, args.weight_decay, args.momentum),
         kmeans=kmeans_settings(args, args.K_train),
         train=TrainSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,

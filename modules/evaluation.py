@@ -204,10 +204,20 @@ def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids,
 
 def eval_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool) -> torch.Tensor:
     """The evaluation feature path, shared by every evaluation: uint8 images [B, 3, H, W] ->
-    ImageNet-normalised input -> network features [B, C, H/4, W/4] float32, L2-normalised per
-    pixel when l2_normalize (cosine metric). No gradient is needed: call under inference_mode."""
-    inputs = normalize(images.to(runtime.device, non_blocking=True).float().div_(255))
-    feats = forward_features(model, runtime.to_device(inputs), runtime)
+    ImageNet-normalised input -> network features [B, C, H/s, W/s] float32 (s = model.stride),
+    L2-normalised per pixel when l2_normalize (cosine metric). No gradient is needed: call under
+    inference_mode.
+
+    A side that is not a multiple of s is first resized (bilinear, antialiased) to the largest
+    multiple of s below it: a ViT accepts only whole patches, and every caller upsamples the logits
+    to the label size, so the predictions still cover every labelled pixel."""
+    inputs = images.to(runtime.device, non_blocking=True).float().div_(255)
+    stride = getattr(model, "stride", 1)  # a network without a declared stride takes any size
+    height, width = inputs.shape[-2:]
+    if height % stride or width % stride:
+        size = (max(stride, height // stride * stride), max(stride, width // stride * stride))
+        inputs = F.interpolate(inputs, size=size, mode="bilinear", align_corners=False, antialias=True)
+    feats = forward_features(model, runtime.to_device(normalize(inputs)), runtime)
     return F.normalize(feats, dim=1) if l2_normalize else feats
 
 

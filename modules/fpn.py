@@ -5,9 +5,13 @@ the four ResNet stages (strides 4, 8, 16, 32) each get a 1x1 lateral conv to C c
 and the top-down path upsamples the coarser sum bilinearly (align_corners=False) and adds
 it to the next finer lateral. No ReLU and no 3x3 smoothing conv, as in the paper's code.
 
-Also here: building it (ImageNet weights through torchvision's weights API or a local file),
-rebuilding it from a checkpoint's model config, its features in float32 under the run's
-autocast, and setting the BatchNorm statistics of a randomly initialised network.
+Also here: building the network of an --arch (ImageNet weights through torchvision's weights API
+or a local file; the ViT archs are built by modules/vit.py), rebuilding either kind from a
+checkpoint's model config, features in float32 under the run's autocast, and setting the
+BatchNorm statistics of a randomly initialised network.
+
+Every network answers the same two questions: `stride` (input pixels per feature cell: 4 here,
+the patch size 8, 14 or 16 for a ViT) and `feat_dim` (channels C of its features).
 """
 import os
 from dataclasses import asdict, dataclass
@@ -87,7 +91,7 @@ class FPNDecoder(nn.Module):
 class ResNetFPN(nn.Module):
     """ResNet-18/34/50/101 + FPN. Input [B, 3, H, W] -> features [B, feat_dim, H/4, W/4]."""
 
-    stride = 4  # input pixels per feature-map cell
+    stride = 4  # input pixels per feature-map cell (the FPN's finest level, ResNet layer1)
 
     def __init__(self, config: FPNConfig):
         super().__init__()
@@ -98,6 +102,9 @@ class ResNetFPN(nn.Module):
         resnet.avgpool = nn.Identity()
         self.backbone = resnet
         self.decoder = FPNDecoder(_STAGE_CHANNELS[self.config.arch], self.config.feat_dim)
+        # Where the backbone weights came from (set by build_model / model_from_checkpoint), for logs;
+        # ViTFeatures has the same attribute.
+        self.weights_source = "random initialisation"
 
     @property
     def feat_dim(self) -> int:
@@ -136,12 +143,26 @@ def imagenet_weights_file(arch: str) -> tuple:
 
 
 def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain: bool = False,
-                pretrain_path: Optional[str] = None) -> ResNetFPN:
-    """Build the ResNet-FPN; optionally initialise the backbone with ImageNet weights.
+                pretrain_path: Optional[str] = None, vit_head: str = "linear",
+                freeze_backbone: bool = False) -> nn.Module:
+    """The network of `arch`: a ResNet-FPN, or for a ViT arch (modules.vit.VIT_ARCHS) a ViTFeatures
+    with head `vit_head` to `feat_dim` channels (None: the backbone's width), its backbone frozen
+    with `freeze_backbone`. Either has `stride` and `feat_dim`.
 
-    `pretrain_path` (a local torchvision state dict) wins over `pretrain` (torchvision's
-    weights API, which downloads into torch's hub cache unless the file is already there).
+    `pretrain_path` (a local weights file: a torchvision state dict for a ResNet, a DINO / DINOv2 /
+    DINOv3 / timm one for a ViT) wins over `pretrain` (the official weights, downloaded into
+    torch's hub cache unless the file is already there; never for DINOv3, whose licence leaves the
+    download to the user). A ViT without either stays randomly initialised, with a UserWarning.
     """
+    if arch not in ARCHS:
+        # Imported here: modules/vit.py imports PretrainError from this module.
+        from modules.vit import VIT_ARCHS, build_vit
+        if arch in VIT_ARCHS:
+            return build_vit(arch, out_dim=feat_dim, head=vit_head, freeze_backbone=freeze_backbone, pretrain=pretrain,
+                             pretrain_path=pretrain_path)
+        raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS + VIT_ARCHS)}")
+    if freeze_backbone:
+        raise UserError(f"--freeze_backbone applies to the ViT archs, not --arch {arch}")
     model = ResNetFPN(FPNConfig(arch, feat_dim))
     if pretrain_path:
         if not os.path.isfile(pretrain_path):
@@ -155,6 +176,7 @@ def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model.load_backbone_state(state, f"--pretrain_path {pretrain_path}")
+        model.weights_source = f"--pretrain_path {pretrain_path}"
     elif pretrain:
         url, cache = imagenet_weights_file(arch)
         weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
@@ -166,26 +188,52 @@ def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain
                 f"to {cache} (or anywhere, then pass --pretrain_path FILE)"
             ) from None
         model.load_backbone_state(state, url)
+        model.weights_source = f"ImageNet ({url})"
     return model
 
 
-def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> ResNetFPN:
-    """The network of a checkpoint (either format, as load_checkpoint returns it), weights loaded."""
+def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> nn.Module:
+    """The network of a checkpoint (either format, as load_checkpoint returns it), weights loaded.
+
+    A ViT checkpoint's model_config is ViTConfig.to_dict()'s (arch, out_dim, head, frozen, patch
+    size, ...): the network is rebuilt from it and takes every weight from the checkpoint, so no
+    weights file or download is needed."""
     config = ckpt["model_config"]
-    model = ResNetFPN(FPNConfig(config["arch"], config["feat_dim"]))
+    arch = config.get("arch")
+    if arch in ARCHS:
+        model = ResNetFPN(FPNConfig(arch, config["feat_dim"]))
+        kind = f"a {arch} FPN"
+    else:
+        # Imported here: modules/vit.py imports PretrainError from this module.
+        from modules.vit import VIT_ARCHS, ViTConfig, ViTFeatures
+        if arch not in VIT_ARCHS:
+            raise CheckpointError(f"checkpoint network --arch {arch!r} is unknown to this toolkit (it builds "
+                                  f"{', '.join(ARCHS + VIT_ARCHS)}); use the toolkit version that wrote it")
+        try:
+            vit_config = ViTConfig.from_dict(config)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint model_config does not describe a {arch}: {exc}") from None
+        model = ViTFeatures(vit_config)
+        kind = f"a {arch} with head {vit_config.head}"
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint weights do not fit a {config['arch']} FPN ({first})") from None
+        raise CheckpointError(f"checkpoint weights do not fit {kind} ({first})") from None
+    model.weights_source = "the checkpoint"
     return model.to(device) if device is not None else model
 
 
 def forward_features(model, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """Network features in float32: images [B, 3, H, W] -> [B, C, H/4, W/4]."""
+    """Network features in float32: images [B, 3, H, W] -> [B, C, H/s, W/s], s = model.stride."""
     with runtime.autocast():
         feats = model(runtime.to_device(images) if images.device != runtime.device else images)
     return feats.float()
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether the network has BatchNorm layers (a ResNet does; a ViT and its head do not)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, n_batches: int) -> int:
@@ -193,8 +241,8 @@ def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, 
     training images (resized to res1). A randomly initialised network carries the default
     statistics (mean 0, var 1), which are wrong for every layer; since clustering runs the
     network in eval mode (fixing the original's train-mode pass), it needs real statistics.
-    Returns the number of images used."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    Returns the number of images used (0 for a network without BatchNorm, e.g. a ViT)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or n_batches <= 0:
         return 0
     momenta = [m.momentum for m in norms]

@@ -70,7 +70,7 @@ def probe_datasets(source, res: int, bad_labels: str = "error") -> Tuple[EvalIma
 
 
 def _frozen_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool) -> torch.Tensor:
-    """uint8 images [B, 3, H, W] -> float32 features [B, C, H/4, W/4] of the frozen network."""
+    """uint8 images [B, 3, H, W] -> float32 features [B, C, H/s, W/s] of the frozen network (s = its stride)."""
     with torch.no_grad():
         return eval_features(model, images, runtime, l2_normalize)
 

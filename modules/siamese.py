@@ -17,7 +17,8 @@ from utils.runtime import Runtime
 
 
 class SiamesePair(nn.Module):
-    """(view1 [B, 3, H, W], view2 [B, 3, H, W]) -> (f(view1), f(view2)), each [B, C, H/4, W/4].
+    """(view1 [B, 3, H, W], view2 [B, 3, H, W]) -> (f(view1), f(view2)), each [B, C, H/s, W/s]
+    (s = net.stride: 4 for the ResNet-FPN, the patch size for a ViT).
 
     The views go through the network separately (not concatenated) so that BatchNorm sees each
     view's batch on its own, as in the original. With view2 None (one-view methods such as MDC)
@@ -37,7 +38,8 @@ class SiamesePair(nn.Module):
 def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor,
                       params: ViewParams, runtime: Runtime, l2_normalize: bool,
                       n_views: int = 2) -> Tuple[torch.Tensor, ...]:
-    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w] float32, pixel-aligned.
+    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w] float32, pixel-aligned,
+    h = w = view_maker.grid (res1 / the network's stride).
 
     `pair` is a SiamesePair (or DDP around one, when training on several ranks). n_views=1 (MDC)
     forwards view 1 only and returns (z1,). l2_normalize: unit-length features (cosine metric).
@@ -45,6 +47,11 @@ def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tenso
     with runtime.autocast():
         feats = list(pair(view1, view2 if n_views > 1 else None))
     feats = [f.float() for f in feats]
+    if feats[0].shape[-1] != view_maker.grid:
+        # The crop boxes and the pseudo-label arrays are in units of view_maker.grid: a ViewMaker
+        # built for another stride would misalign the views' features and their labels.
+        raise RuntimeError(f"the network's features are {feats[0].shape[-1]} cells wide but the ViewMaker's grid is "
+                           f"{view_maker.grid} (res1 {view_maker.res1}); build it with feature_stride=model.stride")
     if n_views > 1:
         feats[1] = view_maker.geometric_on_features(feats[1], params)
     if l2_normalize:

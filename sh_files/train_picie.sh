@@ -6,9 +6,9 @@
 #   DATA_ROOT=/data/coco SAVE_ROOT=/scratch/results ./sh_files/train_picie.sh --restart
 #   PRETRAIN=--no-pretrain ./sh_files/train_picie.sh   # from scratch; PRETRAIN="--pretrain_path FILE": a local file
 #   DRY_RUN=1 ./sh_files/train_picie.sh               # print the command
-# The other training scripts (train_picie_h.sh, train_mdc.sh, train_picie_cityscapes.sh,
+# The other training scripts (train_picie_h.sh, train_mdc.sh, train_picie_cityscapes.sh, train_picie_dino.sh,
 # train_picie_2aug.sh, train_picie_ddp.sh) run this one with ENTRY, DATASET_FLAGS, LR, TRANSFORMS
-# or PYTHON changed.
+# or PYTHON changed, or with extra flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # may be a launcher with flags (train_picie_ddp.sh)

@@ -45,6 +45,10 @@ def test_bench_epoch_reports_every_phase_and_writes_json(tiny_demo, tmp_path, ca
             assert epoch[phase] > 0, phase
         # Labels from cached features take well under the millisecond the phase times are rounded to.
         assert epoch['label_s'] >= 0 and epoch['labels_from_cached_features']
+        memory = epoch['phase_memory_mb']  # per phase: peak resident memory, its rise, CPU time
+        assert set(memory) == {'kmeans', 'label', 'train', 'eval'}
+        assert all(m['peak_mb'] > 100 and 0 <= m['rise_mb'] <= m['peak_mb'] and m['cpu_s'] > 0
+                   for m in memory.values())
     assert saved['peak_rss_mb']['self'] > 100
     assert 0 <= saved['final']['mIoU'] <= 100 and 0 <= saved['untrained']['mIoU'] <= 100
     assert saved['projection']['images'] == 1000 and saved['projection']['epoch_s'] > 0

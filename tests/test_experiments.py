@@ -95,6 +95,9 @@ def _recorded(name, fake_python, tmp_path, **env):
     ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
     ('train_picie_cityscapes.sh', {}, 'train_picie.py',
      {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes'}),
+    ('train_picie_dino.sh', {}, 'train_picie.py',  # --pretrain, K 27, batch sizes, --res 320: the preset's
+     {'arch': 'dino_vits8', 'freeze_backbone': True, 'vit_head': 'nonlinear', 'in_dim': 70, 'res1': 224, 'res2': 448,
+      'lr': 5e-4, 'run_name': 'picie_dino_vits8'}),
 ])
 def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, entry, expected, fake_python, tmp_path):
     """The paper's settings live in train_picie.sh; each variant changes only what it names."""

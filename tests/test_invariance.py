@@ -18,6 +18,8 @@ class PooledColour(nn.Module):
     """A pointwise colour feature pooled over aligned 4x4 blocks: exactly equivariant to flips,
     not invariant to colour changes. [B, 3, H, W] -> [B, 8, H/4, W/4]."""
 
+    stride = 4  # input pixels per feature cell, as every network of the toolkit declares
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 1)
@@ -30,6 +32,8 @@ class PooledColour(nn.Module):
 
 
 class Constant(nn.Module):
+    stride = 4
+
     def forward(self, x):
         return torch.ones(x.shape[0], 8, x.shape[2] // 4, x.shape[3] // 4)
 

@@ -65,8 +65,9 @@ def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, 
     pair = SiamesePair(model)
     same = {name: 0 for name in probes}
     cells, sizes = 0, torch.zeros(centroids.shape[0], dtype=torch.float64)
-    makers = {name: ViewMaker(cfg, res1, seed) for name, cfg in probes.items()}
-    plain_maker = ViewMaker(AugmentConfig(), res1, seed)
+    # G's boxes are drawn on the network's feature grid (res1 / stride cells), as in training.
+    makers = {name: ViewMaker(cfg, res1, seed, feature_stride=model.stride) for name, cfg in probes.items()}
+    plain_maker = ViewMaker(AugmentConfig(), res1, seed, feature_stride=model.stride)
     for indices, base in loader:
         indices = indices.tolist()
         # f(x) of the plain image once per batch: view 2 of every single-transform probe (the network
@@ -149,6 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 images = TrainImages(source.val_images[: args.n_images], res2)
                 loader = DataLoader(images, batch_size=min(16, len(images)), num_workers=0)
             model = model_from_checkpoint(ckpt, runtime.device).eval()
+            if res1 % model.stride:
+                raise UserError(f"--res1 {res1} is not a multiple of {model.stride}, the feature stride of {path}'s "
+                                f"{model.config.arch}; pass a multiple such as {res1 // model.stride * model.stride}")
             weight = ckpt["classifiers"]["view1"]["weight"]
             centroids = weight.reshape(weight.shape[0], -1)  # [K, C] (stored as a 1x1 conv or a matrix)
             name = run_name(path)
