@@ -175,7 +175,7 @@ def test_train_script_eval_only_alias(coco_mini, tmp_path):
     argv = ['--data_root', str(coco_mini), '--eval_only', '--eval_path', str(path), '--stuff', '--thing',
             '--res', '64', '--device', 'cpu', '--num_workers', '0', '--out', str(out)]
     assert train_picie.cli(argv) == 0
-    assert json.loads(out.read_text())['n_images'] == 50
+    assert json.loads(out.read_text())['n_images'] == 8
 
 
 def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch):

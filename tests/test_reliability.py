@@ -261,9 +261,9 @@ def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp
     root = _copy_demo(tiny_demo, tmp_path)
     bad = _break_train_images(root)
     assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--max_bad_fraction', '0.3') == 0
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err  # warnings go to stderr, each on its own line
     for path in bad:
-        assert f'skipping unreadable training image {path}' in out
+        assert f'warning: skipping unreadable training image {path}' in err
     record = _records(tmp_path / 'run')[-1]
     assert record['n_bad_images'] == 3 and record['bad_images'] == bad
     assert record['n_steps'] == 3  # 9 readable images in batches of 4: 4 + 4 + 1 (per the sampler's order)
@@ -276,10 +276,10 @@ def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, c
     bad = _break_train_images(root)
     assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and '3 of 12 training images' in lines[0] and '--max_bad_fraction' in lines[0]
-    assert bad[0] in lines[0]
-    # The epoch-0 checkpoint written before the epoch is kept.
-    assert torch.load(tmp_path / 'run' / 'checkpoint.pth', weights_only=True)['epoch'] == 0
+    assert len(lines) == 1 and 'of 12 training images' in lines[0] and '--max_bad_fraction' in lines[0]
+    assert any(path in lines[0] for path in bad)
+    # Found by the image check before the run starts: nothing is written.
+    assert not (tmp_path / 'run').exists()
 
 
 @pytest.mark.parametrize('cache_gb', ['2', '0'])
@@ -460,7 +460,7 @@ def test_full_save_location_is_detected_before_training(tiny_demo, tmp_path, mon
     assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(tmp_path / 'run') in lines[0] and '50 MB free' in lines[0] and '--save_root' in lines[0]
-    assert list((tmp_path / 'run').iterdir()) == []  # nothing written
+    assert not (tmp_path / 'run').exists()  # nothing written
 
 
 def test_restart_keeps_the_existing_run_untouched_until_it_resumes(tiny_demo, tmp_path):
