@@ -17,7 +17,7 @@ METHODS=${METHODS-"picie picie_h mdc mdc_nonparametric"}
 export PYTHONUNBUFFERED=1
 mkdir -p "$SAVE_ROOT" "$OUT" "$LOG_DIR"
 
-if [ "$DATA_ROOT" = datasets/demo ]; then "$PY" -m data.make_demo --preset demo || exit 1; fi
+if [ "$DATA_ROOT" = datasets/demo ]; then "$PY" -m tools.make_demo --preset demo || exit 1; fi
 COMMON="--preset demo --no-eval_init --data_root $DATA_ROOT --save_root $SAVE_ROOT
   --num_workers $WORKERS --device $DEVICE --overwrite"
 declare -A EXTRA=([picie]="" [picie_h]="--overcluster --K_aux $K_AUX" [mdc]="--method mdc"

@@ -10,7 +10,7 @@ OUT=${OUT:-/tmp/gpu_reliability}; mkdir -p "$OUT"
 DEVICE=${DEVICE:-cuda}; PY=${PYTHON:-python3}; WORK=${WORK:-/tmp/gpu_reliability_work}
 export PYTHONUNBUFFERED=1
 rm -rf "$WORK"; mkdir -p "$WORK"
-$PY -c "from data.make_demo import generate_demo; generate_demo('$WORK/demo', n_train=32, n_val=8, seed=0)" || exit 1
+$PY -c "from tools.make_demo import generate_demo; generate_demo('$WORK/demo', n_train=32, n_val=8, seed=0)" || exit 1
 COMMON="--data_root $WORK/demo --save_root $WORK/runs --res 128 --res1 128 --res2 256 --batch_size_cluster 16
   --batch_size_train 8 --batch_size_test 8 --num_init_batches 1 --kmeans_n_iter 10 --num_workers 2 --device $DEVICE
   --kmeans_backend torch --augment --jitter --grey --blur --equiv --random_crop --h_flip --stuff --K_train 15

@@ -13,7 +13,7 @@ DATA=()
 if [ -n "${DATA_ROOT:-}" ]; then
   DATA=(--data_root "${DATA_ROOT}")
 else
-  "$PYTHON" -m data.make_demo --preset demo
+  "$PYTHON" -m tools.make_demo --preset demo
 fi
 EXTRA=()
 [ -n "${EPOCHS:-}" ] && EXTRA=(--num_epoch "${EPOCHS}")

@@ -59,9 +59,9 @@ run_or_print() {
 prepare_data() {
   if [ "${PRESET}" != paper ] && [ -z "${DATA_ROOT:-}" ]; then
     if [ "${DRY_RUN}" = 1 ]; then
-      run_or_print "$PYTHON" -m data.make_demo --preset "${PRESET}"
+      run_or_print "$PYTHON" -m tools.make_demo --preset "${PRESET}"
     else
-      "$PYTHON" -m data.make_demo --preset "${PRESET}" > /dev/null
+      "$PYTHON" -m tools.make_demo --preset "${PRESET}" > /dev/null
     fi
   fi
 }

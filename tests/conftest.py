@@ -28,7 +28,7 @@ TINY_FLAGS = ['--preset', 'tiny']
 @pytest.fixture(scope='session')
 def tiny_demo(tmp_path_factory) -> Path:
     """A 12 + 6 image demo dataset (the built-in generator), shared by the tests of a session."""
-    from data.make_demo import generate_demo
+    from tools.make_demo import generate_demo
     return generate_demo(tmp_path_factory.mktemp('demo') / 'demo', n_train=12, n_val=6, seed=0)
 
 

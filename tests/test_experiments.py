@@ -160,7 +160,8 @@ def test_ablation_dry_run_covers_every_combination_with_one_budget():
     ignore = {'run_name', 'inv_list', 'eqv_list'}
     settings = [{k: v for k, v in vars(args).items() if k not in ignore} for args in runs.values()]
     assert all(s == settings[0] for s in settings)
-    assert settings[0]['save_root'] == 'results/ablate_transforms_demo' and settings[0]['num_epoch'] == 5
+    assert settings[0]['save_root'] == 'results/ablate_transforms_demo' and settings[0]['num_epoch'] == 8
+    assert (settings[0]['K_train'], settings[0]['K_test'], settings[0]['class_weights']) == (6, 6, 'none')  # the demo's
     assert 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
     # The paper preset: train_picie.sh's settings.
     paper = _train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
