@@ -36,7 +36,7 @@ final = json.load(open(f"{run}/final_metrics.json"))
 test = json.load(open(f"{run}/test_metrics.json"))
 u, b = final["untrained"], final.get("untrained_bn_calibrated")
 print(f"\n=== PiCIE demo results ({final['n_val_images']} val images, fresh k-means on the train images, "
-      f"mean of {final['repeats']} seeds) ===")
+      f"mean of {final['repeats']} k-means runs) ===")
 print(f"untrained network as initialised        acc {u['acc']:6.2f}   mIoU {u['mIoU']:6.2f}")
 if b:
     print(f"untrained, BatchNorm statistics set      acc {b['acc']:6.2f}   mIoU {b['mIoU']:6.2f}")
