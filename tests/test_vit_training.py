@@ -102,6 +102,24 @@ def test_vit_checkpoint_evaluates(vit_run, tiny_demo, tmp_path, res):
     assert set(metrics['per_classifier']) == {'view1', 'view2'}
 
 
+def test_vit_checkpoint_predicts_full_resolution_maps(vit_run, tmp_path):
+    """predict.py on a ViT checkpoint: images of other sizes (not multiples of the patch) get one
+    class-index map each at their own full size."""
+    from PIL import Image
+    import predict
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    sizes = {'wide.png': (90, 50), 'tall.jpg': (41, 77)}
+    for name, size in sizes.items():
+        Image.new('RGB', size, (120, 30, 200)).save(photos / name)
+    out = tmp_path / 'maps'
+    assert predict.cli(['--eval_path', str(vit_run[0] / 'checkpoint.pth'), '--input', str(photos), '--output',
+                        str(out), '--device', 'cpu', '--num_workers', '0', '--no_overlay']) == 0
+    for name, size in sizes.items():
+        with Image.open(out / f'{name.rsplit(".", 1)[0]}.png') as label_map:
+            assert label_map.size == size
+
+
 def test_vit_checkpoint_draws_and_probes(vit_run, tiny_demo, tmp_path, capsys):
     checkpoint = str(vit_run[0] / 'checkpoint.pth')
     out = tmp_path / 'maps'
