@@ -82,20 +82,14 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                                 s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed,
                                 s.train.loss_terms)
     check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
-    if ckpt is not None and ckpt["epoch"] >= s.train.num_epoch and (run_folder / "final_metrics.json").is_file():
-        log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train "
-                 "further", run_folder, ckpt["epoch"], s.train.num_epoch)
+    if finished(run_folder, ckpt, s.train.num_epoch, log):
         return json.loads((run_folder / "final_metrics.json").read_text())
 
     # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
     record = open_run(s, runtime, run_folder, fresh=ckpt is None)
     start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
     run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
-    # Training runs the Siamese pair (both views in one call) under DDP on several ranks;
-    # clustering and evaluation use the plain network (no gradients, nothing to synchronise).
-    pair = SiamesePair(model)
-    if dist.is_distributed():
-        pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    pair = training_pair(model, runtime)
     log.info("method: %s, clusterings per epoch: %s", objective.name,
              ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
     labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
@@ -239,6 +233,24 @@ def open_run(s: RunSettings, runtime: Runtime, run_folder: Path, fresh: bool) ->
     if fresh and dist.is_main():
         (run_folder / "config.json").write_text(config_to_json(record))
     return record
+
+
+def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int, log) -> bool:
+    """True (and said) when --restart finds the run done: its last epoch checkpointed and scored."""
+    if ckpt is None or ckpt["epoch"] < num_epoch or not (run_folder / "final_metrics.json").is_file():
+        return False
+    log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train further",
+             run_folder, ckpt["epoch"], num_epoch)
+    return True
+
+
+def training_pair(model, runtime: Runtime) -> torch.nn.Module:
+    """The Siamese pair training runs (both views in one call), under DDP on several ranks;
+    clustering and evaluation use the plain network (no gradients, nothing to synchronise)."""
+    pair = SiamesePair(model)
+    if dist.is_distributed():
+        pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    return pair
 
 
 def check_cluster_counts(objective: Objective, n_train_cells: int, source, s: RunSettings, stride: int) -> None:

@@ -23,8 +23,9 @@ import torchvision
 from torch import nn
 
 from data.transforms import ViewMaker
+from modules.vit import VIT_ARCHS, ViTConfig, ViTFeatures, build_vit
 from utils.checkpoint import CheckpointError
-from utils.errors import UserError
+from utils.errors import PretrainError, UserError
 from utils.runtime import Runtime
 
 # Lateral input channels of layer1..layer4 for each supported torchvision ResNet.
@@ -44,10 +45,6 @@ _WEIGHTS = {
     "resnet101": "ResNet101_Weights",
 }
 ARCHS = tuple(_STAGE_CHANNELS)
-
-
-class PretrainError(UserError):
-    """ImageNet weights were asked for but cannot be obtained; the message says how to fix it."""
 
 
 @dataclass
@@ -155,8 +152,6 @@ def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain
     download to the user). A ViT without either stays randomly initialised, with a UserWarning.
     """
     if arch not in ARCHS:
-        # Imported here: modules/vit.py imports PretrainError from this module.
-        from modules.vit import VIT_ARCHS, build_vit
         if arch in VIT_ARCHS:
             return build_vit(arch, out_dim=feat_dim, head=vit_head, freeze_backbone=freeze_backbone, pretrain=pretrain,
                              pretrain_path=pretrain_path)
@@ -204,8 +199,6 @@ def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> 
         model = ResNetFPN(FPNConfig(arch, config["feat_dim"]))
         kind = f"a {arch} FPN"
     else:
-        # Imported here: modules/vit.py imports PretrainError from this module.
-        from modules.vit import VIT_ARCHS, ViTConfig, ViTFeatures
         if arch not in VIT_ARCHS:
             raise CheckpointError(f"checkpoint network --arch {arch!r} is unknown to this toolkit (it builds "
                                   f"{', '.join(ARCHS + VIT_ARCHS)}); use the toolkit version that wrote it")

@@ -21,7 +21,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
-from modules.fpn import PretrainError
+from utils.errors import PretrainError
 
 
 class ViTArch(NamedTuple):

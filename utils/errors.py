@@ -8,3 +8,7 @@ Entry points catch UserError alone, so a new kind of user error needs no list ke
 
 class UserError(ValueError):
     """Bad input the user can fix; the message is one line naming the path or flag and the fix."""
+
+
+class PretrainError(UserError):
+    """Pretrained weights were asked for but cannot be obtained or read; the message says how to fix it."""
