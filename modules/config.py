@@ -743,9 +743,36 @@ def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, 
             "dataset": settings.data.dataset, "class_names": list(class_names)}
 
 
+def roles_markdown() -> str:
+    """The flags by role, as docs/configuration.md shows them (generated from FLAGS, so the page
+    cannot drift from the code: a test compares them). Marks: † train_picie.py only, ‡ test_picie.py
+    (and the tools on its parser) only, § predict.py only; unmarked: training and testing."""
+    titles = {RESULT: "**Changes results** (what training computes):",
+              RESUME_SAFE: "**Safe to change on resume** (paths, speed, bookkeeping, the run's length):",
+              EVAL_ONLY: "**Evaluation only** (how a network is scored, never its training):"}
+    lines = []
+    for role, title in titles.items():
+        groups: Dict[str, List[str]] = {}
+        for flag in FLAGS:
+            if flag.role == role:
+                mark = "" if set(BOTH) <= set(flag.scope) else "†" if "train" in flag.scope else (
+                    "‡" if "test" in flag.scope else "§")
+                groups.setdefault(flag.group, []).append(f"`{flag.names[0]}`{mark}")
+        lines += [title, "", "| group | flags |", "|---|---|"]
+        lines += [f"| {group} | {', '.join(names)} |" for group, names in groups.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """python -m modules.config [--preset NAME] [flags] --get NAME [NAME ...]: print the values the
-    flags resolve to (one per line), e.g. for shell scripts that need a preset's base values."""
+    flags resolve to (one per line), e.g. for shell scripts that need a preset's base values;
+    python -m modules.config --roles: the flags by role, as docs/configuration.md shows them."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if list(argv) == ["--roles"]:
+        print(roles_markdown(), end="")
+        return 0
     parser = argparse.ArgumentParser("modules.config", parents=[get_args_parser(add_help=False)],
                                      description=main.__doc__)
     parser.add_argument("--get", nargs="+", required=True, metavar="NAME", help="flag names (dest form, e.g. K_train)")
