@@ -173,6 +173,65 @@ def test_ablation_rejects_unknown_combination():
     assert done.returncode == 2 and "'jitter+rotate'" in done.stderr
 
 
+def test_component_ablation_dry_run_changes_one_component_per_row_for_every_seed():
+    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo'})
+    assert done.returncode == 0, done.stderr
+    runs = _train_commands(done.stdout)
+    rows = ['paper', 'no_photometric', 'no_geometric', 'within_only', 'weights_size', 'weights_inverse', 'one_plus_one']
+    assert list(runs) == [f'{row}_seed{seed}' for seed in (1, 2, 3) for row in rows]  # seed by seed
+    photo_all = ['brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur']
+    geo_all = ['random_crop', 'h_flip']
+    # What each row changes against the paper row of its seed, and nothing else (the demo's own
+    # class weights are none, so weights_none is the paper row and is not trained twice).
+    expected = {'paper': {}, 'no_photometric': {'photometric': []}, 'no_geometric': {'geometric': []},
+                'within_only': {'loss_terms': 'within'}, 'weights_size': {'class_weights': 'size'},
+                'weights_inverse': {'class_weights': 'inverse'},
+                'one_plus_one': {'photometric': ['brightness', 'contrast', 'saturation', 'hue'],
+                                 'geometric': ['random_crop']}}
+
+    def resolved(args):
+        photo, geo = config.resolve_transform_lists(args)
+        skip = {'run_name', 'inv_list', 'eqv_list'}
+        return {'photometric': photo, 'geometric': geo, **{k: v for k, v in vars(args).items() if k not in skip}}
+
+    for seed in (1, 2, 3):
+        paper = resolved(runs[f'paper_seed{seed}'])
+        assert (paper['photometric'], paper['geometric'], paper['seed']) == (photo_all, geo_all, seed)
+        assert (paper['loss_terms'], paper['class_weights'], paper['num_epoch'], paper['K_train']) == \
+            ('within_cross', 'none', 8, 6)  # the demo preset's
+        for row in rows:
+            args = resolved(runs[f'{row}_seed{seed}'])
+            assert {k: v for k, v in args.items() if paper[k] != v} == expected[row], row
+    assert all(args.save_root == 'results/ablate_components_demo' for args in runs.values())
+    assert 'tools.invariance' in done.stdout and 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
+    # The paper preset's own weights are the original's cluster sizes: there the 'none' row is trained.
+    paper_preset = _train_commands(_script('ablate_components.sh', {'DRY_RUN': 1, 'SEEDS': '2'}).stdout)
+    assert 'weights_none_seed2' in paper_preset and 'weights_size_seed2' not in paper_preset
+    assert paper_preset['paper_seed2'].class_weights == 'size' and paper_preset['paper_seed2'].pretrain
+    assert paper_preset['weights_none_seed2'].class_weights == 'none'
+
+
+@pytest.mark.parametrize('env, fragment', [
+    ({'ROWS': 'paper no_cross'}, "'no_cross'"),
+    ({'ROWS': 'weights_none', 'PRESET': 'demo'}, 'weights_none is the demo preset'),
+    ({'SEEDS': '1 two'}, 'SEEDS=1 two'),
+])
+def test_component_ablation_rejects_unknown_rows_and_seeds(env, fragment):
+    done = _script('ablate_components.sh', {'DRY_RUN': 1, **env})
+    assert done.returncode == 2 and done.stderr.count('error:') == 1 and fragment in done.stderr, done.stderr
+
+
+def test_component_ablation_picks_rows_and_seeds():
+    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'SEEDS': '4', 'ROWS': 'within_only paper',
+                                            'PHOTO_1': 'grey', 'GEO_1': 'h_flip'})
+    assert done.returncode == 0, done.stderr
+    assert list(_train_commands(done.stdout)) == ['paper_seed4', 'within_only_seed4']  # the script's order
+    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'SEEDS': '1', 'ROWS': 'one_plus_one',
+                                            'PHOTO_1': 'grey', 'GEO_1': 'h_flip'})
+    args = _train_commands(done.stdout)['one_plus_one_seed1']
+    assert config.resolve_transform_lists(args) == (['grey'], ['h_flip'])
+
+
 def test_sweep_dry_run_changes_one_setting_per_run():
     done = _script('sweep_hparams.sh', {'DRY_RUN': 1})
     assert done.returncode == 0, done.stderr
@@ -250,6 +309,27 @@ def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
     again = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
                                              'REPORT_DIR': root / 'report', 'COMBOS': 'none'})
     assert again.returncode == 0 and 'finished before: kept' in again.stdout
+
+
+def test_tiny_component_ablation_runs_end_to_end_over_seeds(tiny_demo, tmp_path):
+    env = {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': tmp_path / 'runs', 'REPORT_DIR': tmp_path / 'report',
+           'SEEDS': '1 2', 'ROWS': 'paper within_only'}
+    done = _script('ablate_components.sh', env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ('paper_seed1', 'within_only_seed1', 'paper_seed2', 'within_only_seed2'):
+        assert f'[{name}] done' in done.stdout
+        assert (tmp_path / 'runs' / name / 'final_metrics.json').is_file()
+    saved = json.loads((tmp_path / 'runs' / 'within_only_seed2' / 'config.json').read_text())
+    assert (saved['seed'], saved['loss_terms']) == (2, 'within')
+    # Only the within-view term trains; both parts are still logged.
+    record = _metrics(tmp_path / 'runs' / 'within_only_seed1')[-1]
+    assert record['loss'] == pytest.approx(record['loss_within'], rel=1e-5) and 'loss_cross' in record
+    # The seeds of a row are one group of the report, and every checkpoint has its invariance column.
+    report = (tmp_path / 'report' / 'report.md').read_text()
+    assert '## Across training seeds' in report and '| 1, 2 |' in report
+    invariance = json.loads((tmp_path / 'report' / 'invariance.json').read_text())
+    assert sorted(invariance['results']) == ['paper_seed1', 'paper_seed2', 'within_only_seed1', 'within_only_seed2']
+    assert all('paper views' in scores and 'chance' in scores for scores in invariance['results'].values())
 
 
 def test_overclustering_epochs_report_majority_and_fresh_k_test(sweep):

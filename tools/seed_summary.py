@@ -1,0 +1,134 @@
+"""One row per setting over its training seeds: final scores, paired differences to a reference
+row, and (optionally) the invariance measurements, each as mean ± sample std with the per-seed values.
+
+    python -m tools.seed_summary results/ablate_components_demo/* --reference paper \
+        --invariance reports/ablate_components_demo/invariance.json --out reports/ablate_components_demo/seeds
+
+Runs are grouped when their settings differ only in --seed (tools/compare_runs.py's rule); a group
+is named after its folders with the `_seed<N>` suffix that sh_files/ablate_components.sh gives them
+removed. The std is the sample std (ddof 1): with three seeds the population std of
+tools/compare_runs.py is 18% smaller. A row's difference to --reference is taken seed by seed
+(the same seed gives the same initial weights and the same transform draws), so the per-seed
+differences show whether a difference holds on every seed or only on average. Writes OUT.md and
+OUT.csv (scores) and, with --invariance, OUT_invariance.csv.
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from tools.compare_runs import NotARunError, Run, load_runs, seed_groups
+from utils.errors import UserError
+
+SEED_SUFFIX = re.compile(r"_seed\d+$")
+
+
+def group_name(group: Sequence[Run]) -> str:
+    names = {SEED_SUFFIX.sub("", run.path.name) for run in group}
+    return names.pop() if len(names) == 1 else " + ".join(run.path.name for run in group)
+
+
+def mean_sd(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return f"{np.mean(values):.2f} ± {sd:.2f}"
+
+
+def per_seed(values: Dict[int, float]) -> str:
+    return ", ".join(f"{values[s]:.2f}" for s in sorted(values)) or "—"
+
+
+def final_by_seed(group: Sequence[Run], key: str) -> Dict[int, float]:
+    return {int(run.config["seed"]): float(run.final[key]) for run in group
+            if run.final and run.final.get(key) is not None}
+
+
+def score_rows(groups: Dict[str, List[Run]], reference: Optional[str]) -> List[Dict[str, str]]:
+    ref = final_by_seed(groups[reference], "mIoU") if reference else {}
+    rows = []
+    for name, group in groups.items():
+        miou, acc = final_by_seed(group, "mIoU"), final_by_seed(group, "acc")
+        row = {"row": name, "seeds": ", ".join(str(s) for s in sorted(miou)) or "—",
+               "mIoU per seed": per_seed(miou), "mIoU mean ± sd": mean_sd(list(miou.values())),
+               "acc per seed": per_seed(acc), "acc mean ± sd": mean_sd(list(acc.values()))}
+        bn = {int(run.config["seed"]): run.init_scores("init_bn")["mIoU"] for run in group if run.init_scores("init_bn")}
+        if bn:
+            row["untrained+BN mIoU mean ± sd"] = mean_sd(list(bn.values()))
+        if reference:
+            # Only seeds both rows finished: a missing seed must not shift the difference.
+            diffs = {s: miou[s] - ref[s] for s in miou if s in ref}
+            row[f"mIoU − {reference}, per seed"] = per_seed(diffs) if name != reference else "—"
+            row[f"mIoU − {reference}, mean ± sd"] = mean_sd(list(diffs.values())) if name != reference else "—"
+        rows.append(row)
+    return rows
+
+
+def invariance_rows(groups: Dict[str, List[Run]], results: Dict[str, Dict[str, float]]) -> List[Dict[str, str]]:
+    """One row per probe, one column per group: mean ± sd over the group's runs measured (by folder name)."""
+    probes = list(next(iter(results.values())))
+    rows = []
+    for probe in probes:
+        row = {"probe": probe}
+        for name, group in groups.items():
+            values = [results[run.path.name][probe] for run in group if run.path.name in results]
+            row[name] = mean_sd(values)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: Sequence[Dict[str, str]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row.get(c, "—") for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Sequence[Dict[str, str]], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser("seed_summary", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders")
+    parser.add_argument("--reference", default=None, help="the row the others are compared with, seed by seed")
+    parser.add_argument("--invariance", type=Path, default=None, help="tools.invariance's OUT.json for these runs")
+    parser.add_argument("--out", type=Path, default=None, help="write OUT.md, OUT.csv (and OUT_invariance.csv)")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.runs)
+        groups = {group_name(group): group for group in seed_groups(runs)}
+        if args.reference is not None and args.reference not in groups:
+            raise UserError(f"--reference {args.reference}: no such row; rows: {', '.join(groups)}")
+        scores = score_rows(groups, args.reference)
+        text = "Final scores over training seeds (mean ± sample std)\n\n" + markdown(scores)
+        inv = None
+        if args.invariance is not None:
+            if not args.invariance.is_file():
+                raise UserError(f"--invariance {args.invariance} not found; write it with python -m tools.invariance "
+                                f"RUNS --out {args.invariance.with_suffix('')}")
+            inv = invariance_rows(groups, json.loads(args.invariance.read_text())["results"])
+            text += "\nCells whose cluster is unchanged, % (mean ± sample std over seeds)\n\n" + markdown(inv)
+    except (UserError, NotARunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(text)
+        write_csv(scores, args.out.with_suffix(".csv"))
+        if inv is not None:
+            write_csv(inv, args.out.parent / f"{args.out.name}_invariance.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
