@@ -1,0 +1,134 @@
+"""The documentation points at things that exist: links, anchors, `file.py: name` code references and
+`tests/file.py::test` names. A renamed function or section breaks these tests, not the reader's trust."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted([ROOT / 'README.md', *(ROOT / 'docs').glob('*.md')])
+
+LINK = re.compile(r'\]\(([^)\s]+)\)')
+# `path.py: name` or `path.py: Class.method` inside backticks (the docs' way of citing code)
+CODE_REF = re.compile(r'`([\w/]+\.py): (\w+(?:\.\w+)?)')
+TEST_REF = re.compile(r'`(tests/[\w/]+\.py)::(\w+)`')
+
+
+def slug(title):
+    """GitHub's anchor for a Markdown title: lower case, punctuation dropped, spaces to hyphens."""
+    title = re.sub(r'[`*]', '', title.strip().lower())
+    title = re.sub(r'[^\w\- ]', '', title)
+    return title.replace(' ', '-')
+
+
+def anchors(page):
+    text = re.sub(r'```.*?```', '', page.read_text(encoding='utf-8'), flags=re.S)
+    return {slug(line.lstrip('#')) for line in text.splitlines() if re.match(r'#{1,6} ', line)}
+
+
+def defined_names(path):
+    """Top-level names of a Python file, and Class.attr for the attributes of its classes."""
+    tree = ast.parse(path.read_text(encoding='utf-8'))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        names.add(f'{node.name}.{item.name}')
+                    elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        names.add(f'{node.name}.{item.target.id}')
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def page_ids(pages):
+    return [str(p.relative_to(ROOT)) for p in pages]
+
+
+@pytest.mark.parametrize('page', PAGES, ids=page_ids(PAGES))
+def test_links_and_anchors_exist(page):
+    broken = []
+    for target in LINK.findall(page.read_text(encoding='utf-8')):
+        if re.match(r'[a-z]+:', target):        # http(s), mailto
+            continue
+        path, _, anchor = target.partition('#')
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(f'{target}: no file {dest.relative_to(ROOT) if ROOT in dest.parents else dest}')
+        elif anchor and dest.suffix == '.md' and anchor not in anchors(dest):
+            broken.append(f'{target}: no section #{anchor} in {dest.name}')
+    assert not broken, f'{page.name}: ' + '; '.join(broken)
+
+
+@pytest.mark.parametrize('page', PAGES, ids=page_ids(PAGES))
+def test_code_references_exist(page):
+    text = page.read_text(encoding='utf-8')
+    missing = []
+    for path, name in CODE_REF.findall(text):
+        file = ROOT / path
+        if not file.exists():
+            missing.append(f'{path}: no such file')
+        elif name not in defined_names(file):
+            missing.append(f'{path}: {name} is not defined there')
+    for path, name in TEST_REF.findall(text):
+        file = ROOT / path
+        if not file.exists() or f'def {name}(' not in file.read_text(encoding='utf-8'):
+            missing.append(f'{path}::{name} does not exist')
+    assert not missing, f'{page.name}: ' + '; '.join(missing)
+
+
+def test_the_checks_see_references():
+    """The walkthrough's references are found by the patterns above (so the tests above are not vacuous)."""
+    text = (ROOT / 'docs' / 'understanding_picie.md').read_text(encoding='utf-8')
+    assert len(CODE_REF.findall(text)) >= 15
+    assert slug('9. One photometric + one geometric transform: what it removes') == \
+        '9-one-photometric--one-geometric-transform-what-it-removes'
+    assert 'SiamesePair.forward' in defined_names(ROOT / 'modules' / 'siamese.py')
+
+
+def project_vocabulary():
+    """Every function, class, method, assigned name and string constant of the project's Python files."""
+    words = set()
+    for file in ROOT.glob('*.py'):
+        words |= _vocabulary(file)
+    for package in ('modules', 'data', 'utils', 'tools', 'benchmarks', 'tests'):
+        for file in (ROOT / package).rglob('*.py'):
+            words |= _vocabulary(file)
+    return words
+
+
+def _vocabulary(file):
+    words = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding='utf-8'))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            words.add(node.name)
+            if isinstance(node, ast.ClassDef):
+                words |= {f'{node.name}.{item.name}' for item in node.body
+                          if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+                words |= {f'{node.name}.{item.target.id}' for item in node.body
+                          if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+        elif isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            words.add(node.value)
+    return words
+
+
+# Mathematical symbols the walkthrough writes in code style.
+MATH = {'w_k', 'y_v'}
+
+
+def test_walkthrough_names_exist():
+    """Every code-like name in the walkthrough (snake_case or CamelCase in backticks) is in the code."""
+    text = (ROOT / 'docs' / 'understanding_picie.md').read_text(encoding='utf-8')
+    tokens = set(re.findall(r'`([A-Za-z_]\w*(?:\.\w+)?)`', text))
+    code_like = {t for t in tokens if ('_' in t or re.search(r'[a-z][A-Z]', t))
+                 and not re.search(r'\.(py|npy|md|json|sh)$', t)}
+    assert len(code_like) >= 30
+    missing = sorted(code_like - project_vocabulary() - MATH)
+    assert not missing, f'understanding_picie.md names code that does not exist: {missing}'
