@@ -1,7 +1,7 @@
 """Time and memory of one training step per backbone on the CPU: frozen DINO ViT-S/8 + head vs ResNet-18 FPN.
 
-    python benchmarks/bench_backbones.py                       # 112 px, batch 8, 2 threads
-    python benchmarks/bench_backbones.py --res 224 --batch 4 --models vit_s8_frozen resnet18_fpn
+    python -m benchmarks.bench_backbones                       # 112 px, batch 8, 2 threads
+    python -m benchmarks.bench_backbones --res 224 --batch 4 --models vit_s8_frozen resnet18_fpn
 
 Each model runs in its own subprocess (so that one's memory does not hide the other's), randomly
 initialised (speed and memory do not depend on the weights), on random ImageNet-sized inputs
@@ -31,10 +31,8 @@ import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
+import torch
 
 MODELS = {
     "vit_s8_frozen": "DINO ViT-S/8, frozen, + linear head (1x1 conv 384 -> out_dim)",
@@ -178,10 +176,10 @@ def main(argv=None) -> list:
     load_before = os.getloadavg()[0]
     results = []
     for name in args.models:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_one", name, "--res", str(args.res), "--batch",
+        cmd = [sys.executable, "-m", "benchmarks.bench_backbones", "--_one", name, "--res", str(args.res), "--batch",
                str(args.batch), "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--out_dim",
                str(args.out_dim), "--threads", str(args.threads)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
         if done.returncode:
             lines = done.stderr.strip().splitlines() or ["(no output)"]
             raise SystemExit(f"bench_backbones: measuring {name} failed: {lines[-1]}")
