@@ -99,6 +99,7 @@ def project_vocabulary():
     for package in ('modules', 'data', 'utils', 'tools', 'benchmarks', 'tests'):
         for file in (ROOT / package).rglob('*.py'):
             words |= _vocabulary(file)
+            words.add('.'.join(file.relative_to(ROOT).with_suffix('').parts))  # tools.seed_summary
     return words
 
 
