@@ -64,3 +64,17 @@ def test_errors_are_one_line_naming_the_flag(runs, extra, fragment, capsys):
     assert seed_summary.main([*map(str, runs), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error:') and fragment in err[0]
+
+
+def test_a_foreign_invariance_file_and_an_unwritable_out_are_one_line(runs, tmp_path, capsys):
+    foreign = tmp_path / 'other.json'
+    foreign.write_text('{"acc": 1}')
+    assert seed_summary.main([*map(str, runs), '--invariance', str(foreign)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f'--invariance {foreign}' in err[0]
+
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    assert seed_summary.main([*map(str, runs), '--out', str(blocker / 'seeds')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f'error: --out {blocker / "seeds"}: cannot write')

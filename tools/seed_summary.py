@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tools.compare_runs import NotARunError, Run, load_runs, seed_groups
+from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, seed_groups
 from utils.errors import UserError
 
 SEED_SUFFIX = re.compile(r"_seed\d+$")
@@ -83,10 +83,7 @@ def invariance_rows(groups: Dict[str, List[Run]], results: Dict[str, Dict[str, f
 
 
 def markdown(rows: Sequence[Dict[str, str]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row.get(c, "—") for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(rows, list(rows[0])) + "\n"
 
 
 def write_csv(rows: Sequence[Dict[str, str]], path: Path) -> None:
@@ -115,18 +112,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not args.invariance.is_file():
                 raise UserError(f"--invariance {args.invariance} not found; write it with python -m tools.invariance "
                                 f"RUNS --out {args.invariance.with_suffix('')}")
-            inv = invariance_rows(groups, json.loads(args.invariance.read_text())["results"])
+            try:
+                results = json.loads(args.invariance.read_text())["results"]
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"--invariance {args.invariance}: not an OUT.json of python -m tools.invariance "
+                                f"(no 'results'); give the .json file it wrote") from None
+            inv = invariance_rows(groups, results)
             text += "\nCells whose cluster is unchanged, % (mean ± sample std over seeds)\n\n" + markdown(inv)
     except (UserError, NotARunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(text, end="")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".md").write_text(text)
-        write_csv(scores, args.out.with_suffix(".csv"))
-        if inv is not None:
-            write_csv(inv, args.out.parent / f"{args.out.name}_invariance.csv")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.with_suffix(".md").write_text(text)
+            write_csv(scores, args.out.with_suffix(".csv"))
+            if inv is not None:
+                write_csv(inv, args.out.parent / f"{args.out.name}_invariance.csv")
+        except OSError as exc:
+            print(f"error: --out {args.out}: cannot write ({exc.strerror}); choose a writable folder", file=sys.stderr)
+            return 2
     return 0
 
 
