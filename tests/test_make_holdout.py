@@ -77,6 +77,9 @@ def test_bad_sizes_are_one_line_naming_the_flag(tiny_demo, tmp_path, capsys, arg
 
 def test_missing_labels_and_lists_are_named(tiny_demo, tmp_path, capsys):
     assert main(['--data_root', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'out'), '--fraction', '0.2']) == 2
+    assert f"--data_root {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    (tmp_path / 'no_lists').mkdir()
+    assert main(['--data_root', str(tmp_path / 'no_lists'), '--out', str(tmp_path / 'out'), '--fraction', '0.2']) == 2
     assert 'curated list not found' in capsys.readouterr().err
     unlabelled = tmp_path / 'unlabelled'
     for sub in ('images', 'curated'):

@@ -59,6 +59,9 @@ def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fr
                  seed: int = 0) -> dict:
     """Write the hold-out root `out` from the COCO-layout root `data_root`; returns the record written to
     out/HOLDOUT.json. Exactly one of n_holdout and fraction is given."""
+    if not Path(data_root).is_dir():
+        raise HoldoutError(f"--data_root {data_root} is not a folder; give a COCO-Stuff root (docs/datasets.md), "
+                           f"e.g. datasets/coco")
     data_root, out = Path(data_root).resolve(), Path(out)
     try:
         ids = read_curated_ids(data_root, TRAIN)
