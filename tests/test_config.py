@@ -1,5 +1,5 @@
 """modules/config.py: every flag declared once with its role, presets in one place, the docs generated from it."""
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from modules.config import FLAGS, PRESETS, ROLES, get_args_parser, parse_args, roles_markdown
 
 

@@ -11,7 +11,7 @@ import torch
 
 import test_picie
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
 from modules.fpn import build_model
 
 
@@ -19,21 +19,9 @@ def _metrics(run):
     return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
 
 
-def _train(data_root, save_root, run_name, *extra):
-    argv = ['--data_root', str(data_root), '--save_root', str(save_root), '--run_name', run_name,
-            *TINY_FLAGS, *extra]
-    assert train_picie.cli(argv) == 0
-    return save_root / run_name
-
-
-@pytest.fixture(scope='module')
-def demo_run(tiny_demo, tmp_path_factory):
-    save_root = tmp_path_factory.mktemp('runs')
-    return _train(tiny_demo, save_root, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
-                  '--num_epoch', '2', '--eval_init', '--repeats', '2')
-
-
-def test_demo_run_writes_metrics_and_checkpoint(demo_run):
+def test_demo_run_writes_metrics_and_checkpoint(tiny_run):
+    """The shared session run (conftest's tiny_run: 2 epochs, --eval_init, --repeats 2, K 15)."""
+    demo_run = tiny_run
     records = _metrics(demo_run)
     assert [r['epoch'] for r in records] == [0, 0, 1, 2]
     assert [r['stage'] for r in records[:2]] == ['init', 'init_bn']  # as initialised, then BN re-estimated
@@ -49,11 +37,12 @@ def test_demo_run_writes_metrics_and_checkpoint(demo_run):
     assert config['git_commit'] and config['augment_config']['inv_list'][:4] == [
         'brightness', 'contrast', 'saturation', 'hue']
     ckpt = torch.load(demo_run / 'checkpoint.pth', weights_only=True)
-    assert ckpt['epoch'] == 2 and ckpt['model_config'] == {'arch': 'resnet18', 'feat_dim': 128}
+    assert ckpt['epoch'] == 2 and ckpt['model_config'] == {'arch': 'resnet18_tiny', 'feat_dim': 128}
     assert ckpt['classifiers']['view1']['weight'].shape == (15, 128)
 
 
-def test_checkpoint_evaluates_with_test_picie(demo_run, tiny_demo, tmp_path):
+def test_checkpoint_evaluates_with_test_picie(tiny_run, tiny_demo, tmp_path):
+    demo_run = tiny_run
     out = tmp_path / 'm.json'
     argv = ['--eval_path', str(demo_run / 'checkpoint.pth'), '--data_root', str(tiny_demo), '--res', '64',
             '--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--out', str(out)]
@@ -68,17 +57,18 @@ def test_checkpoint_evaluates_with_test_picie(demo_run, tiny_demo, tmp_path):
     assert result['mIoU'] == pytest.approx(last['mIoU'], abs=1e-6)
 
 
-def test_restart_continues_from_checkpoint(demo_run, tiny_demo):
-    _train(tiny_demo, demo_run.parent, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
-           '--num_epoch', '3', '--restart')
+def test_restart_continues_from_checkpoint(tiny_run_copy, tiny_demo, train):
+    demo_run = tiny_run_copy
+    assert train(tiny_demo, demo_run.parent, demo_run.name, '--num_epoch', '3', '--restart') == 0
     epochs = [r['epoch'] for r in _metrics(demo_run)]
     assert epochs == [0, 0, 1, 2, 3]
     assert torch.load(demo_run / 'checkpoint.pth', weights_only=True)['epoch'] == 3
 
 
-def test_real_sample_two_epochs(coco_mini, tmp_path):
-    run = _train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
-                 '--batch_size_cluster', '16', '--stuff', '--thing')
+def test_real_sample_two_epochs(coco_mini, tmp_path, train):
+    assert train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
+                 '--batch_size_cluster', '16', '--stuff', '--thing') == 0
+    run = tmp_path / 'coco'
     records = _metrics(run)
     assert [r['epoch'] for r in records] == [1, 2]
     assert all(math.isfinite(r['loss']) for r in records)
@@ -178,7 +168,7 @@ def test_train_script_eval_only_alias(coco_mini, tmp_path):
     assert json.loads(out.read_text())['n_images'] == 8
 
 
-def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch):
+def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch, train):
     """The default training precision on CPUs with bf16 units (--precision auto picks bf16 there):
     forced here with --precision bf16, whatever this CPU has. The forward passes of training run
     under bf16 autocast (and nothing else does: evaluation stays float32), and the loss stays finite."""
@@ -190,7 +180,8 @@ def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch):
         return original(self, device_type, dtype, *args, **kwargs)
 
     monkeypatch.setattr(torch.autocast, '__init__', record)
-    run = _train(tiny_demo, tmp_path, 'bf16', '--precision', 'bf16', '--num_epoch', '2')
+    assert train(tiny_demo, tmp_path, 'bf16', '--precision', 'bf16', '--num_epoch', '2') == 0
+    run = tmp_path / 'bf16'
     assert seen and set(seen) == {torch.bfloat16}
     records = [r for r in _metrics(run) if r['stage'] == 'train']
     assert all(math.isfinite(r['loss']) and r['n_steps'] == 3 for r in records)

@@ -3,27 +3,18 @@ runs), over-clustering metrics, tools/compare_runs.py, tools/visualize.py, Tenso
 and the visualize.ipynb notebook."""
 import importlib.util
 import json
-import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
+from helpers import run_script as _script
 from tools import compare_runs, visualize
 from modules import config
 
-SH = REPO_ROOT / 'sh_files'
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
-
-
-def _script(name, env, *args, timeout=600):
-    full_env = {**os.environ, 'PYTHON': sys.executable, **{k: str(v) for k, v in env.items()}}
-    done = subprocess.run(['bash', str(SH / name), *args], capture_output=True, text=True, env=full_env,
-                          cwd=REPO_ROOT, timeout=timeout)
-    return done
 
 
 def _train_commands(stdout):
@@ -267,14 +258,9 @@ def test_tiny_preset_uses_the_test_suites_tiny_flags():
 # Tiny end-to-end runs of both scripts (shared by the tests below)
 # ----------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def ablation(tiny_demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp('ablation')
-    extra = ['--tensorboard'] if HAS_TENSORBOARD else []
-    done = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
-                                            'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
-                   *extra)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root, done.stdout
+def ablation(tiny_ablation):
+    """The session's tiny transform ablation (conftest's tiny_ablation: runs 'none' and 'jitter+random_crop')."""
+    return tiny_ablation
 
 
 @pytest.fixture(scope='module')

@@ -7,12 +7,24 @@ from modules import fpn
 from modules.fpn import PretrainError, build_model
 
 
-@pytest.mark.parametrize('arch,dim', [('resnet18', 128), ('resnet34', 128), ('resnet50', 256)])
+@pytest.mark.parametrize('arch,dim', [('resnet18', 128), ('resnet34', 128), ('resnet50', 256), ('resnet18_tiny', 128)])
 def test_output_is_stride_4_with_the_architectures_feature_size(arch, dim):
     model = build_model(arch).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, 96, 128))
     assert out.shape == (2, dim, 24, 32) and model.feat_dim == dim
+
+
+def test_tiny_resnet_is_resnet18s_layout_at_a_quarter_width():
+    """--arch resnet18_tiny (the tiny preset's): ResNet-18's blocks and strides, stages 16-32-64-128 wide,
+    about 1/15 of ResNet-18's parameters; random init only (no ImageNet weights exist for it)."""
+    tiny, full = build_model('resnet18_tiny'), build_model('resnet18')
+    assert [len(getattr(tiny.backbone, f'layer{i}')) for i in range(1, 5)] == [2, 2, 2, 2]
+    assert [getattr(tiny.backbone, f'layer{i}')[-1].conv2.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+    n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n_params(tiny) < n_params(full) / 12
+    with pytest.raises(fpn.UserError, match='resnet18_tiny has no ImageNet weights'):
+        build_model('resnet18_tiny', pretrain=True)
 
 
 def test_in_dim_overrides_feature_size():

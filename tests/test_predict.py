@@ -12,8 +12,8 @@ from PIL import Image
 
 import predict
 import test_picie
-import train_picie
-from conftest import TINY_FLAGS, write_checkpoint
+
+from helpers import write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
 from modules.config import data_settings, get_test_parser, parse_args
@@ -28,12 +28,9 @@ CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0']
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_demo, tmp_path_factory):
-    """A one-epoch tiny run on the demo set (res 64, 15 clusters, the 15 stuff classes)."""
-    save_root = tmp_path_factory.mktemp('runs')
-    argv = ['--data_root', str(tiny_demo), '--save_root', str(save_root), '--run_name', 'tiny', *TINY_FLAGS]
-    assert train_picie.cli(argv) == 0
-    return save_root / 'tiny' / 'checkpoint.pth'
+def trained(tiny_run):
+    """The checkpoint of the session's shared tiny run (res 64, 15 clusters, the 15 stuff classes)."""
+    return tiny_run / 'checkpoint.pth'
 
 
 def _predict(capsys, *argv):

@@ -14,7 +14,7 @@ from torch import nn
 
 import test_picie
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker, make_views
 from modules import config
 from modules.fpn import model_from_checkpoint
