@@ -22,7 +22,7 @@ CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--res', 
 def random_checkpoints(tmp_path_factory):
     """A random network with 15 centroids (as many as the demo's stuff classes) and with 20 (over-clustering)."""
     torch.manual_seed(0)
-    model = build_model('resnet18_tiny')  # plumbing: the quarter-width net (small files)
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     model.eval()
     folder = tmp_path_factory.mktemp('ckpt')
     centroids = torch.nn.functional.normalize(torch.randn(20, model.feat_dim), dim=1)

@@ -32,7 +32,7 @@ def test_identity_matching_scores_classes_directly():
 def random_checkpoint(tmp_path_factory):
     """A toolkit checkpoint of a randomly initialised ResNet-18 FPN."""
     torch.manual_seed(0)
-    model = build_model('resnet18_tiny')  # plumbing: the quarter-width net (small files)
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     path = tmp_path_factory.mktemp('ckpt') / 'checkpoint.pth'
     return write_checkpoint(path, model, {'view1': torch.randn(27, model.feat_dim)}, {'stuff': True, 'thing': True})
 
