@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data.build import DataSettings, build_source, cluster_dataset, val_dataset  # noqa: E402
+from data.build import DataSettings, build_source, cluster_dataset, train_dataset, val_dataset  # noqa: E402
 from data.transforms import IMAGENET_MEAN, AugmentConfig, ViewMaker  # noqa: E402
 from modules.evaluation import (confusion_histogram, eval_features, hungarian_match, predict,  # noqa: E402
                                 segmentation_metrics)
@@ -186,8 +186,7 @@ def pipeline_figure(ckpt: dict, model, source, runtime) -> plt.Figure:
     args = ckpt.get("args", {})
     res1, res2 = int(args.get("res1", 96)), int(args.get("res2", 192))
     maker = ViewMaker(_augment_of(ckpt), res1, EXAMPLE_SEED, model.stride)
-    from data.build import train_dataset  # the training images at res2, as the clustering pass reads them
-    dataset = train_dataset(source, res2)
+    dataset = train_dataset(source, res2)  # the training images at res2, as the clustering pass reads them
     index = min(EXAMPLE_IMAGE, len(dataset) - 1)
     base = dataset[index][1][None]
     params = maker.params(EXAMPLE_EPOCH, [index], runtime.device)
