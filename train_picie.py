@@ -169,7 +169,8 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     """Step 3 of an epoch: train the network (the Siamese `pair`) against every head's pseudo-labels.
 
     For each batch: the two views with this epoch's transform parameters (the clustering pass's,
-    reused from its cache when there), z1 = f(G(P1 x)) and z2 = G(f(P2 x)), the objective's loss
+    reused from its cache when there), z1 = f(view 1) and z2 = G(f(view 2)) (view 1 = P1(G x) by default,
+    data/transforms.py), the objective's loss
     against the frozen centroids of the epoch (within- and cross-view CE for PiCIE), one step.
     Returns averages over steps: loss, its parts (PiCIE: loss_within, loss_cross, + loss_aux for
     PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.

@@ -245,6 +245,39 @@ def test_sweep_dry_run_changes_one_setting_per_run():
     assert done.returncode == 2 and "'learning_rate'" in done.stderr
 
 
+def test_sweep_scores_a_holdout_unless_told_to_use_val(tmp_path):
+    """Tuning on val biases the reported val number: by default every run of the sweep reads a hold-out of
+    the training images (made by tools/make_holdout.py), and the report folder follows SAVE_ROOT."""
+    env = {'DRY_RUN': 1, 'PRESET': 'demo', 'PARAMS': 'lr', 'LRS': '1e-3', 'DATA_ROOT': tmp_path / 'demo'}
+    done = _script('sweep_hparams.sh', {**env, 'SAVE_ROOT': 'results/mine'})
+    assert done.returncode == 0, done.stderr
+    assert f'tools.make_holdout --data_root {tmp_path}/demo --out {tmp_path}/demo_holdout --fraction 0.2' in done.stdout
+    runs = _train_commands(done.stdout)
+    assert {args.data_root for args in runs.values()} == {f'{tmp_path}/demo_holdout'}
+    assert '--out reports/mine ' in done.stdout
+    holdout = tmp_path / 'ready'
+    holdout.mkdir()
+    (holdout / 'HOLDOUT.json').write_text('{}')
+    done = _script('sweep_hparams.sh', {**env, 'DATA_ROOT': holdout})
+    assert 'make_holdout' not in done.stdout
+    assert {args.data_root for args in _train_commands(done.stdout).values()} == {str(holdout)}
+    assert '--out reports/sweep_hparams_demo_holdout ' in done.stdout
+    done = _script('sweep_hparams.sh', {**env, 'SCORE_ON_VAL': 1})
+    assert 'make_holdout' not in done.stdout and 'val split' in done.stdout
+    assert {args.data_root for args in _train_commands(done.stdout).values()} == {f'{tmp_path}/demo'}
+    assert '--out reports/sweep_hparams_demo_val ' in done.stdout
+    paper = _script('sweep_hparams.sh', {'DRY_RUN': 1, 'PARAMS': 'lr', 'LRS': '1e-3'})
+    assert '--data_root datasets/coco --out datasets/coco_holdout --n_holdout 2000' in paper.stdout
+
+
+def test_2aug_script_runs_on_the_demo_preset(tmp_path):
+    done = _script('train_picie_2aug.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'PHOTO': 'hue'})
+    assert done.returncode == 0, done.stderr
+    args = _train_commands(done.stdout)['picie_2aug_demo_hue_random_crop']
+    assert args.preset == 'demo' and args.lr == 3e-4 and args.data_root == 'datasets/demo'
+    assert config.resolve_transform_lists(args) == (['hue'], ['random_crop'])
+
+
 def test_tiny_preset_uses_the_test_suites_tiny_flags():
     runs = _train_commands(_script('sweep_hparams.sh', {'DRY_RUN': 1, 'TINY': 1, 'PARAMS': 'lr'}).stdout)
     tiny = vars(config.parse_args(config.get_args_parser(), TINY_FLAGS))
