@@ -97,7 +97,8 @@ _flag(G, TRAIN, RESUME_SAFE, "--accept_changes", action="store_true",
       help="--restart with settings that change results (e.g. another --lr): continue anyway; the resumed "
            "epochs then differ from an uninterrupted run")
 _flag(G, BOTH, RESULT, "--seed", type=int, default=1, help="seed of model init, k-means and every transform draw")
-_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoader worker processes")
+_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4,
+      help="DataLoader worker processes (capped at the CPUs this process may use)")
 _flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
       help="where the network and k-means run (auto: cuda if available)")
 _flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIONS,
