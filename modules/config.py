@@ -83,7 +83,9 @@ G = "paths and run"
 _flag(G, BOTH, RESUME_SAFE, "--preset", type=str, default=None, choices=("paper", "demo", "tiny"),
       help="start from the paper's, the built-in demo's or a tiny CPU run's settings (flags given still win)")
 _flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default="datasets/coco", help="dataset root (layout in docs/datasets.md)")
-_flag(G, TRAIN, RESUME_SAFE, "--save_root", type=str, default="results", help="folder that holds run folders")
+_flag(G, BOTH, RESUME_SAFE, "--save_root", type=str, default="results",
+      help="train_picie.py: folder that holds run folders; test_picie.py (and train_picie.py --eval_only): folder "
+           "the metrics go to, as <save_root>/test_metrics.json, unless --out names the file (default there: none)")
 _flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
       help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
 _flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
@@ -346,8 +348,11 @@ def get_args_parser(add_help: bool = True) -> Parser:
 
 
 def get_test_parser(add_help: bool = True) -> Parser:
-    """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags)."""
-    return _build("test_picie.py", "test", add_help)
+    """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags).
+    --save_root defaults to None here: the metrics are written only where --save_root or --out says."""
+    parser = _build("test_picie.py", "test", add_help)
+    parser.set_defaults(save_root=None)
+    return parser
 
 
 def get_predict_parser(add_help: bool = True) -> Parser:
