@@ -22,9 +22,10 @@ from modules.config import check_args, eval_settings, get_predict_parser, parse_
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
 from modules.fpn import model_from_checkpoint
-from modules.predict import PredictError, PredictReport, describe, run_predict
+from modules.predict import PredictError, PredictReport, check_output_folder, describe, run_predict
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.hold import Hold
 from utils.run import setup_logging
 from utils.runtime import make_runtime
 
@@ -37,6 +38,7 @@ def main(args) -> PredictReport:
         if not getattr(args, flag):
             raise PredictError(f"--{flag} is required: {what}")
     check_args(args, for_training=False)
+    check_output_folder(Path(args.output))
     if args.crf:
         require_crf()  # before the checkpoint is read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
@@ -57,7 +59,9 @@ def main(args) -> PredictReport:
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(get_predict_parser(), argv)
     try:
-        main(args)
+        # One run at a time writes into an --output folder (utils/hold.py).
+        with Hold(Path(args.output) if args.output else None, "--output"):
+            main(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

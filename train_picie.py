@@ -23,8 +23,8 @@ from data.transforms import ViewMaker
 from data.validation import check_bad_images, check_training_images, scan_label_maps
 from modules.config import (FlagError, OptimSettings, RunSettings, config_to_json, default_run_name, eval_config,
                             get_args_parser, parse_args, restart_args, settings_from_args)
-from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
-                                score_classifiers, val_loader)
+from modules.evaluation import (ExampleMaps, check_fresh_kmeans, evaluation_record, evaluation_runtime,
+                                fresh_cluster_evaluation, score_classifiers, val_loader)
 from modules.fpn import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
 from modules.kmeans import require_points
 from modules.objectives import Objective, build_objective
@@ -35,6 +35,7 @@ from utils import dist
 from utils.checkpoint import (checkpoint_state, classifier_entry, keep_epoch_checkpoints, load_checkpoint,
                               match_thread_counts, restore_rng, save_checkpoint)
 from utils.errors import UserError
+from utils.hold import Hold
 from utils.loaders import make_loader
 from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, attach_log_file, check_run_folder, git_commit,
                        prepare_run_folder, remove_stale_temp_files, resume_command, setup_logging, write_json)
@@ -48,6 +49,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
+    """The run, holding its run folder from its first check to its end (utils/hold.py; rank 0 holds
+    it for every rank): a second run into the folder stops with one line naming this one."""
+    with Hold(Path(s.save_root) / s.run_name, "--run_name", enabled=dist.is_main()):
+        return run_training(s, progress)
+
+
+def run_training(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
     # --- 1. Where the network runs; then every check that can fail, before anything is written --
@@ -260,9 +268,7 @@ def check_cluster_counts(objective: Objective, n_train_cells: int, source, s: Ru
         require_points(n_train_cells, head.n_clusters, "--K_aux" if head.aux else "--K_train",
                        f"the {len(source.train_images)} training images at --res1 {s.train.res1}")
     if source.has_labels:
-        cells = len(source.cluster_images) * (s.eval.res // stride) ** 2
-        require_points(cells, s.eval.n_clusters, "--K_test",
-                       f"the {len(source.cluster_images)} images of the final k-means at --res {s.eval.res}")
+        check_fresh_kmeans(source, s.eval, stride)
 
 
 def training_loaders(trainset, s: RunSettings, runtime: Runtime):

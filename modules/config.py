@@ -20,6 +20,7 @@ settings the functions of modules/ and data/ take; the parsed namespace is never
 import argparse
 import difflib
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -82,7 +83,9 @@ G = "paths and run"
 _flag(G, BOTH, RESUME_SAFE, "--preset", type=str, default=None, choices=("paper", "demo", "tiny"),
       help="start from the paper's, the built-in demo's or a tiny CPU run's settings (flags given still win)")
 _flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default="datasets/coco", help="dataset root (layout in docs/datasets.md)")
-_flag(G, TRAIN, RESUME_SAFE, "--save_root", type=str, default="results", help="folder that holds run folders")
+_flag(G, BOTH, RESUME_SAFE, "--save_root", type=str, default="results",
+      help="train_picie.py: folder that holds run folders; test_picie.py (and train_picie.py --eval_only): folder "
+           "the metrics go to, as <save_root>/test_metrics.json, unless --out names the file (default there: none)")
 _flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
       help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
 _flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
@@ -96,7 +99,8 @@ _flag(G, TRAIN, RESUME_SAFE, "--accept_changes", action="store_true",
       help="--restart with settings that change results (e.g. another --lr): continue anyway; the resumed "
            "epochs then differ from an uninterrupted run")
 _flag(G, BOTH, RESULT, "--seed", type=int, default=1, help="seed of model init, k-means and every transform draw")
-_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoader worker processes")
+_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4,
+      help="DataLoader worker processes (capped at the CPUs this process may use)")
 _flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
       help="where the network and k-means run (auto: cuda if available)")
 _flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIONS,
@@ -345,8 +349,11 @@ def get_args_parser(add_help: bool = True) -> Parser:
 
 
 def get_test_parser(add_help: bool = True) -> Parser:
-    """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags)."""
-    return _build("test_picie.py", "test", add_help)
+    """The parser of test_picie.py: data, runtime, k-means and evaluation flags (no training flags).
+    --save_root defaults to None here: the metrics are written only where --save_root or --out says."""
+    parser = _build("test_picie.py", "test", add_help)
+    parser.set_defaults(save_root=None)
+    return parser
 
 
 def get_predict_parser(add_help: bool = True) -> Parser:
@@ -365,7 +372,45 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
     if chosen.preset:
         dests = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in PRESETS[chosen.preset].items() if k in dests})
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if hasattr(args, "arch"):
+        fit_defaults_to_network(args, given_flags(parser, argv))
+    return args
+
+
+_NOT_GIVEN = object()
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set:
+    """The dests the command line `argv` sets itself (not by a default or --preset): argparse
+    fills in a default only where the namespace has no value yet, so a namespace of markers keeps
+    the marker exactly where no flag was given."""
+    marked = argparse.Namespace(**{a.dest: _NOT_GIVEN for a in parser._actions if a.dest != argparse.SUPPRESS})
+    parser.parse_args(list(argv), namespace=marked)
+    return {dest for dest, value in vars(marked).items() if value is not _NOT_GIVEN}
+
+
+def fit_defaults_to_network(args: argparse.Namespace, given: set) -> None:
+    """Defaults (the flags' or --preset's) that do not fit the feature grid of --arch are fitted to it,
+    with one log line each: --res, --res1, --res2 down to a multiple of the feature stride (at least
+    32 px), --kmeans_pixels_per_image down to the cells of one image. A value given on the command
+    line is left as given (check_args then names it when it does not fit)."""
+    arch, stride = args.arch, feature_stride(args.arch)
+    for name in ("res1", "res2", "res"):
+        value = getattr(args, name, None)
+        if name in given or value is None or (value >= 32 and value % stride == 0):
+            continue
+        fitted = max(round_to_patch(value, stride), -(-32 // stride) * stride)
+        setattr(args, name, fitted)
+        logging.getLogger("picie").info("--%s %d (the default) is not a multiple of %d, the feature stride of --arch "
+                                        "%s: using %d", name, value, stride, arch, fitted)
+    cells = (min(args.res1, args.res or args.res1) // stride) ** 2
+    if "kmeans_pixels_per_image" not in given and not args.kmeans_init_all_pixels and \
+            args.kmeans_pixels_per_image > cells:
+        logging.getLogger("picie").info("--kmeans_pixels_per_image %d (the default) is more than the %d feature cells "
+                                        "of an image with --arch %s: using %d", args.kmeans_pixels_per_image, cells,
+                                        arch, cells)
+        args.kmeans_pixels_per_image = cells
 
 
 # Flags that describe one command, not the run: never taken from a run's record on --restart.

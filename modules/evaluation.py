@@ -32,7 +32,7 @@ from data.source import DataSource
 from data.transforms import normalize
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.fpn import forward_features
-from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass
+from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass, require_points
 from modules.loss import centroid_logits
 from utils import dist
 from utils.checkpoint import classifier_entry
@@ -384,6 +384,17 @@ def _repeat_summary(results: List[Dict]) -> Dict:
     if results and all("majority" in r for r in results):
         summary["majority"] = dict(summarize_repeats([r["majority"] for r in results]), matching="majority")
     return summary
+
+
+def check_fresh_kmeans(source: DataSource, settings: EvalSettings, stride: int) -> None:
+    """Before any work: the protocol's fresh k-means (K_test clusters over every feature cell of the
+    un-augmented cluster images at settings.res; `stride` input pixels per cell) has at least K_test
+    feature vectors, else one line naming --K_test, the vectors and the largest K that fits."""
+    side = max(1, settings.res // stride)
+    n_images = len(source.cluster_images)
+    require_points(n_images * side ** 2, settings.n_clusters, "--K_test",
+                   f"the {n_images} images of the fresh k-means at --res {settings.res} ({side}x{side} feature "
+                   "cells each)")
 
 
 def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, runtime: Runtime,

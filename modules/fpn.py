@@ -24,7 +24,7 @@ from torch import nn
 
 from data.transforms import ViewMaker
 from modules.vit import VIT_ARCHS, ViTConfig, ViTFeatures, build_vit
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, state_dict_differences
 from utils.errors import PretrainError, UserError
 from utils.runtime import Runtime
 
@@ -227,11 +227,12 @@ def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> 
             raise CheckpointError(f"checkpoint model_config does not describe a {arch}: {exc}") from None
         model = ViTFeatures(vit_config)
         kind = f"a {arch} with head {vit_config.head}"
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint weights do not fit {kind} ({first})") from None
+    differences = state_dict_differences(model.state_dict(), ckpt["model"])
+    if differences:
+        # Named here: torch's own message starts with a line that names nothing.
+        raise CheckpointError(f"checkpoint weights do not fit {kind}: {differences}; the file was changed after "
+                              "it was written, or comes from another version of this toolkit")
+    model.load_state_dict(ckpt["model"])
     model.weights_source = "the checkpoint"
     return model.to(device) if device is not None else model
 

@@ -50,6 +50,7 @@ from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
 from utils.checkpoint import CheckpointError
 from utils.errors import UserError
+from utils.loaders import usable_workers
 from utils.run import write_json
 from utils.runtime import Runtime
 from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
@@ -177,8 +178,20 @@ def output_files(image: InputImage, out_dir: Path, overlay: bool) -> List[Path]:
     return files
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """--output must be a folder (or a path where one can be made): an existing file is named as one."""
+    for path in (out_dir, *out_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = f"--output {out_dir}" if path == out_dir else f"--output {out_dir} cannot be written: {path}"
+                raise PredictError(f"{where} is a file, not a folder; choose a folder for the maps (it is created "
+                                   "if missing)")
+            return
+
+
 def prepare_output(out_dir: Path, images: Sequence[InputImage], overwrite: bool, overlay: bool) -> None:
     """Create --output and check that it can be written and that no output exists (unless --overwrite)."""
+    check_output_folder(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".predict_write_test"
@@ -406,7 +419,8 @@ def run_predict(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, setting
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.num_workers, collate_fn=list)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=usable_workers(settings.num_workers),
+                        collate_fn=list)
     weight, bias = entry["weight"].to(runtime.device), entry.get("bias")
     model.eval()
     for items in runtime.bar(loader, "predict", total=len(batches)):

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import test_picie
+from helpers import write_checkpoint
+from modules.fpn import build_model
 
 
 def _with_stderr(code, capsys):
@@ -118,3 +120,19 @@ def test_unwritable_save_root(capsys, tiny_demo, tmp_path, train):
 def test_bad_flag_value(capsys, tiny_demo, tmp_path, train):
     code, err = _with_stderr(train(tiny_demo, tmp_path, None, '--K_train', '1'), capsys)
     _assert_one_line(code, err, '--K_train')
+
+
+def test_checkpoint_weights_that_do_not_fit_its_network_are_named(capsys, tiny_demo, tmp_path):
+    model = build_model('resnet18')
+    path = write_checkpoint(tmp_path / 'edited.pth', model, {'view1': torch.randn(15, model.feat_dim)})
+    ckpt = torch.load(path, weights_only=False)
+    weights = ckpt['model']
+    del weights['backbone.layer4.1.conv2.weight']
+    weights['backbone.extra.weight'] = torch.zeros(3)
+    weights['decoder.lateral1.weight'] = torch.zeros(7, 7, 1, 1)
+    torch.save(ckpt, path)
+    code = test_picie.cli(['--eval_path', str(path), '--data_root', str(tiny_demo), '--num_workers', '0'])
+    _assert_one_line(code, capsys.readouterr().err, 'do not fit a resnet18 FPN',
+                     '1 key missing (backbone.layer4.1.conv2.weight)', '1 unexpected key (backbone.extra.weight)',
+                     '1 tensor of another shape (decoder.lateral1.weight [7, 7, 1, 1] where the network has '
+                     '[128, 64, 1, 1])')

@@ -64,3 +64,15 @@ def test_probe_needs_the_train_labels(tiny_demo, random_checkpoint, tmp_path, ca
 def test_probe_and_recluster_are_exclusive(capsys):
     assert test_picie.cli(['--eval_path', 'x.pth', '--linear_probe', '--recluster']) == 2
     assert '--linear_probe and --recluster' in capsys.readouterr().err
+
+
+def test_probe_says_that_k_test_is_unused(tiny_demo, random_checkpoint, tmp_path, capsys):
+    """The probe trains a classifier of the classes and clusters nothing: --K_test (any value) is unused."""
+    root = tmp_path / 'demo'
+    shutil.copytree(tiny_demo, root)
+    sorted((root / 'annotations' / 'train2017').glob('*.png'))[0].unlink()  # stops the probe before it trains
+    code = test_picie.cli(['--eval_path', str(random_checkpoint), '--data_root', str(root), *PROBE_FLAGS,
+                           '--K_test', '100000'])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert code == 2 and warnings == ['warning: --K_test 100000 is unused: --linear_probe trains a classifier of the '
+                                      'classes and clusters nothing']

@@ -2,7 +2,7 @@
 the 12 + 6 image demo set, an untrained checkpoint, the COCO-Stuff fixtures at 64 px)."""
 from PIL import Image
 
-from conftest import write_checkpoint
+from helpers import write_checkpoint
 from modules.fpn import build_model
 from tools import make_figures
 
