@@ -21,8 +21,8 @@ import torch
 
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
-                            get_test_parser, parse_args, probe_settings)
+from modules.config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                            evaluated_classes, get_test_parser, parse_args, probe_settings)
 from modules.crf import require_crf
 from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,
                                 val_loader)
@@ -43,6 +43,7 @@ def main(args) -> dict:
     if args.crf:
         require_crf()  # before the checkpoint and data are read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
+    check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
     stuff, thing = evaluated_classes(args, ckpt)
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
     runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
