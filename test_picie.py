@@ -23,8 +23,8 @@ import torch
 
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
-                            get_test_parser, given_flags, parse_args, probe_settings)
+from modules.config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                            evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings)
 from modules.crf import require_crf
 from modules.evaluation import (check_fresh_kmeans, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
@@ -53,6 +53,7 @@ def main(args, given: Collection[str] = ()) -> dict:
     if args.crf:
         require_crf()  # before the checkpoint and data are read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
+    check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
     if "K_test" in given and not args.recluster:
         log.warning("--K_test %d is unused: %s", args.K_test, unused_k_test(args, ckpt))
     stuff, thing = evaluated_classes(args, ckpt)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from data.build import DATASETS, DataSettings
+from data.cocostuff_classes import LABEL_SETS, fine171_names, label_set_name
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES
@@ -121,8 +122,15 @@ _flag(G, BOTH, RESULT, "--dataset", type=str, default="cocostuff", choices=DATAS
 _flag(G, BOTH, RESULT, "--cityscapes", action="store_true", help="same as --dataset cityscapes (original flag)")
 _flag(G, BOTH, RESULT, "--fullcoco", action="store_true",
       help="train on every image in images/train2017 instead of the curated list")
-_flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None, help="evaluate the 15 stuff classes")
-_flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None, help="evaluate the 12 thing classes")
+_flag(G, BOTH, RESULT, "--coco_classes", type=int, default=27, choices=LABEL_SETS,
+      help="COCO-Stuff label set: the 27 coarse classes (the paper's) or the 171 fine classes (80 thing + 91 "
+           "stuff; same images and curated lists); with 171, --K_train and --K_test default to the evaluated class "
+           "count (171, 91 with --stuff, 80 with --thing), also over a --preset's; a checkpoint is scored only on "
+           "the label set it was trained with")
+_flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None,
+      help="evaluate the stuff classes (15 of COCO-Stuff-27, 91 of COCO-Stuff-171)")
+_flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None,
+      help="evaluate the thing classes (12 of COCO-Stuff-27, 80 of COCO-Stuff-171)")
 _flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=None,
       help="evaluation size: shorter side resized to it, center square crop (default: training 320, the "
            "protocol's; test_picie.py and the tools: the checkpoint's own, 320 for original checkpoints)")
@@ -369,10 +377,14 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
     """Parse argv after applying `--preset` (if given) as defaults, so flags on the command line win."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen, _ = _preset_only().parse_known_args(argv)
+    dests = {action.dest for action in parser._actions}
     if chosen.preset:
-        dests = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in PRESETS[chosen.preset].items() if k in dests})
     args = parser.parse_args(argv)
+    counts = {k: v for k, v in class_count_defaults(vars(args)).items() if k in dests}
+    if counts:  # --coco_classes 171: K defaults to the class count; a second pass lets given --K flags win
+        parser.set_defaults(**counts)
+        args = parser.parse_args(argv)
     if hasattr(args, "arch"):
         fit_defaults_to_network(args, given_flags(parser, argv))
     return args
@@ -413,6 +425,19 @@ def fit_defaults_to_network(args: argparse.Namespace, given: set) -> None:
         args.kmeans_pixels_per_image = cells
 
 
+def class_count_defaults(values: Dict[str, Any]) -> Dict[str, int]:
+    """{K_train, K_test: the evaluated class count} for --coco_classes 171 (171 classes, 91 with --stuff,
+    80 with --thing), which replaces the default 27 and a preset's value (both the 27-class count);
+    {} for the 27 classes, whose K defaults stay the paper's."""
+    if values.get("coco_classes") != 171:
+        return {}
+    stuff, thing = values.get("stuff"), values.get("thing")
+    if stuff is None and thing is None:
+        stuff = thing = True
+    n = len(fine171_names(bool(stuff), bool(thing)))
+    return {"K_train": n, "K_test": n}
+
+
 # Flags that describe one command, not the run: never taken from a run's record on --restart.
 INVOCATION_FLAGS = frozenset({"restart", "overwrite", "accept_changes", "eval_only", "eval_path", "preset"})
 
@@ -423,10 +448,13 @@ def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[s
     are the RESULT flags given with another value than the run's, changes the other given flags
     that differ, each (flag, now, recorded)."""
     argv = list(argv)
-    given = vars(_build("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
+    typed = vars(_build("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
     chosen, _ = _preset_only().parse_known_args(argv)
+    given = dict(typed)
     if chosen.preset:
-        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **given}
+        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **typed}
+        # As parse_args: --coco_classes 171 replaces the preset's K values (unless typed).
+        given.update({k: v for k, v in class_count_defaults(given).items() if k not in typed})
     merged = dict(vars(args))
     for dest in ROLES:
         if dest in recorded and dest not in given and dest not in INVOCATION_FLAGS and dest in merged:
@@ -607,6 +635,10 @@ def check_args(args, for_training: bool = True) -> None:
                 raise FlagError(f"--{name} {' '.join(map(str, values))} must lie in {interval}")
     if for_training and args.blur_sigma[0] > args.blur_sigma[1]:
         raise FlagError(f"--blur_sigma {args.blur_sigma[0]} {args.blur_sigma[1]}: give the smaller value first")
+    dataset = "cityscapes" if args.cityscapes else args.dataset
+    if args.coco_classes != 27 and dataset != "cocostuff":
+        raise FlagError(f"--coco_classes {args.coco_classes} chooses COCO-Stuff's label set; --dataset {dataset} has "
+                        f"its own classes: drop --coco_classes")
     if args.n_classes is not None and not 1 <= args.n_classes <= 255:
         raise FlagError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
     if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
@@ -673,7 +705,7 @@ def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = No
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
-                        stuff=stuff, thing=thing, fullcoco=args.fullcoco,
+                        stuff=stuff, thing=thing, fullcoco=args.fullcoco, coco_classes=args.coco_classes,
                         cityscapes_train_splits=tuple(args.cityscapes_train_splits),
                         cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
                         n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1),
@@ -695,6 +727,20 @@ def evaluated_classes(args, ckpt: Dict[str, Any]) -> Tuple[bool, bool]:
     saved = ckpt.get("eval_config", {})
     stuff, thing = bool(saved.get("stuff", True)), bool(saved.get("thing", True))
     return (stuff, thing) if (stuff or thing) else (True, True)
+
+
+def check_label_set(args, ckpt: Dict[str, Any]) -> None:
+    """FlagError when a COCO-Stuff checkpoint is scored on the other label set than it was trained with
+    (27 vs 171 classes; checkpoints that record none are COCO-Stuff-27's, the original's included)."""
+    saved = ckpt.get("eval_config", {})
+    dataset = "cityscapes" if args.cityscapes else args.dataset
+    if dataset != "cocostuff" or saved.get("dataset", "cocostuff") != "cocostuff":
+        return
+    trained = int(saved.get("coco_classes", 27))
+    if trained != args.coco_classes:
+        raise FlagError(f"--coco_classes {args.coco_classes}: the checkpoint was trained on "
+                        f"{label_set_name(trained)}, not {label_set_name(args.coco_classes)}; pass --coco_classes "
+                        f"{trained} to score it on its own classes")
 
 
 def checkpoint_resolution(args, ckpt: Dict[str, Any]) -> int:
@@ -786,7 +832,8 @@ def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, 
     """What a checkpoint records about its evaluation (test_picie.py reads it back)."""
     return {"res": settings.eval.res, "metric_test": "cosine" if settings.eval.l2_normalize else "euclidean",
             "K_test": settings.eval.n_clusters, "stuff": settings.eval.stuff, "thing": settings.eval.thing,
-            "dataset": settings.data.dataset, "class_names": list(class_names)}
+            "dataset": settings.data.dataset, "coco_classes": settings.data.coco_classes,
+            "class_names": list(class_names)}
 
 
 def roles_markdown() -> str:

@@ -7,9 +7,9 @@ size, argmax per pixel; a histogram hist[class, cluster] over labelled pixels (l
 0..n_classes-1 are ignored); a one-to-one matching of clusters to classes that maximises
 matched pixels; pixel accuracy = matched / labelled; IoU per class after the matching,
 averaged with nanmean (a class with no pixels and no prediction is skipped). Thing / stuff
-mIoU average the IoU of ground-truth classes 0-11 / 12-26 after matching (the original
-printed them in cluster order, which was meaningless). With more clusters than classes the
-many-to-one (majority) matching is reported beside it.
+mIoU average the IoU of ground-truth classes 0-11 / 12-26 after matching (0-79 / 80-170 on
+COCO-Stuff-171; the original printed them in cluster order, which was meaningless). With more
+clusters than classes the many-to-one (majority) matching is reported beside it.
 
 Options of current papers, reported beside the plain protocol (never instead of it), as
 "variants" of one pass: "flip" averages the logits of each image and of its horizontal mirror
@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from data.build import cluster_dataset, val_dataset
-from data.cocostuff_classes import STUFF_CLASSES, THING_CLASSES
 from data.datasets import EvalImages
 from data.source import DataSource
 from data.transforms import normalize
@@ -82,6 +81,7 @@ def evaluation_record(settings: EvalSettings, source: DataSource, matching: str 
     return {"res": settings.res, "crop": f"shorter side to {settings.res}, center {settings.res}x{settings.res}",
             "precision": settings.precision, "matching": matching,
             "metric": "cosine" if settings.l2_normalize else "euclidean", "split": source.eval_split,
+            **({"label_set": source.label_set} if source.label_set else {}),
             "n_images": len(source.val_images), "n_classes": source.n_classes}
 
 
@@ -187,11 +187,10 @@ def summarize_repeats(results: List[Dict]) -> Dict:
     return summary
 
 
-def thing_stuff_ids(source_name: str, stuff: bool, thing: bool):
-    """Ground-truth class ids of the thing and stuff groups in evaluation numbering."""
-    if source_name != "cocostuff" or not (stuff and thing):
-        return (), ()
-    return THING_CLASSES, STUFF_CLASSES
+def thing_stuff_ids(source: DataSource) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Ground-truth class ids of the thing and stuff groups in evaluation numbering (COCO-Stuff with
+    both groups evaluated: 0-11 / 12-26 of 27, 0-79 / 80-170 of 171; else none)."""
+    return tuple(source.thing_classes), tuple(source.stuff_classes)
 
 
 def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids, stuff_ids) -> Dict:
@@ -367,7 +366,7 @@ def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tens
     hists, seconds = evaluate_variants(model, loader, [(classifiers[n]["weight"], classifiers[n].get("bias"))
                                                        for n in names],
                                        source.n_classes, runtime, settings.l2_normalize, variants, desc=desc)
-    thing_ids, stuff_ids = thing_stuff_ids(source.name, settings.stuff, settings.thing)
+    thing_ids, stuff_ids = thing_stuff_ids(source)
     scored = {}
     for i, name in enumerate(names):
         scored[name] = metrics_from_hist(hists["plain"][i], source.class_names, thing_ids, stuff_ids)

@@ -9,9 +9,9 @@
 #   PRESET=demo ./sh_files/train_picie.sh             # the demo preset's settings on the generated demo set
 # PRESET (paper, demo or tiny) is train_picie.py's --preset. With demo or tiny, DATA_ROOT defaults to the
 # preset's generated set (made when missing) and LR to the preset's; with paper, to datasets/coco/ and 1e-4.
-# The other training scripts (train_picie_h.sh, train_mdc.sh, train_picie_cityscapes.sh, train_picie_dino.sh,
-# train_picie_2aug.sh, train_picie_ddp.sh) run this one with ENTRY, DATASET_FLAGS, LR, TRANSFORMS
-# or PYTHON changed, or with extra flags.
+# The other training scripts (train_picie_h.sh, train_mdc.sh, train_picie_cityscapes.sh, train_picie_coco171.sh,
+# train_picie_dino.sh, train_picie_2aug.sh, train_picie_ddp.sh) run this one with ENTRY, DATASET_FLAGS, LR,
+# TRANSFORMS or PYTHON changed, or with extra flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # may be a launcher with flags (train_picie_ddp.sh)
@@ -26,7 +26,7 @@ SAVE_ROOT=${SAVE_ROOT:-results/}
 RUN_NAME=${RUN_NAME:-picie}
 SEED=${SEED:-1}
 ENTRY=${ENTRY:-train_picie.py}   # train_mdc.py for the MDC baseline
-DATASET_FLAGS=${DATASET_FLAGS:-} # --cityscapes for Cityscapes (the preset evaluates all 27 COCO-Stuff classes)
+DATASET_FLAGS=${DATASET_FLAGS:-} # --cityscapes for Cityscapes, --coco_classes 171 for COCO-Stuff-171 (preset: all 27)
 TRANSFORMS=${TRANSFORMS:-}       # the preset's (all photometric, crop + h-flip); e.g. "--inv_list blur --eqv_list h_flip"
 PRETRAIN=${PRETRAIN:-}           # the preset's ImageNet init; --no-pretrain or "--pretrain_path FILE"
 

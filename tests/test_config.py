@@ -7,8 +7,8 @@ from torch import nn
 
 import train_picie
 from helpers import REPO_ROOT
-from modules.config import (FLAGS, PRESETS, ROLES, feature_stride, get_args_parser, parse_args, roles_markdown,
-                            settings_from_args)
+from modules.config import (FLAGS, PRESETS, ROLES, FlagError, check_args, feature_stride, get_args_parser,
+                            get_test_parser, parse_args, restart_args, roles_markdown, settings_from_args)
 from modules.fpn import ARCHS
 from modules.vit import VIT_ARCHS
 
@@ -82,3 +82,38 @@ def test_defaults_are_fitted_and_given_values_are_not(tiny_demo, tmp_path, capsy
                                 '--save_root', str(tmp_path), *given])
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
         assert code == 2 and len(errors) == 1 and message in errors[0], errors
+
+
+def test_coco171_sets_the_cluster_counts_to_the_class_count():
+    """--coco_classes 171: K_train and K_test default to the evaluated classes, over the default 27 and a
+    preset's value; K flags given still win; the 27 classes keep the paper's K."""
+    def ks(*argv):
+        args = parse_args(get_args_parser(), list(argv))
+        return args.K_train, args.K_test
+
+    assert ks() == (27, 27) and ks('--preset', 'paper') == (27, 27)
+    assert ks('--coco_classes', '171') == (171, 171)
+    assert ks('--coco_classes', '171', '--preset', 'paper') == (171, 171)
+    assert ks('--coco_classes', '171', '--stuff') == (91, 91) and ks('--coco_classes', '171', '--thing') == (80, 80)
+    assert ks('--coco_classes', '171', '--preset', 'tiny') == (91, 91)  # the tiny preset evaluates stuff only
+    assert ks('--coco_classes', '171', '--K_train', '300') == (300, 171)
+    assert parse_args(get_test_parser(), ['--coco_classes', '171']).K_test == 171
+
+
+def test_restart_with_a_preset_and_coco171_keeps_the_runs_k(tmp_path):
+    """The preset's K 27 is not taken as given when --coco_classes 171 replaces it: no conflict on restart."""
+    argv = ['--preset', 'paper', '--coco_classes', '171', '--restart']
+    args = parse_args(get_args_parser(), argv)
+    recorded = dict(vars(parse_args(get_args_parser(), ['--preset', 'paper', '--coco_classes', '171'])))
+    merged, conflicts, _ = restart_args(args, argv, recorded)
+    assert conflicts == [] and merged.K_train == 171
+    _, conflicts, _ = restart_args(args, argv, dict(recorded, coco_classes=27, K_train=27, K_test=27))
+    assert ('coco_classes', 171, 27) in conflicts
+
+
+@pytest.mark.parametrize('argv', [['--dataset', 'cityscapes'], ['--cityscapes'],
+                                  ['--dataset', 'folder', '--data_root', 'x']])
+def test_coco_classes_is_for_cocostuff_only(argv):
+    with pytest.raises(FlagError, match='--coco_classes 171') as info:
+        check_args(parse_args(get_args_parser(), [*argv, '--coco_classes', '171']))
+    assert '\n' not in str(info.value)

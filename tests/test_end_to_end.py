@@ -12,6 +12,7 @@ import torch
 import test_picie
 import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS
+from data.cocostuff_classes import FINE171_NAMES
 from modules.fpn import build_model
 
 
@@ -186,3 +187,80 @@ def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch, train):
     records = [r for r in _metrics(run) if r['stage'] == 'train']
     assert all(math.isfinite(r['loss']) and r['n_steps'] == 3 for r in records)
     assert json.loads((run / 'final_metrics.json').read_text())['evaluation']['precision'] == 'fp32'
+
+
+# -- COCO-Stuff-171: train, score and segment on the real sample -------------------------------------------
+@pytest.fixture(scope='module')
+def coco171_run(coco_mini, tmp_path_factory, train):
+    """One tiny epoch on the real sample scored on the 171 fine classes (K defaults to 171)."""
+    save_root = tmp_path_factory.mktemp('runs')
+    assert train(coco_mini, save_root, 'coco171', '--coco_classes', '171', '--stuff', '--thing') == 0
+    return save_root / 'coco171'
+
+
+def _score(run, coco_mini, tmp_path, *extra):
+    out = tmp_path / 'm.json'
+    argv = ['--eval_path', str(run / 'checkpoint.pth'), '--data_root', str(coco_mini), '--device', 'cpu',
+            '--num_workers', '0', '--out', str(out), *extra]
+    code = test_picie.cli(argv)
+    return code, (json.loads(out.read_text()) if code == 0 else None)
+
+
+def test_171_run_records_its_label_set(coco171_run):
+    config = json.loads((coco171_run / 'config.json').read_text())
+    assert config['coco_classes'] == 171 and config['K_train'] == config['K_test'] == 171
+    ckpt = torch.load(coco171_run / 'checkpoint.pth', weights_only=True)
+    assert ckpt['eval_config']['coco_classes'] == 171 and len(ckpt['eval_config']['class_names']) == 171
+    assert ckpt['classifiers']['view1']['weight'].shape[0] == 171
+    assert ckpt['classifiers']['view1']['class_names'][145] == 'sky-other'
+    final = json.loads((coco171_run / 'final_metrics.json').read_text())
+    assert final['evaluation']['label_set'] == 'COCO-Stuff-171' and final['evaluation']['n_classes'] == 171
+    assert final['K'] == 171 and len(final['per_class_iou']) == 171
+    assert final['thing_mIoU'] is not None and final['stuff_mIoU'] is not None
+    record = _metrics(coco171_run)[-1]['view1']
+    assert record['thing_mIoU'] is not None and len(record['per_class_iou']) == 171
+
+
+def test_171_checkpoint_scores_with_test_picie(coco171_run, coco_mini, tmp_path):
+    """The stored classifier (with --flip), --recluster (K_test 171) and the linear probe, on 171 classes;
+    the stored classifier scores what the epoch logged."""
+    code, stored = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--flip')
+    assert code == 0 and stored['evaluation']['label_set'] == 'COCO-Stuff-171'
+    assert len(stored['per_class_iou']) == 171 and stored['flip']['thing_mIoU'] is not None
+    assert stored['mIoU'] == pytest.approx(_metrics(coco171_run)[-1]['view1']['mIoU'], abs=1e-6)
+    code, fresh = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster')
+    assert code == 0 and fresh['K'] == 171 and fresh['evaluation']['protocol'] == 'fresh k-means'
+    code, over = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster', '--K_test', '200')
+    assert code == 0 and over['K'] == 200 and over['majority']['matching'] == 'majority'  # many-to-one beside
+    code, probe = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--linear_probe',
+                         '--probe_epochs', '1')
+    assert code == 0 and probe['evaluation']['label_set'] == 'COCO-Stuff-171' and len(probe['per_class_iou']) == 171
+
+
+def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, tmp_path, capsys):
+    """A checkpoint is not scored on the other label set: 171 on 27 (the default), and 27 on 171."""
+    from helpers import original_format_checkpoint
+    for checkpoint, flags, trained in ((coco171_run / 'checkpoint.pth', [], 171),
+                                       (original_format_checkpoint(tmp_path / 'orig.pth', seed=0),
+                                        ['--coco_classes', '171'], 27)):
+        capsys.readouterr()
+        code = test_picie.cli(['--eval_path', str(checkpoint), '--data_root', str(coco_mini), '--device', 'cpu',
+                               '--num_workers', '0', *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count('\n') == 1 and f'trained on COCO-Stuff-{trained}' in err
+        assert f'--coco_classes {trained}' in err
+
+
+def test_predict_names_171_classes(coco171_run, coco_mini, tmp_path):
+    import predict
+    from PIL import Image
+    out = tmp_path / 'maps'
+    images = sorted((coco_mini / 'images' / 'val2017').glob('*.jpg'))[:2]
+    argv = ['--eval_path', str(coco171_run / 'checkpoint.pth'), '--input', *map(str, images), '--output', str(out),
+            '--device', 'cpu', '--num_workers', '0', '--res', '64', '--no_overlay']
+    assert predict.cli(argv) == 0
+    summary = json.loads((out / 'predict.json').read_text())
+    assert summary['index'] == 'class' and summary['names'] == list(FINE171_NAMES)
+    assert len(set(summary['colours'])) == 171  # a colour per class
+    assert max(np.unique(np.asarray(Image.open(out / f'{images[0].stem}.png')))) < 171
+    assert Image.open(out / 'legend.png').size[1] > 171 * 18  # a row per class

@@ -86,6 +86,8 @@ def _recorded(name, fake_python, tmp_path, **env):
     ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
     ('train_picie_cityscapes.sh', {}, 'train_picie.py',
      {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes'}),
+    ('train_picie_coco171.sh', {}, 'train_picie.py',  # K 171: the class count replaces the preset's 27
+     {'coco_classes': 171, 'K_train': 171, 'K_test': 171, 'run_name': 'picie_coco171'}),
     ('train_picie_dino.sh', {}, 'train_picie.py',  # --pretrain, K 27, batch sizes, --res 320: the preset's
      {'arch': 'dino_vits8', 'freeze_backbone': True, 'vit_head': 'nonlinear', 'in_dim': 70, 'res1': 224, 'res2': 448,
       'lr': 5e-4, 'run_name': 'picie_dino_vits8'}),
