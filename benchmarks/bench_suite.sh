@@ -15,7 +15,8 @@ REV_A=${1:?usage: benchmarks/bench_suite.sh REV_A REV_B [OUT]}
 REV_B=${2:?usage: benchmarks/bench_suite.sh REV_A REV_B [OUT]}
 OUT=${3:-$(mktemp -d)}
 REPEAT=${REPEAT:-1}
-PY=$(realpath "${PYTHON:-.venv/bin/python}")
+PY=${PYTHON:-.venv/bin/python}
+case "$PY" in /*) ;; *) PY="$PWD/$PY" ;; esac   # absolute, not resolved: a venv's python is a link
 for rev in "$REV_A" "$REV_B"; do
   git rev-parse --verify --quiet "${rev}^{commit}" > /dev/null || {
     echo "error: ${rev} is not a commit of this repository; give two commits (e.g. 0279832 HEAD)" >&2; exit 2; }

@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).resolve().parent / 'fixtures'
 #: Read-only real data beside the repository: <repo>/../shared/data.
 SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
 
-#: A tiny, fast training run (CPU, fp32, low resolution, 1 epoch, a ResNet-18 an eighth as wide): --preset tiny.
+#: A tiny, fast training run (CPU, fp32, low resolution, 1 epoch, a narrow ResNet-18): --preset tiny.
 TINY_FLAGS = ['--preset', 'tiny']
 
 #: The shared run's flags: two epochs with the initial evaluations, bit-exact on the CPU (the
