@@ -99,3 +99,20 @@ def test_behaviour_check_names_a_missing_data_root(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: COCO_ROOT={tmp_path / 'missing'} is not a folder; set COCO_ROOT to a COCO-Stuff root (docs/datasets.md)"]
     assert not (tmp_path / 'out').exists()
+
+
+def test_suite_cost_counts_what_a_run_writes_and_enforces_its_bounds(tmp_path, capsys):
+    """benchmarks/suite_cost.py (make test's wrapper): the bytes a test run writes are counted, and a run over
+    --max_written_mb fails with one line even though its tests passed."""
+    from benchmarks import suite_cost
+    (tmp_path / 'test_writer.py').write_text(
+        'import os\n\ndef test_writes(tmp_path):\n'
+        '    with open(tmp_path / "blob", "wb") as out:\n'
+        '        out.write(os.urandom(3 * 2 ** 20))\n        out.flush()\n        os.fsync(out.fileno())\n')
+    argv = ['--cwd', str(tmp_path), '--json', str(tmp_path / 'cost.json'), '--', '-q', '-p', 'no:cacheprovider',
+            '-o', 'tmp_path_retention_policy=none', 'test_writer.py']
+    assert suite_cost.main(argv) == 0
+    cost = json.loads((tmp_path / 'cost.json').read_text())
+    assert cost['exit_code'] == 0 and cost['written_mb'] >= 2.9 and cost['cpu_s'] > 0
+    assert suite_cost.main(['--max_written_mb', '1', *argv]) == 1
+    assert 'over the bound of 1 MB (--max_written_mb)' in capsys.readouterr().out
