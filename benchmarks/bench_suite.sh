@@ -27,6 +27,8 @@ for side in a b; do
   rev=$([ "$side" = a ] && echo "$REV_A" || echo "$REV_B")
   rm -rf "$OUT/$side"; git worktree prune
   git worktree add --detach --quiet "$OUT/$side" "$rev"
+  # The shell scripts the suite runs look for .venv inside the checkout: give each worktree this one.
+  [ -d "$(dirname "$(dirname "$PY")")/bin" ] && ln -s "$(dirname "$(dirname "$PY")")" "$OUT/$side/.venv"
 done
 for i in $(seq 1 "$REPEAT"); do
   for side in a b; do
