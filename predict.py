@@ -27,7 +27,7 @@ from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from utils.hold import Hold
 from utils.run import setup_logging
-from utils.runtime import make_runtime
+from utils.runtime import make_runtime, script_main
 
 
 def main(args) -> PredictReport:
@@ -69,4 +69,4 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    script_main(cli)

@@ -35,7 +35,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.errors import UserError
 from utils.hold import Hold
 from utils.run import setup_logging, write_json
-from utils.runtime import make_runtime
+from utils.runtime import make_runtime, script_main
 
 
 METRICS_NAME = "test_metrics.json"   # the metrics file under --save_root (as sh_files/test_picie.sh writes it)
@@ -199,4 +199,4 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    script_main(cli)

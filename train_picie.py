@@ -39,7 +39,7 @@ from utils.hold import Hold
 from utils.loaders import make_loader
 from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, attach_log_file, check_run_folder, git_commit,
                        prepare_run_folder, remove_stale_temp_files, resume_command, setup_logging, write_json)
-from utils.runtime import Runtime, configure_determinism, make_runtime, seed_everything
+from utils.runtime import Runtime, configure_determinism, make_runtime, script_main, seed_everything
 from utils.signals import GracefulStop, StopRequested, stop_requested
 from utils.tb import open_tensorboard
 
@@ -486,4 +486,4 @@ def cli(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    script_main(cli)

@@ -7,8 +7,10 @@
 #   ./benchmarks/bench_suite.sh REV_A REV_B [OUT]        # e.g. 0279832 HEAD /tmp/suite
 #
 # Each commit is checked out with `git worktree` into OUT (default: a new temporary folder) and its
-# suite runs there with this checkout's .venv (PYTHONPATH points at the worktree, so its code is what
-# is imported). Only pytest is timed, not the set-up. REPEAT=2 runs each suite twice (A B A B).
+# suite runs there as that commit's `make test` runs it (the pytest arguments of its Makefile, e.g.
+# `-n auto` where it uses pytest-xdist), with this checkout's .venv (PYTHONPATH points at the
+# worktree, so its code is what is imported). Only pytest is timed, not the set-up. REPEAT=2 runs
+# each suite twice (A B A B).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REV_A=${1:?usage: benchmarks/bench_suite.sh REV_A REV_B [OUT]}
@@ -30,11 +32,18 @@ for side in a b; do
   # The shell scripts the suite runs look for .venv inside the checkout: give each worktree this one.
   [ -d "$(dirname "$(dirname "$PY")")/bin" ] && ln -s "$(dirname "$(dirname "$PY")")" "$OUT/$side/.venv"
 done
+# The pytest arguments of a checkout's `make test`: what follows `-m pytest` or suite_cost's `--`.
+pytest_args() {
+  awk '/^test:/ {in_test = 1; next} in_test && /^[^\t]/ {in_test = 0}
+       in_test && /pytest|suite_cost/ {sub(/.*-m pytest |.* -- /, ""); print; exit}' "$1/Makefile"
+}
 for i in $(seq 1 "$REPEAT"); do
   for side in a b; do
-    echo "== suite $side ($(git -C "$OUT/$side" rev-parse --short HEAD)), run $i" >&2
+    args=$(pytest_args "$OUT/$side")
+    echo "== suite $side ($(git -C "$OUT/$side" rev-parse --short HEAD)), run $i: pytest $args" >&2
+    # shellcheck disable=SC2086 - the Makefile's arguments, split as make splits them
     (cd "$OUT/$side" && PYTHONPATH="$OUT/$side" "$PY" "$SUITE_COST" --json "$OUT/${side}_$i.json" \
-       -- -q -p no:cacheprovider tests > "$OUT/${side}_$i.log" 2>&1) || echo "   (its pytest failed: $OUT/${side}_$i.log)" >&2
+       -- -p no:cacheprovider $args > "$OUT/${side}_$i.log" 2>&1) || echo "   (its pytest failed: $OUT/${side}_$i.log)" >&2
     tail -2 "$OUT/${side}_$i.log" >&2
   done
 done

@@ -11,11 +11,12 @@ CPU; a change that alters anything the method computes changes it.
 import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Dict
 
 import torch
+
+from utils.runtime import script_main
 
 IGNORED = {"phase_s", "final_eval_s", "git_commit", "kmeans_peak_mb", "seconds_per_image"}
 
@@ -59,4 +60,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -23,7 +23,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 
 from data.build import cluster_dataset, val_dataset
 from data.datasets import EvalImages
@@ -99,6 +98,9 @@ def confusion_histogram(labels: torch.Tensor, preds: torch.Tensor, n_classes: in
 
 def hungarian_match(hist: np.ndarray) -> np.ndarray:
     """One-to-one matching maximising matched pixels: cluster_of_class [n_classes] (-1 unmatched)."""
+    # Imported here: scipy.optimize takes ~0.5 s to import, paid by every command that never matches.
+    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+
     rows, cols = linear_sum_assignment(np.asarray(hist, dtype=np.float64), maximize=True)
     cluster_of_class = np.full(hist.shape[0], -1, dtype=np.int64)
     cluster_of_class[rows] = cols

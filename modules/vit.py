@@ -91,6 +91,10 @@ class ViTConfig:
     out_dim: Optional[int] = None
     head: str = "none"
     frozen: bool = False
+    # Transformer blocks to build, the first `depth` of the arch's (None: all). Recorded in the
+    # checkpoint like the rest, so a shallower model rebuilds as it was (the tests use 2 blocks: the
+    # same code at a sixth of the file size).
+    depth: Optional[int] = None
 
     def resolved(self) -> "ViTConfig":
         spec = _spec(self.arch)
@@ -101,7 +105,9 @@ class ViTConfig:
                              f"channels; choose head linear or nonlinear, or drop out_dim")
         if self.out_dim is not None and self.out_dim < 1:
             raise ValueError(f"out_dim must be positive, got {self.out_dim}")
-        return ViTConfig(self.arch, self.out_dim or spec.embed_dim, self.head, bool(self.frozen))
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be positive, got {self.depth}")
+        return ViTConfig(self.arch, self.out_dim or spec.embed_dim, self.head, bool(self.frozen), self.depth)
 
     def to_dict(self) -> dict:
         """The config plus what a checkpoint reader needs without building the model (patch size =
@@ -140,13 +146,15 @@ class ProjectionHead(nn.Module):
         return out
 
 
-def create_backbone(arch: str) -> nn.Module:
-    """timm's model for `arch`, randomly initialised, without classifier, accepting any input size
-    that is a multiple of the patch size (position embeddings resampled / rotary embeddings
-    recomputed for the input's grid)."""
+def create_backbone(arch: str, depth: Optional[int] = None) -> nn.Module:
+    """timm's model for `arch` (its first `depth` blocks; None: all), randomly initialised, without
+    classifier, accepting any input size that is a multiple of the patch size (position embeddings
+    resampled / rotary embeddings recomputed for the input's grid)."""
     import timm  # imported here so that the ResNet-only paths never need timm
 
-    return timm.create_model(_spec(arch).timm_name, pretrained=False, num_classes=0, dynamic_img_size=True)
+    blocks = {} if depth is None else {"depth": depth}
+    return timm.create_model(_spec(arch).timm_name, pretrained=False, num_classes=0, dynamic_img_size=True,
+                             **blocks)
 
 
 class ViTFeatures(nn.Module):
@@ -162,7 +170,7 @@ class ViTFeatures(nn.Module):
         super().__init__()
         self.config = config.resolved()
         self.spec = ARCH_TABLE[self.config.arch]
-        self.backbone = create_backbone(self.config.arch)
+        self.backbone = create_backbone(self.config.arch, self.config.depth)
         self.head = (ProjectionHead(self.spec.embed_dim, self.config.out_dim, self.config.head == "nonlinear")
                      if self.config.head != "none" else None)
         # Where the backbone weights came from (set by build_vit / load_vit_weights), for logs.

@@ -3,6 +3,7 @@
 Training runs are the suite's cost: a test that only reads what a run wrote uses a session-scoped
 run (`tiny_run`) instead of training its own, and every test that trains goes through `train`.
 """
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,20 @@ import torch
 
 import importlib.util
 
-from helpers import FIXTURES, REPO_ROOT, SHARED_DATA, TINY_FLAGS, TINY_RUN_FLAGS, run_script
+from helpers import (FIXTURES, REPO_ROOT, SHARED_DATA, TINY_FLAGS, TINY_RUN_FLAGS, made_once,
+                     original_format_checkpoint, run_script)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test`), each process gets its share of the CPUs for torch's threads:
+    two processes on 2 cores with 2 threads each would fight over the cores."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 0))
+    if workers:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        # The scripts the tests start inherit it: a deterministic run's numbers depend on the thread
+        # count, and the exact-resume tests compare runs made in this process and in scripts.
+        os.environ['OMP_NUM_THREADS'] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')
@@ -25,7 +39,10 @@ def shared_data_if_present():
 def tiny_demo(tmp_path_factory) -> Path:
     """A 12 + 6 image demo dataset (the built-in generator), shared by the tests of a session."""
     from tools.make_demo import generate_demo
-    return generate_demo(tmp_path_factory.mktemp('demo') / 'demo', n_train=12, n_val=6, seed=0)
+    def make(folder):
+        generate_demo(folder / 'demo', n_train=12, n_val=6, seed=0)
+    folder, _ = made_once(tmp_path_factory, 'demo', make)
+    return folder / 'demo'
 
 
 @pytest.fixture(scope='session')
@@ -82,8 +99,9 @@ def tiny_run(tiny_demo, tmp_path_factory, train) -> Path:
     """A finished two-epoch tiny run on `tiny_demo` (TINY_RUN_FLAGS), trained once per session for the
     many tests that only read a run's outputs (metrics, checkpoint, logs). Do not write into it:
     copy it with `tiny_run_copy` first."""
-    save_root = tmp_path_factory.mktemp('tiny_run')
-    assert train(tiny_demo, save_root, 'tiny', *TINY_RUN_FLAGS) == 0
+    def make(save_root):
+        assert train(tiny_demo, save_root, 'tiny', *TINY_RUN_FLAGS) == 0
+    save_root, _ = made_once(tmp_path_factory, 'tiny_run', make)
     return save_root / 'tiny'
 
 
@@ -98,10 +116,24 @@ def tiny_ablation(tiny_demo, tmp_path_factory):
     """(root, stdout) of sh_files/ablate_transforms.sh with TINY=1 over the combinations 'none' and
     'jitter+random_crop' (runs in root/runs/<combination>, with TensorBoard logs where tensorboard is
     installed), shared by the tests of the script, tools/visualize.py, tools/invariance.py and TensorBoard."""
-    root = tmp_path_factory.mktemp('ablation')
     extra = ['--tensorboard'] if importlib.util.find_spec('tensorboard') is not None else []
-    done = run_script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
-                                               'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
-                      *extra)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root, done.stdout
+
+    def make(root):
+        done = run_script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
+                                                   'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
+                          *extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+    return made_once(tmp_path_factory, 'ablation', make)
+
+
+@pytest.fixture(scope='session')
+def original_checkpoints(tmp_path_factory):
+    """original_checkpoints(seed) -> path of helpers.original_format_checkpoint(seed) for seed 0 or 7
+    (those test_reference.py has the original code's scores for): ResNet-18 checkpoints in the
+    original's format, 45 MB each, written once per session and only read by tests."""
+    def make(folder):
+        for seed in (0, 7):
+            original_format_checkpoint(folder / f'seed{seed}.pth', seed)
+    folder, _ = made_once(tmp_path_factory, 'original_checkpoints', make)
+    return lambda seed: folder / f'seed{seed}.pth'

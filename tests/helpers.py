@@ -1,11 +1,16 @@
 """Constants and plain functions the tests share (fixtures live in conftest.py): import them with
 `from helpers import ...`; pytest puts tests/ on the import path."""
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Optional
 
+import pytest
 import torch
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +94,35 @@ def run_script(name: str, env: dict, *args, timeout: int = 600) -> subprocess.Co
     full_env = {**os.environ, 'PYTHON': sys.executable, **{k: str(v) for k, v in env.items()}}
     return subprocess.run(['bash', str(REPO_ROOT / 'sh_files' / name), *args], capture_output=True, text=True,
                           env=full_env, cwd=REPO_ROOT, timeout=timeout)
+
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], Optional[str]]) -> tuple:
+    """(folder, text): the folder `name` filled by make(folder), which may return a text to keep (e.g.
+    a script's stdout); made once per test session even when pytest-xdist runs the session in
+    several processes (`make test` does): the first process to arrive makes it under a file lock,
+    the others wait and then read it. A session-scoped fixture whose result only gets read calls
+    this, so its training runs once, not once per process."""
+    if 'PYTEST_XDIST_WORKER' not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        return folder, make(folder)
+    root = tmp_path_factory.getbasetemp().parent  # shared by the session's processes
+    folder, done = root / name, root / f'{name}.done'
+    with FileLock(str(root / f'{name}.lock')):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            done.write_text(make(folder) or '')
+    return folder, done.read_text()
+
+
+@contextlib.contextmanager
+def shallow_vits(depth: int = 2):
+    """Within it, every ViT built without an explicit depth has `depth` transformer blocks (ViTConfig's
+    default): weight files and checkpoints ~6x smaller, the same code. The depth is recorded in
+    checkpoints, so a script or notebook that rebuilds one (outside this process) gets it right."""
+    from modules.vit import ViTConfig
+    defaults = ViTConfig.__init__.__defaults__  # (arch, out_dim, head, frozen, depth)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ViTConfig.__init__, '__defaults__', (*defaults[:-1], depth))
+        yield

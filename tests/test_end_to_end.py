@@ -158,10 +158,9 @@ def test_original_checkpoint_matches_original_protocol(coco_mini, tmp_path):
     assert result['mIoU'] == pytest.approx(miou, abs=0.05)
 
 
-def test_train_script_eval_only_alias(coco_mini, tmp_path):
+def test_train_script_eval_only_alias(coco_mini, tmp_path, original_checkpoints):
     """The original's test_picie.sh runs `train_picie.py --eval_only --eval_path ...`."""
-    path = tmp_path / 'picie.pkl'
-    _original_checkpoint(path, n_clusters=27)
+    path = original_checkpoints(0)
     out = tmp_path / 'm.json'
     argv = ['--data_root', str(coco_mini), '--eval_only', '--eval_path', str(path), '--stuff', '--thing',
             '--res', '64', '--device', 'cpu', '--num_workers', '0', '--out', str(out)]
@@ -237,11 +236,10 @@ def test_171_checkpoint_scores_with_test_picie(coco171_run, coco_mini, tmp_path)
     assert code == 0 and probe['evaluation']['label_set'] == 'COCO-Stuff-171' and len(probe['per_class_iou']) == 171
 
 
-def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, tmp_path, capsys):
+def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, capsys, original_checkpoints):
     """A checkpoint is not scored on the other label set: 171 on 27 (the default), and 27 on 171."""
-    from helpers import original_format_checkpoint
     for checkpoint, flags, trained in ((coco171_run / 'checkpoint.pth', [], 171),
-                                       (original_format_checkpoint(tmp_path / 'orig.pth', seed=0),
+                                       (original_checkpoints(0),
                                         ['--coco_classes', '171'], 27)):
         capsys.readouterr()
         code = test_picie.cli(['--eval_path', str(checkpoint), '--data_root', str(coco_mini), '--device', 'cpu',

@@ -10,7 +10,7 @@ from tools import make_figures
 def test_make_figures_writes_the_three_small_pngs(tiny_demo, tmp_path, capsys):
     import torch
     torch.manual_seed(0)
-    model = build_model('resnet18')
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     centroids = torch.nn.functional.normalize(torch.randn(6, model.feat_dim), dim=1)
     checkpoint = write_checkpoint(tmp_path / 'checkpoint.pth', model, {'view1': centroids, 'view2': centroids})
     out = tmp_path / 'figures'

@@ -1,4 +1,6 @@
 """ResNet-FPN: shapes, feature size from the model, local weights, offline --pretrain message."""
+import os
+
 import pytest
 import torch
 import torchvision
@@ -64,10 +66,17 @@ def test_fpn_is_the_hand_computed_top_down_sum():
         torch.testing.assert_close(decoder(*levels), expected, atol=1e-6, rtol=1e-6)
 
 
-def test_pretrain_path_loads_torchvision_weights(tmp_path):
+@pytest.fixture(scope='module')
+def resnet18_file(tmp_path_factory):
+    """(torchvision ResNet-18 with random weights, its state dict's file): 47 MB, written once."""
     reference = torchvision.models.resnet18(weights=None)
-    path = tmp_path / 'r18.pth'
+    path = tmp_path_factory.mktemp('weights') / 'r18.pth'
     torch.save(reference.state_dict(), path)
+    return reference, path
+
+
+def test_pretrain_path_loads_torchvision_weights(resnet18_file):
+    reference, path = resnet18_file
     model = build_model('resnet18', pretrain_path=str(path))
     torch.testing.assert_close(model.backbone.conv1.weight, reference.conv1.weight)
     torch.testing.assert_close(model.backbone.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
@@ -75,7 +84,11 @@ def test_pretrain_path_loads_torchvision_weights(tmp_path):
 
 def test_pretrain_path_of_wrong_architecture(tmp_path):
     path = tmp_path / 'r50.pth'
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    # The stem and first stage of a ResNet-50: its bottleneck blocks already differ from a ResNet-18's
+    # (the other stages would add 100 MB of writing and nothing to the check).
+    stages = ('layer2.', 'layer3.', 'layer4.', 'fc.')
+    torch.save({k: v for k, v in torchvision.models.resnet50(weights=None).state_dict().items()
+                if not k.startswith(stages)}, path)
     with pytest.raises(PretrainError, match='not a torchvision resnet18'):
         build_model('resnet18', pretrain_path=str(path))
 
@@ -99,13 +112,13 @@ def test_offline_pretrain_says_which_file_to_fetch(tmp_path, monkeypatch):
     assert str(tmp_path / 'hub' / 'checkpoints') in message and '--pretrain_path' in message
 
 
-def test_pretrain_uses_a_cached_weights_file(tmp_path, monkeypatch):
+def test_pretrain_uses_a_cached_weights_file(tmp_path, monkeypatch, resnet18_file):
     """With the file already in torch's cache (what the message asks for), --pretrain works offline."""
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     url, cache = fpn.imagenet_weights_file('resnet18')
-    reference = torchvision.models.resnet18(weights=None)
+    reference, path = resnet18_file
     (tmp_path / 'hub' / 'checkpoints').mkdir(parents=True)
-    torch.save(reference.state_dict(), cache)
+    os.symlink(path, cache)  # the file in the cache (a link: the same 47 MB need not be written twice)
     model = build_model('resnet18', pretrain=True)
     assert isinstance(model.backbone.fc, torch.nn.Identity)
     torch.testing.assert_close(model.backbone.conv1.weight, reference.conv1.weight)

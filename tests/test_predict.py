@@ -295,7 +295,8 @@ def test_checkpoints_without_a_matching_give_cluster_ids(tmp_path, capsys):
     assert summary['images'][0]['network_size'] == [480, 320]
     mode, size, values = _map(tmp_path / 'o' / 'photo.png')
     assert (mode, size) == ('L', (30, 20)) and values.max() < 8
-    many = write_checkpoint(tmp_path / 'many.pth', model, {'view1': torch.randn(300, model.feat_dim)}, {'res': 32})
+    tiny = build_model('resnet18_tiny')  # the number of clusters is what matters here (small files)
+    many = write_checkpoint(tmp_path / 'many.pth', tiny, {'view1': torch.randn(300, tiny.feat_dim)}, {'res': 32})
     code, _, _ = _predict(capsys, '--eval_path', str(many), '--input', str(image), '--output', str(tmp_path / 'm'))
     assert code == 0
     mode, size, values = _map(tmp_path / 'm' / 'photo.png')

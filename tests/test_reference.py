@@ -13,15 +13,16 @@ import pytest
 import torch
 
 import test_picie
-from helpers import SHARED_DATA, original_format_checkpoint
+from helpers import SHARED_DATA
 
 # seed -> (pixel accuracy, mIoU) of the original code, float32, res 320, all 27 classes, stored view-1 classifier
 ORIGINAL_SCORES = {0: (22.1606, 4.8103), 7: (22.2217, 1.5656)}
 
 
 @pytest.mark.parametrize('seed', sorted(ORIGINAL_SCORES))
-def test_default_test_picie_gives_the_original_numbers_on_a_val_only_root(seed, coco_val_root, tmp_path):
-    checkpoint = original_format_checkpoint(tmp_path / f'ck{seed}.pth', seed)
+def test_default_test_picie_gives_the_original_numbers_on_a_val_only_root(seed, coco_val_root, tmp_path,
+                                                                           original_checkpoints):
+    checkpoint = original_checkpoints(seed)
     out = tmp_path / 'metrics.json'
     assert test_picie.cli(['--eval_path', str(checkpoint), '--data_root', str(coco_val_root), '--device', 'cpu',
                            '--num_workers', '0', '--out', str(out)]) == 0
@@ -33,10 +34,10 @@ def test_default_test_picie_gives_the_original_numbers_on_a_val_only_root(seed, 
     assert result['n_images'] == 8 and len(result['per_class_iou']) == 27
 
 
-def test_the_reference_rule_rebuilds_the_reference_checkpoints(tmp_path):
+def test_the_reference_rule_rebuilds_the_reference_checkpoints(tmp_path, original_checkpoints):
     """Where the project's reference script is at hand, the rule here rebuilds its checkpoints
     tensor for tensor (so the numbers above apply); elsewhere the rule is checked on its shapes."""
-    ours = torch.load(original_format_checkpoint(tmp_path / 'ours.pth', 0), weights_only=True)
+    ours = torch.load(original_checkpoints(0), weights_only=True)
     script = SHARED_DATA / 'picie_reference' / 'make_orig_ckpt.py'
     assert len(ours['state_dict']) == 128 and ours['classifier1_state_dict']['module.weight'].shape == (27, 128, 1, 1)
     if script.is_file():

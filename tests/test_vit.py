@@ -11,12 +11,26 @@ import pytest
 import timm
 import torch
 
+from helpers import shallow_vits
+
 from modules import vit
 from modules.vit import (ARCH_TABLE, VIT_ARCHS, PretrainError, ViTConfig, ViTFeatures, build_vit,
                          download_official_weights, load_vit_weights)
 
 # Tokens before the patch tokens: CLS, plus DINOv3's 4 storage (register) tokens.
 PREFIX_TOKENS = {"dino": 1, "dinov2": 1, "dinov3": 5}
+
+
+# Two transformer blocks instead of 12: what these tests check (key names, layouts, the token grid,
+# errors) is the same in every block, and a ViT-S weights file shrinks from ~87 MB to ~16 MB (the
+# suite's disk writes). Block indices in the expected messages follow DEPTH.
+DEPTH = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def shallow_backbones():
+    with shallow_vits(DEPTH):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,7 +56,7 @@ def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def timm_model(arch: str, seed: int = 0, name: str = None) -> torch.nn.Module:
     model = timm.create_model(name or ARCH_TABLE[arch].timm_name, pretrained=False, num_classes=0,
-                              dynamic_img_size=True)
+                              dynamic_img_size=True, depth=DEPTH)
     return randomise_(model, seed)
 
 
@@ -271,14 +285,21 @@ def test_heads_linear_and_nonlinear_branch():
 def test_config_round_trip_rebuilds_the_model():
     model = ViTFeatures(ViTConfig("dinov2_vits14", out_dim=24, head="linear", frozen=True)).eval()
     saved = model.config.to_dict()
-    assert saved == {"arch": "dinov2_vits14", "out_dim": 24, "head": "linear", "frozen": True, "patch_size": 14,
-                     "embed_dim": 384, "timm_name": "vit_small_patch14_dinov2", "family": "dinov2"}
+    assert saved == {"arch": "dinov2_vits14", "out_dim": 24, "head": "linear", "frozen": True, "depth": DEPTH,
+                     "patch_size": 14, "embed_dim": 384, "timm_name": "vit_small_patch14_dinov2", "family": "dinov2"}
     rebuilt = ViTFeatures(ViTConfig.from_dict(saved)).eval()
     rebuilt.load_state_dict(model.state_dict())
     images = images_for("dinov2_vits14")
     with torch.no_grad():
         assert torch.equal(rebuilt(images), model(images))
     assert ViTConfig("dino_vits8").to_dict()["out_dim"] == 384  # no head: the backbone's width
+
+
+def test_depth_builds_the_first_blocks_and_none_builds_all():
+    assert len(ViTFeatures(ViTConfig("dino_vits16", depth=None)).backbone.blocks) == 12
+    assert len(ViTFeatures(ViTConfig("dino_vits16", depth=3)).backbone.blocks) == 3
+    with pytest.raises(ValueError, match="depth must be positive"):
+        ViTConfig("dino_vits16", depth=0).resolved()
 
 
 def test_config_errors_name_the_fix():
@@ -311,16 +332,19 @@ def load_error(tmp_path, arch, obj) -> str:
 
 
 def test_partial_file_names_the_missing_keys(tmp_path, vits16_state):
-    partial = {k: v for k, v in vits16_state.items() if not k.startswith("blocks.11.")}
+    last = DEPTH - 1
+    partial = {k: v for k, v in vits16_state.items() if not k.startswith(f"blocks.{last}.")}
     message = load_error(tmp_path, "dino_vits16", partial)
-    assert "missing 12 keys (blocks.11.attn.proj.bias, blocks.11.attn.proj.weight, " in message
+    assert f"missing 12 keys (blocks.{last}.attn.proj.bias, blocks.{last}.attn.proj.weight, " in message
     assert "--arch" in message and "unexpected" not in message
 
 
 def test_extra_keys_are_named(tmp_path, vits16_state):
-    deeper = dict(vits16_state, **{"blocks.12.norm1.weight": torch.ones(384), "blocks.12.norm1.bias": torch.zeros(384)})
+    deeper = dict(vits16_state, **{f"blocks.{DEPTH}.norm1.weight": torch.ones(384),
+                                   f"blocks.{DEPTH}.norm1.bias": torch.zeros(384)})
     message = load_error(tmp_path, "dino_vits16", deeper)
-    assert "unexpected 2 keys (blocks.12.norm1.bias, blocks.12.norm1.weight)" in message and "missing" not in message
+    assert (f"unexpected 2 keys (blocks.{DEPTH}.norm1.bias, blocks.{DEPTH}.norm1.weight)" in message
+            and "missing" not in message)
 
 
 def test_wrong_patch_size_or_width_is_named(tmp_path, vits16_state):
@@ -328,8 +352,8 @@ def test_wrong_patch_size_or_width_is_named(tmp_path, vits16_state):
     assert "patch 16" in message and "patch 8" in message and "--arch" in message
     wide = dict(vits16_state, **{"patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)})
     assert "width 768" in load_error(tmp_path, "dino_vits16", wide)
-    odd = dict(vits16_state, **{"blocks.3.mlp.fc1.weight": torch.zeros(1024, 384)})
-    assert "blocks.3.mlp.fc1.weight has shape (1024, 384), the model (1536, 384)" in load_error(
+    odd = dict(vits16_state, **{"blocks.1.mlp.fc1.weight": torch.zeros(1024, 384)})
+    assert "blocks.1.mlp.fc1.weight has shape (1024, 384), the model (1536, 384)" in load_error(
         tmp_path, "dino_vits16", odd)
 
 

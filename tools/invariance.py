@@ -37,7 +37,7 @@ from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.runtime import make_runtime
+from utils.runtime import make_runtime, script_main
 
 PAPER_VIEWS = "paper views"
 STRENGTH_KEYS = ("jitter_strength", "hue_range", "blur_sigma", "min_scale")
@@ -178,4 +178,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -48,7 +48,7 @@ from utils import dist  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.loaders import make_loader  # noqa: E402
-from utils.runtime import make_runtime, seed_everything  # noqa: E402
+from utils.runtime import make_runtime, script_main, seed_everything  # noqa: E402
 from utils.viz import IGNORED, UNMATCHED, class_palette, colour_map, matched_colours  # noqa: E402
 
 FIXTURE_COCO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cocostuff"
@@ -357,4 +357,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -31,7 +31,7 @@ from modules.evaluation import EvalSettings, evaluation_runtime, predict, score_
 from modules.fpn import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.runtime import make_runtime
+from utils.runtime import make_runtime, script_main
 from utils.viz import CORRECT, IGNORED, UNMATCHED, WRONG, class_palette, cluster_panels
 
 
@@ -150,4 +150,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

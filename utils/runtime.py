@@ -1,4 +1,5 @@
 """Where and how the network runs: device, autocast precision, determinism, seeds, threads."""
+import gc
 import os
 import random
 import sys
@@ -6,7 +7,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, NoReturn, Optional
 
 import numpy as np
 import torch
@@ -149,3 +150,16 @@ def set_thread_counts(counts: Dict[str, Optional[int]]) -> None:
     for name, value in counts.items():
         if value and name in _THREAD_POOLS:
             _THREAD_POOLS[name][1](int(value))
+
+
+def script_main(main: Callable[[], Optional[int]]) -> NoReturn:
+    """Run a script's main() and exit with the code it returns.
+
+    gc.freeze() first: the objects the imports made (torch, torchvision and the torch._dynamo and
+    sympy modules torchvision pulls in) live until the process ends, yet Python's cyclic garbage
+    collector walks all of them in every full collection and once more at exit. Frozen, they are
+    skipped; nothing else changes (objects are still freed when unreferenced). On a 2-core CPU this
+    takes ~1.2 s off every command, a fifth of a tiny training run (docs/testing.md).
+    """
+    gc.freeze()
+    sys.exit(main())
