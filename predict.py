@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from modules.config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
+from config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
 from modules.fpn import model_from_checkpoint

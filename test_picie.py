@@ -21,7 +21,7 @@ import torch
 
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
+from config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
                             get_test_parser, parse_args, probe_settings)
 from modules.crf import require_crf
 from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,

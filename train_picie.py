@@ -5,7 +5,7 @@ Each epoch: (1) cluster both views with mini-batch k-means and (2) label every p
 balanced CE (train_one_epoch, modules/loss.py), (4) score each view's classifier, (5) checkpoint.
 After the last epoch: fresh k-means on the train images, scored on val (modules/evaluation.py).
 The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc); what they
-change is in the objective (modules/objectives.py). Flags and presets: modules/config.py.
+change is in the objective (modules/objectives.py). Flags and presets: config/.
 """
 import json
 import logging
@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -21,8 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
 from data.validation import check_bad_images, check_training_images, scan_label_maps
-from modules.config import (FlagError, OptimSettings, RunSettings, config_to_json, default_run_name, eval_config,
-                            get_args_parser, parse_args, restart_args, settings_from_args)
+from config import (OptimSettings, RunSettings, config_to_json, eval_config, get_args_parser, parse_args,
+                    resolve_restart, settings_from_args)
 from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
 from modules.fpn import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
@@ -414,27 +414,6 @@ def _loggable(record: dict) -> str:
 
 def _paths(dataset, indices) -> list:
     return [str(dataset.image_paths[i]) for i in sorted(indices)]
-
-
-def resolve_restart(args, argv, log) -> object:
-    """--restart continues the run its checkpoint records: its settings, except the flags given now.
-    A given flag that changes results and differs stops the restart (unless --accept_changes)."""
-    run_folder = Path(args.save_root) / (args.run_name or default_run_name(args))
-    if not (args.restart and (run_folder / CHECKPOINT_NAME).is_file()):
-        return args
-    recorded = load_checkpoint(run_folder / CHECKPOINT_NAME).get("args", {})
-    merged, conflicts, changes = restart_args(args, argv, recorded)
-    described = "; ".join(f"--{flag} {now} (the run: {then})" for flag, now, then in conflicts)
-    if conflicts and not args.accept_changes:
-        raise FlagError(f"--restart of {run_folder} with settings that change its results: {described}; drop them "
-                        "to continue the run as recorded, pass --accept_changes to continue with them, or start "
-                        "another run (--run_name)")
-    for flag, now, then in conflicts:
-        log.warning("--accept_changes: --%s is %s but the run used %s; the resumed epochs differ from an "
-                    "uninterrupted run", flag, now, then)
-    for flag, now, then in changes:
-        log.info("--restart: --%s is now %s (the run used %s; this does not change results)", flag, now, then)
-    return merged
 
 
 def cli(argv=None) -> int:

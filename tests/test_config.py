@@ -1,6 +1,6 @@
-"""modules/config.py: every flag declared once with its role, presets in one place, the docs generated from it."""
+"""config/: every flag declared once with its role, presets in one place, the docs generated from it."""
 from conftest import REPO_ROOT
-from modules.config import FLAGS, PRESETS, ROLES, get_args_parser, parse_args, roles_markdown
+from config import FLAGS, PRESETS, ROLES, get_args_parser, parse_args, roles_markdown
 
 
 def test_every_flag_is_declared_once_with_help_and_a_role():
@@ -19,6 +19,6 @@ def test_presets_set_only_declared_flags_and_the_command_line_wins():
 
 
 def test_the_configuration_page_shows_the_roles_as_declared():
-    """docs/configuration.md's tables are python -m modules.config --roles: regenerate them after changing FLAGS."""
+    """docs/configuration.md's tables are python -m config --roles: regenerate them after changing FLAGS."""
     page = (REPO_ROOT / 'docs' / 'configuration.md').read_text()
     assert roles_markdown() in page

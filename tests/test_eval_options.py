@@ -9,7 +9,7 @@ import torch
 import test_picie
 from conftest import write_checkpoint
 from data.build import build_source, val_dataset
-from modules.config import data_settings, get_test_parser, parse_args
+from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
 from modules.evaluation import confusion_histogram, eval_features, segmentation_metrics, upsampled_logits
 from modules.fpn import build_model

@@ -13,7 +13,7 @@ import pytest
 import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
 from tools import compare_runs, visualize
-from modules import config
+import config
 
 SH = REPO_ROOT / 'sh_files'
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None

@@ -16,7 +16,7 @@ import train_picie
 from conftest import TINY_FLAGS, write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
-from modules.config import data_settings, get_test_parser, parse_args
+from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
 from modules.evaluation import eval_features, predict as evaluation_predict, upsampled_logits
 from modules.fpn import build_model, model_from_checkpoint

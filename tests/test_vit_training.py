@@ -16,7 +16,7 @@ import test_picie
 import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker, make_views
-from modules import config
+import config
 from modules.fpn import model_from_checkpoint
 from modules.siamese import SiamesePair, features_of_views
 from tools import invariance, visualize

@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
-from modules.config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
+from config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
                             get_test_parser, parse_args)
 from modules.evaluation import EvalSettings, evaluation_runtime, predict, score_classifiers, val_loader
 from modules.fpn import model_from_checkpoint
