@@ -21,7 +21,7 @@ import torch
 from config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
-from modules.fpn import model_from_checkpoint
+from modules.networks import model_from_checkpoint
 from modules.predict import PredictError, PredictReport, describe, run_predict
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError

@@ -26,7 +26,7 @@ from config import (check_args, checkpoint_resolution, data_settings, eval_setti
 from modules.crf import require_crf
 from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,
                                 val_loader)
-from modules.fpn import model_from_checkpoint
+from modules.networks import model_from_checkpoint
 from modules.probe import linear_probe
 from utils import dist
 from utils.checkpoint import CheckpointError, load_checkpoint

@@ -25,7 +25,7 @@ from config import (OptimSettings, RunSettings, config_to_json, eval_config, get
                     resolve_restart, settings_from_args)
 from modules.evaluation import (ExampleMaps, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
-from modules.fpn import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
+from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
 from modules.kmeans import require_points
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,

@@ -2,7 +2,7 @@
 from typing import Optional
 
 from config.flags import FlagError
-from modules.fpn import ResNetFPN
+from modules.networks import feature_stride
 from modules.vit import ARCH_TABLE, VIT_ARCHS, round_to_patch
 
 # (flag, low, high, low included): numeric ranges checked before anything runs.
@@ -11,12 +11,6 @@ _RANGES = (("lr", 0, 10, False), ("momentum", 0, 1, True), ("weight_decay", 0, 1
            ("grey_p", 0, 1, True), ("blur_p", 0, 1, True), ("blur_sigma", 0, 100, False), ("min_scale", 0, 1, False),
            ("max_bad_fraction", 0, 1, True), ("feature_cache_gb", 0, 1e6, True), ("keep_checkpoints", 0, 1e6, True),
            ("calibrate_bn", -1, 1e9, True), ("probe_lr", 0, 10, False), ("train_list_repeats", 1, 1e6, True))
-
-
-def feature_stride(arch: str) -> int:
-    """Input pixels per feature cell of the network of --arch: 4 for the ResNet-FPN, the patch size
-    for a ViT (the network's `stride`, known here before it is built)."""
-    return ARCH_TABLE[arch].patch_size if arch in VIT_ARCHS else ResNetFPN.stride
 
 
 def vit_head(args) -> Optional[str]:

@@ -31,7 +31,7 @@ from data.datasets import EvalImages
 from data.source import DataSource
 from data.transforms import normalize
 from modules.crf import CRFSettings, crf_refine, require_crf
-from modules.fpn import forward_features
+from modules.networks import forward_features
 from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass
 from modules.loss import centroid_logits
 from utils import dist

@@ -12,7 +12,7 @@ import torch
 import test_picie
 import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
-from modules.fpn import build_model
+from modules.networks import build_model
 
 
 def _metrics(run):

@@ -14,7 +14,7 @@ import torch
 from data.datasets import EvalImages, TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules.evaluation import evaluate
-from modules.fpn import build_model
+from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed
 from modules.objectives import PiCIEObjective
 from modules.pseudo_labels import allocate_labels, cluster_and_label

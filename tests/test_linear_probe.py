@@ -9,7 +9,7 @@ import torch
 
 import test_picie
 from conftest import write_checkpoint
-from modules.fpn import build_model
+from modules.networks import build_model
 from modules.evaluation import segmentation_metrics
 
 PROBE_FLAGS = ['--linear_probe', '--probe_epochs', '3', '--probe_lr', '3e-3', '--res', '64', '--device', 'cpu',

@@ -3,8 +3,9 @@ import pytest
 import torch
 import torchvision
 
-from modules import fpn
-from modules.fpn import PretrainError, build_model
+from modules import fpn, networks
+from modules.fpn import PretrainError
+from modules.networks import build_model
 
 
 @pytest.mark.parametrize('arch,dim', [('resnet18', 128), ('resnet34', 128), ('resnet50', 256)])
@@ -86,7 +87,7 @@ def test_offline_pretrain_says_which_file_to_fetch(tmp_path, monkeypatch):
 def test_pretrain_uses_a_cached_weights_file(tmp_path, monkeypatch):
     """With the file already in torch's cache (what the message asks for), --pretrain works offline."""
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    url, cache = fpn.imagenet_weights_file('resnet18')
+    url, cache = networks.imagenet_weights_file('resnet18')
     reference = torchvision.models.resnet18(weights=None)
     (tmp_path / 'hub' / 'checkpoints').mkdir(parents=True)
     torch.save(reference.state_dict(), cache)

@@ -19,7 +19,7 @@ from data.datasets import load_rgb, pil_to_uint8_tensor
 from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
 from modules.evaluation import eval_features, predict as evaluation_predict, upsampled_logits
-from modules.fpn import build_model, model_from_checkpoint
+from modules.networks import build_model, model_from_checkpoint
 from modules.predict import UNMATCHED, network_size
 from utils.checkpoint import load_checkpoint
 from utils.runtime import make_runtime

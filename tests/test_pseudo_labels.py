@@ -7,7 +7,7 @@ import torch
 from data.datasets import TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules import pseudo_labels
-from modules.fpn import build_model
+from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans
 from modules.objectives import PiCIEObjective
 from modules.pseudo_labels import allocate_labels, cluster_and_label

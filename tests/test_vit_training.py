@@ -17,7 +17,7 @@ import train_picie
 from conftest import REPO_ROOT, TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker, make_views
 import config
-from modules.fpn import model_from_checkpoint
+from modules.networks import model_from_checkpoint
 from modules.siamese import SiamesePair, features_of_views
 from tools import invariance, visualize
 from utils.checkpoint import load_checkpoint

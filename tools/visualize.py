@@ -28,7 +28,7 @@ from data.datasets import EvalImages
 from config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
                             get_test_parser, parse_args)
 from modules.evaluation import EvalSettings, evaluation_runtime, predict, score_classifiers, val_loader
-from modules.fpn import model_from_checkpoint
+from modules.networks import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from utils.runtime import make_runtime
