@@ -28,8 +28,8 @@ from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_clu
                                 val_loader)
 from modules.networks import model_from_checkpoint
 from modules.probe import linear_probe
-from utils import dist
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.run import setup_logging, write_json
 from utils.runtime import make_runtime
@@ -135,14 +135,7 @@ def test_argv(train_argv: Sequence[str]) -> List[str]:
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(get_test_parser(), argv)
-    try:
-        main(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.cleanup()
-    return 0
+    return run_cli(lambda: main(args))
 
 
 if __name__ == "__main__":

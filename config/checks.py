@@ -2,6 +2,7 @@
 from typing import Optional
 
 from config.flags import FlagError
+from modules.loss import WITHIN_CROSS
 from modules.networks import feature_stride
 from modules.vit import ARCH_TABLE, VIT_ARCHS, round_to_patch
 
@@ -46,7 +47,7 @@ def check_args(args, for_training: bool = True) -> None:
             raise FlagError(f"--K_aux {args.K_aux} must be at least 2")
         if args.no_balance and args.class_weights not in ("size", "none"):
             raise FlagError(f"--no_balance and --class_weights {args.class_weights} contradict each other; give one")
-        if args.loss_terms != "within_cross" and args.method != "picie":
+        if args.loss_terms != WITHIN_CROSS and args.method != "picie":
             raise FlagError(f"--loss_terms {args.loss_terms} is an ablation of PiCIE's loss; use it with --method picie")
         if args.K_aux > 65535:
             raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")

@@ -10,6 +10,9 @@ Each flag is declared once in FLAGS with
   the table (config/parsers.py), and tools extend them with `parents=`.
 Flag names of the original PiCIE scripts are kept, so commands written for it run unchanged.
 Defaults are the original parser's (augmentations are opt-in switches, as in the original).
+A flag whose setting has a field in a settings dataclass of modules/ or data/ (KMeansSettings,
+ObjectiveSettings, AugmentConfig, ProbeSettings) takes its default from that field, so that
+each default is written once.
 """
 import argparse
 from dataclasses import dataclass
@@ -17,12 +20,13 @@ from typing import Any, Dict, List, Tuple
 
 from data.build import DATASETS
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
-from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS
+from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES
 from modules.fpn import ARCHS
-from modules.kmeans import BACKENDS
+from modules.kmeans import BACKENDS, KMeansSettings
 from modules.loss import CLASS_WEIGHTS, LOSS_TERMS
-from modules.objectives import METHODS
+from modules.objectives import METHODS, ObjectiveSettings
+from modules.probe import ProbeSettings
 from modules.vit import HEADS, VIT_ARCHS
 from utils.errors import UserError
 from utils.runtime import DEVICES, PRECISIONS
@@ -159,12 +163,12 @@ _flag(G, BOTH, RESUME_SAFE, "--batch_size_test", type=int, default=128, help="ba
 G = "clustering and loss"
 _flag(G, TRAIN, RESULT, "--K_train", type=int, default=27, help="clusters of the training k-means")
 _flag(G, BOTH, EVAL_ONLY, "--K_test", type=int, default=27, help="clusters of the evaluation k-means")
-_flag(G, BOTH, RESULT, "--num_init_batches", type=int, default=20, help="batches collected for the initial k-means")
-_flag(G, BOTH, RESULT, "--num_batches", type=int, default=1, help="batches per online centroid update")
-_flag(G, BOTH, RESULT, "--kmeans_n_iter", type=int, default=20, help="Lloyd iterations of the initial k-means")
-_flag(G, BOTH, RESULT, "--kmeans_backend", type=str, default="auto", choices=BACKENDS,
+_flag(G, BOTH, RESULT, "--num_init_batches", type=int, default=KMeansSettings.num_init_batches, help="batches collected for the initial k-means")
+_flag(G, BOTH, RESULT, "--num_batches", type=int, default=KMeansSettings.num_batches, help="batches per online centroid update")
+_flag(G, BOTH, RESULT, "--kmeans_n_iter", type=int, default=KMeansSettings.n_iter, help="Lloyd iterations of the initial k-means")
+_flag(G, BOTH, RESULT, "--kmeans_backend", type=str, default=KMeansSettings.backend, choices=BACKENDS,
       help="k-means implementation (auto: torch on CUDA, faiss on the CPU)")
-_flag(G, BOTH, RESULT, "--kmeans_pixels_per_image", type=int, default=128,
+_flag(G, BOTH, RESULT, "--kmeans_pixels_per_image", type=int, default=KMeansSettings.pixels_per_image,
       help="random pixels per image kept for the initial k-means (bounds its memory)")
 _flag(G, BOTH, RESULT, "--kmeans_init_all_pixels", action="store_true",
       help="initial k-means on every pixel of the init batches, as the original (memory heavy)")
@@ -175,17 +179,17 @@ _flag(G, TRAIN, RESULT, "--metric_train", type=str, default="cosine", choices=("
 _flag(G, BOTH, EVAL_ONLY, "--metric_test", type=str, default="cosine", choices=("cosine", "euclidean"),
       help="feature normalisation at evaluation")
 _flag(G, TRAIN, RESULT, "--no_balance", action="store_true", help="unweighted cross-entropy (= --class_weights none)")
-_flag(G, TRAIN, RESULT, "--class_weights", type=str, default="size", choices=CLASS_WEIGHTS,
+_flag(G, TRAIN, RESULT, "--class_weights", type=str, default=ObjectiveSettings.class_weights, choices=CLASS_WEIGHTS,
       help="cross-entropy class weights: size (cluster size / total, the original's), inverse (inverse frequency), "
            "none")
-_flag(G, TRAIN, RESULT, "--loss_terms", type=str, default="within_cross", choices=LOSS_TERMS,
+_flag(G, TRAIN, RESULT, "--loss_terms", type=str, default=ObjectiveSettings.loss_terms, choices=LOSS_TERMS,
       help="PiCIE's loss: the mean of the within- and cross-view terms (the paper's), or one of them alone "
            "(component ablation: within = no cross-view term)")
 _flag(G, TRAIN, RESUME_SAFE, "--skip_nonfinite", action="store_true",
       help="skip training steps with a non-finite loss (counted) instead of stopping")
 
 G = "method"
-_flag(G, TRAIN, RESULT, "--method", type=str, default="picie", choices=METHODS,
+_flag(G, TRAIN, RESULT, "--method", type=str, default=ObjectiveSettings.method, choices=METHODS,
       help="picie, or mdc: the modified-DeepCluster baseline (one view, own classifier)")
 _flag(G, TRAIN, RESULT, "--nonparametric", action="store_true",
       help="--method mdc: train against the frozen centroids instead of a re-initialised classifier")
@@ -202,7 +206,7 @@ _flag(G, TRAIN, RESULT, "--equiv", action="store_true", help="enable the geometr
 _flag(G, TRAIN, RESULT, "--random_crop", action="store_true", help="random resized crop")
 _flag(G, TRAIN, RESULT, "--h_flip", action="store_true", help="random horizontal flip")
 _flag(G, TRAIN, RESULT, "--v_flip", action="store_true", help="random vertical flip")
-_flag(G, TRAIN, RESULT, "--min_scale", type=float, default=0.5, help="smallest crop side as a fraction of the image")
+_flag(G, TRAIN, RESULT, "--min_scale", type=float, default=AugmentConfig.min_scale, help="smallest crop side as a fraction of the image")
 G = "augmentation (explicit lists)"
 _flag(G, TRAIN, RESULT, "--inv_list", type=str, default=None,
       help=f"photometric transforms, comma separated, added to the switches: jitter, {', '.join(PHOTOMETRIC_OPS)}")
@@ -210,12 +214,12 @@ _flag(G, TRAIN, RESULT, "--eqv_list", type=str, default=None,
       help=f"geometric transforms, comma separated, added to the switches: {', '.join(GEOMETRIC_OPS)}")
 _flag(G, TRAIN, RESULT, "--photometric_res", type=str, default="view", choices=("view", "base"),
       help="apply the photometric ops at the network's input size (fast) or on the res2 base image")
-_flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=0.3, help="colour factors drawn in [1-s, 1+s]")
-_flag(G, TRAIN, RESULT, "--hue_range", type=float, default=0.1, help="hue shift drawn in [-h, h]")
-_flag(G, TRAIN, RESULT, "--jitter_p", type=float, default=0.8, help="probability of each colour op")
-_flag(G, TRAIN, RESULT, "--grey_p", type=float, default=0.2, help="probability of greyscale")
-_flag(G, TRAIN, RESULT, "--blur_p", type=float, default=0.5, help="probability of blur")
-_flag(G, TRAIN, RESULT, "--blur_sigma", type=float, nargs=2, default=(0.1, 2.0),
+_flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=AugmentConfig.jitter_strength, help="colour factors drawn in [1-s, 1+s]")
+_flag(G, TRAIN, RESULT, "--hue_range", type=float, default=AugmentConfig.hue_range, help="hue shift drawn in [-h, h]")
+_flag(G, TRAIN, RESULT, "--jitter_p", type=float, default=AugmentConfig.jitter_p, help="probability of each colour op")
+_flag(G, TRAIN, RESULT, "--grey_p", type=float, default=AugmentConfig.grey_p, help="probability of greyscale")
+_flag(G, TRAIN, RESULT, "--blur_p", type=float, default=AugmentConfig.blur_p, help="probability of blur")
+_flag(G, TRAIN, RESULT, "--blur_sigma", type=float, nargs=2, default=AugmentConfig.blur_sigma,
       help="blur sigma range (pixels of res2)")
 
 G = "evaluation"
@@ -232,8 +236,8 @@ _flag(G, TEST, EVAL_ONLY, "--recluster", action="store_true",
 _flag(G, TEST, EVAL_ONLY, "--linear_probe", action="store_true",
       help="train a 1x1 linear classifier on frozen features with the train split's ground truth and "
            "score it on val (no matching)")
-_flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=5, help="--linear_probe: epochs over the labelled train images")
-_flag(G, TEST, EVAL_ONLY, "--probe_lr", type=float, default=1e-3, help="--linear_probe: Adam learning rate")
+_flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=ProbeSettings.epochs, help="--linear_probe: epochs over the labelled train images")
+_flag(G, TEST, EVAL_ONLY, "--probe_lr", type=float, default=ProbeSettings.lr, help="--linear_probe: Adam learning rate")
 _flag(G, TEST, EVAL_ONLY, "--flip", action="store_true",
       help="also score the mean of the logits of each image and of its horizontal mirror image (mirrored back), "
            "reported under 'flip' beside the plain scores (predict.py: write the flip-averaged maps)")

@@ -3,7 +3,6 @@ step (settings_from_args for a training run; data_settings, eval_settings, predi
 probe_settings for the evaluation scripts and tools). The parsed namespace is never changed.
 The original's switches (--augment --jitter ..., --no_balance, --cityscapes) are translated
 here, and only here."""
-import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from config.checks import check_args, vit_head
@@ -14,7 +13,8 @@ from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentC
 from modules.crf import CRFSettings
 from modules.evaluation import PROTOCOL_RES, EvalSettings
 from modules.kmeans import KMeansSettings
-from modules.predict import PredictSettings
+from modules.objectives import ObjectiveSettings
+from modules.segment import PredictSettings
 from modules.probe import ProbeSettings
 from modules.vit import VIT_ARCHS
 
@@ -150,13 +150,13 @@ def settings_from_args(args) -> RunSettings:
         model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate,
                             vit_head=head or "linear", freeze_backbone=args.freeze_backbone),
         optim=OptimSettings(args.optim_type, args.lr, args.weight_decay, args.momentum),
+        objective=ObjectiveSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
+                                    nonparametric=args.nonparametric, loss_terms=args.loss_terms,
+                                    class_weights="none" if args.no_balance else args.class_weights),
         kmeans=kmeans_settings(args, args.K_train),
-        train=TrainSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
-                            nonparametric=args.nonparametric, num_epoch=args.num_epoch,
+        train=TrainSettings(num_epoch=args.num_epoch,
                             batch_size_cluster=args.batch_size_cluster, batch_size_train=args.batch_size_train,
                             l2_normalize=args.metric_train == "cosine",
-                            class_weights="none" if args.no_balance else args.class_weights,
-                            loss_terms=args.loss_terms,
                             skip_nonfinite=args.skip_nonfinite, feature_cache_bytes=args.feature_cache_gb * 2 ** 30,
                             max_bad_fraction=args.max_bad_fraction, res1=args.res1, res2=args.res2,
                             photometric_res=args.photometric_res),
@@ -165,10 +165,6 @@ def settings_from_args(args) -> RunSettings:
         num_workers=args.num_workers, save_root=args.save_root, run_name=run_name, restart=args.restart,
         overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints, tensorboard=args.tensorboard,
         eval_init=args.eval_init, record=record)
-
-
-def config_to_json(record: Dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in sorted(record.items())}, indent=2, default=str)
 
 
 def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, Any]:

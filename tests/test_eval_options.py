@@ -11,7 +11,8 @@ from conftest import write_checkpoint
 from data.build import build_source, val_dataset
 from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
-from modules.evaluation import confusion_histogram, eval_features, segmentation_metrics, upsampled_logits
+from modules.evaluation import eval_features, upsampled_logits
+from modules.metrics import confusion_histogram, segmentation_metrics
 from modules.networks import build_model
 from utils.runtime import make_runtime
 

@@ -50,7 +50,7 @@ MUTATIONS = (
              'return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest") + fine',
              ("tests/test_model.py::test_fpn_is_the_hand_computed_top_down_sum",)),
     Mutation("thing/stuff mIoU in cluster order (the original's defect)",
-             "modules/evaluation.py", '    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None\n'
+             "modules/metrics.py", '    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None\n'
              '    result["stuff_mIoU"] = 100 * _nanmean(iou[stuff]) if stuff else None',
              '    result["thing_mIoU"] = 100 * _nanmean(iou[class_of_cluster[thing]]) if thing else None\n'
              '    result["stuff_mIoU"] = 100 * _nanmean(iou[class_of_cluster[stuff]]) if stuff else None',
