@@ -42,22 +42,23 @@ class EvalSettings:
     """How a network is scored: evaluation crop --res, cosine (L2-normalised) features or not,
     the fresh k-means of the final protocol (K_test clusters, --repeats seeds from --seed),
     batch sizes, loader workers, the label-map policy, the evaluated COCO-Stuff classes and the
-    autocast precision of the forward passes (float32 by default, as the original evaluated)."""
+    autocast precision of the forward passes (--eval_precision). Built from the flags by
+    config/from_args.py: eval_settings; the defaults are the flags' (config/flags.py)."""
 
-    res: int = PROTOCOL_RES
-    l2_normalize: bool = True
-    kmeans: KMeansSettings = KMeansSettings(n_clusters=27)
-    repeats: int = 1
-    seed: int = 1
-    batch_size_test: int = 128
-    batch_size_cluster: int = 256
-    num_workers: int = 4
-    bad_labels: str = "error"
-    stuff: bool = True
-    thing: bool = True
-    precision: str = "fp32"
-    flip: bool = False                 # also score the flip-averaged logits (--flip)
-    crf: bool = False                  # also score the CRF-refined logits (--crf)
+    res: int                           # --res, else the protocol's PROTOCOL_RES
+    l2_normalize: bool
+    kmeans: KMeansSettings
+    repeats: int
+    seed: int
+    batch_size_test: int
+    batch_size_cluster: int
+    num_workers: int
+    bad_labels: str
+    stuff: bool
+    thing: bool
+    precision: str
+    flip: bool                         # also score the flip-averaged logits (--flip)
+    crf: bool                          # also score the CRF-refined logits (--crf)
 
     @property
     def n_clusters(self) -> int:

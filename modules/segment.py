@@ -65,18 +65,19 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
 class PredictSettings:
     """How predict.py segments: network input size (--res, the shorter side), --flip, the CRF
     (None: off), the stored matching used (--matching), overlays, --overwrite, batches, workers
-    and the feature normalisation of evaluation (--metric_test)."""
+    and the feature normalisation of evaluation (--metric_test). Built from the flags by
+    config/from_args.py: predict_settings; the defaults are the flags' (config/flags.py)."""
 
-    res: int = 320
-    flip: bool = False
-    crf: Optional[CRFSettings] = None
-    matching: str = "hungarian"
-    overlay: bool = True
-    overwrite: bool = False
-    batch_size: int = 8
-    num_workers: int = 0
-    l2_normalize: bool = True
-    overlay_alpha: float = 0.5
+    res: int
+    flip: bool
+    crf: Optional[CRFSettings]
+    matching: str
+    overlay: bool
+    overwrite: bool
+    batch_size: int                    # --batch_size_test
+    num_workers: int
+    l2_normalize: bool
+    overlay_alpha: float = 0.5         # not a flag: how strongly the overlays show the index colours
 
 
 @dataclass
