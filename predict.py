@@ -19,13 +19,14 @@ from typing import Optional, Sequence
 import torch
 
 from config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
-from data.image_files import PredictError
+from data.image_files import PredictError, check_output_folder
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
 from modules.networks import model_from_checkpoint
 from modules.segment import PredictReport, describe, segment_images
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
+from utils.hold import Hold
 from utils.run import setup_logging
 from utils.runtime import make_runtime
 
@@ -38,6 +39,7 @@ def main(args) -> PredictReport:
         if not getattr(args, flag):
             raise PredictError(f"--{flag} is required: {what}")
     check_args(args, for_training=False)
+    check_output_folder(Path(args.output))
     if args.crf:
         require_crf()  # before the checkpoint is read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
@@ -57,7 +59,13 @@ def main(args) -> PredictReport:
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(get_predict_parser(), argv)
-    return run_cli(lambda: main(args))
+
+    def run() -> None:
+        # One run at a time writes into an --output folder (utils/hold.py).
+        with Hold(Path(args.output) if args.output else None, "--output"):
+            main(args)
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

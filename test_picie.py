@@ -14,35 +14,49 @@ and "seconds_per_image" of each. With more clusters than classes, the many-to-on
 matching is reported under "majority" beside the one-to-one Hungarian matching (the default
 and the paper's protocol), in every variant.
 """
+import os
 import sys
-from typing import List, Optional, Sequence
+from pathlib import Path
+from typing import Collection, List, Optional, Sequence
 
 import torch
 
+from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                    evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
-                            get_test_parser, parse_args, probe_settings)
 from modules.crf import require_crf
-from modules.evaluation import (evaluation_record, evaluation_runtime, fresh_cluster_evaluation, score_classifiers,
-                                val_loader)
+from modules.evaluation import (check_fresh_kmeans, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
+                                score_classifiers, val_loader)
 from modules.networks import model_from_checkpoint
 from modules.probe import linear_probe
+from utils import dist
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_cli
 from utils.errors import UserError
+from utils.hold import Hold
 from utils.run import setup_logging, write_json
 from utils.runtime import make_runtime
 
 
-def main(args) -> dict:
+METRICS_NAME = "test_metrics.json"   # the metrics file under --save_root (as sh_files/test_picie.sh writes it)
+
+
+def main(args, given: Collection[str] = ()) -> dict:
+    """Evaluate args.eval_path; `given`: the flags the command line set itself (given_flags)."""
     log = setup_logging()
     if not args.eval_path:
         raise UserError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
     check_args(args, for_training=False)
+    out = output_path(args)
+    if out is not None:
+        check_output_file(out, "--out" if args.out else "--save_root")
     if args.crf:
         require_crf()  # before the checkpoint and data are read: a missing package is found in a second
     ckpt = load_checkpoint(args.eval_path)
+    check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
+    if "K_test" in given and not args.recluster:
+        log.warning("--K_test %d is unused: %s", args.K_test, unused_k_test(args, ckpt))
     stuff, thing = evaluated_classes(args, ckpt)
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
     runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
@@ -61,6 +75,8 @@ def main(args) -> dict:
     if args.recluster and not source.cluster_images:
         raise DataError(f"--recluster clusters the train images afresh, and {args.data_root} holds none; add the "
                         "train split or score the stored classifier (drop --recluster)")
+    if args.recluster:
+        check_fresh_kmeans(source, settings, model.stride)  # before any pass over the images
     loader = val_loader(source, settings, runtime)
     label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, settings.bad_labels,
                                    settings.num_workers)
@@ -89,10 +105,45 @@ def main(args) -> dict:
         log.info("%s", line)
     for name, iou in (result.get("per_class_iou") or {}).items():
         log.info("  %-20s %s", name, "  n/a" if iou is None else f"{iou:6.2f}")
-    if args.out:
-        write_json(args.out, result)
-        log.info("metrics written to %s", args.out)
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(out, result)
+        except OSError as exc:
+            raise UserError(f"cannot write the metrics to {out} ({exc.strerror or exc}); choose a writable "
+                            f"{'--out' if args.out else '--save_root'}") from None
+        log.info("metrics written to %s", out)
     return result
+
+
+def output_path(args) -> Optional[Path]:
+    """Where the metrics JSON goes: --out, else <--save_root>/test_metrics.json (train_picie.py
+    --eval_only passes its --save_root on), else nowhere (printed only)."""
+    if args.out:
+        return Path(args.out)
+    return Path(args.save_root) / METRICS_NAME if args.save_root else None
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Before any work: the metrics file can be written (one line naming `flag` where it cannot)."""
+    if path.is_dir():
+        raise UserError(f"{flag}: {path} is a folder; --out names the metrics file (e.g. {path / METRICS_NAME}), "
+                        "--save_root the folder it goes to")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{flag}: {existing} is a file, not a folder; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: {existing} is not writable; choose another {flag}")
+
+
+def unused_k_test(args, ckpt: dict) -> str:
+    """Why --K_test does nothing without --recluster (the warning's reason)."""
+    if args.linear_probe:
+        return "--linear_probe trains a classifier of the classes and clusters nothing"
+    sizes = sorted({int(c["weight"].shape[0]) for c in (ckpt.get("classifiers") or {}).values()})
+    kept = f"its own {' and '.join(map(str, sizes))} clusters" if sizes else "its own clusters"
+    return (f"the stored classifier of {args.eval_path} is scored with {kept}; pass --recluster to cluster the train "
+            "images afresh with --K_test clusters")
 
 
 def score_lines(result: dict) -> List[str]:
@@ -134,8 +185,15 @@ def test_argv(train_argv: Sequence[str]) -> List[str]:
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(get_test_parser(), argv)
-    return run_cli(lambda: main(args))
+
+    def run() -> None:
+        # One run at a time writes a metrics file (utils/hold.py); nothing is held when none is written.
+        with Hold(output_path(args), "--out" if args.out else "--save_root", enabled=dist.is_main()):
+            main(args, given_flags(get_test_parser(), argv))
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from config import (OptimSettings, RunSettings, TrainSettings, eval_config, get_
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
 from data.validation import check_skipped_images, check_training_images, record_bad_images, scan_label_maps
-from modules.evaluation import (cluster_ids, evaluation_record, evaluation_runtime, example_images,
-                                fresh_cluster_evaluation, score_classifiers, val_loader)
+from modules.evaluation import (check_fresh_kmeans, cluster_ids, evaluation_record, evaluation_runtime,
+                                example_images, fresh_cluster_evaluation, score_classifiers, val_loader)
 from modules.kmeans import require_points
 from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
 from modules.objectives import Objective, build_objective
@@ -36,6 +36,7 @@ from utils import dist
 from utils.checkpoint import (checkpoint_state, classifier_entry, epoch_matchings, keep_epoch_checkpoints,
                               load_checkpoint, match_thread_counts, restore_rng, save_checkpoint)
 from utils.cli import run_cli
+from utils.hold import Hold
 from utils.loaders import PassLoader, make_loader
 from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, brief_metrics, check_run_folder, finished, loggable,
                        open_run, resume_command, setup_logging, write_json)
@@ -65,102 +66,103 @@ class Training:
 def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
-    # --- 1. Where the network runs; then every check that can fail, before anything is written --
-    configure_determinism(s.deterministic)
-    runtime = make_runtime(s.device, s.precision, s.deterministic)
-    eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
     run_folder = Path(s.save_root) / s.run_name
-    check_run_folder(run_folder, s.restart, s.overwrite)
-    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; writes nothing yet
-    log = setup_logging() if not logging.getLogger().handlers else logging.getLogger("picie")
-    seed_everything(s.seed)
+    # --- 1. The run folder held (utils/hold.py); where the network runs; every check before any write --
+    with Hold(run_folder, "--run_name", enabled=dist.is_main()):  # one run at a time; rank 0 for all ranks
+        configure_determinism(s.deterministic)
+        runtime = make_runtime(s.device, s.precision, s.deterministic)
+        eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
+        check_run_folder(run_folder, s.restart, s.overwrite)
+        tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; writes nothing yet
+        log = setup_logging() if not logging.getLogger().handlers else logging.getLogger("picie")
+        seed_everything(s.seed)
 
-    # --- 2. Data: training images (both views are made on the device), labelled val images -----
-    source, trainset, cluster_loader, train_loader, evaluation_loader, label_report = load_data(s, runtime, log)
+        # --- 2. Data: training images (both views are made on the device), labelled val images -----
+        source, trainset, cluster_loader, train_loader, evaluation_loader, label_report = load_data(s, runtime, log)
 
-    # --- 3. Network, optimiser, views, objective (its clustering heads) ------------------------------
-    checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
-    model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
-    # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
-    view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
-                           photometric_res=s.train.photometric_res)
-    objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
-                                lambda module: build_optimizer(module, s.optim), s.seed)
-    check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
-    if finished(run_folder, ckpt, s.train.num_epoch):
-        return json.loads((run_folder / "final_metrics.json").read_text())
+        # --- 3. Network, optimiser, views, objective (its clustering heads) ------------------------------
+        checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
+        model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
+        # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
+        view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
+                               photometric_res=s.train.photometric_res)
+        objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
+                                    lambda module: build_optimizer(module, s.optim), s.seed)
+        check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
+        if finished(run_folder, ckpt, s.train.num_epoch):
+            return json.loads((run_folder / "final_metrics.json").read_text())
 
-    # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
-    record = open_run(run_folder, s.record, s.restart, s.overwrite, fresh=ckpt is None,
-                      where=f"{runtime.device}, autocast {runtime.amp_dtype}")
-    describe_run(s, objective, log)
-    start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
-    run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
-    training = Training(training_pair(model, runtime), objective, optimizer, train_loader, view_maker, runtime,
-                        s.train, s.objective.class_weights)
-    labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
-                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
-    checkpoint_of = checkpoint_maker(model, optimizer, record, eval_config(s, source.class_names), run_log)
+        # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
+        record = open_run(run_folder, s.record, s.restart, s.overwrite, fresh=ckpt is None,
+                          where=f"{runtime.device}, autocast {runtime.amp_dtype}")
+        describe_run(s, objective, log)
+        start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
+        run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
+        training = Training(training_pair(model, runtime), objective, optimizer, train_loader, view_maker, runtime,
+                            s.train, s.objective.class_weights)
+        labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
+                                 str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
+        checkpoint_of = checkpoint_maker(model, optimizer, record, eval_config(s, source.class_names), run_log)
 
-    # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
-    progress.enter("initial evaluation and BatchNorm calibration")
-    if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
-        prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
-                          run_log, log)
-        if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
-            save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
-            progress.saved_epoch = 0
-    else:
-        restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
+        # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
+        progress.enter("initial evaluation and BatchNorm calibration")
+        if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
+            prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
+                              run_log, log)
+            if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
+                save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
+                progress.saved_epoch = 0
+        else:
+            restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
-    # --- 6. Epochs: cluster and label, train, score, checkpoint -----------------------------------
-    example_maps = tensorboard_maps(model, source, s, eval_runtime)
-    for epoch in range(start_epoch or 0, s.train.num_epoch):
-        progress.start_epoch(epoch, s.train.num_epoch)
-        cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
-        dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
-        cluster_loader.skipped.clear()
-        train_loader.skipped.clear()
-        progress.enter("clustering and labelling")
-        clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, objective.heads, labels,
-                                     s.pseudo_labels, runtime, progress.lap)
-        check_skipped_images(trainset.image_paths, cluster_loader.skipped, s.train.max_bad_fraction)
-        progress.enter("training")
-        epoch_record = train_one_epoch(training, epoch, clusters, should_stop=lambda: bool(stop_requested()))
-        if stop_requested():
-            raise StopRequested(stop_requested())
-        progress.lap("train")
-        record_bad_images(epoch_record, trainset.image_paths, cluster_loader.skipped | train_loader.skipped,
-                          s.train.max_bad_fraction, epoch, log)
-        epoch_record.update(kmeans_loss=clusters.kmeans_loss, reused_features=clusters.reused_features,
-                            **clusters.stats)
-        progress.enter("evaluation")
-        if evaluation_loader is not None:
-            epoch_record.update(score_epoch(model, objective, clusters, source, s, eval_runtime, evaluation_loader,
-                                            epoch, progress.lap))
-        epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
-        run_log.add(epoch_record)
-        log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, loggable(epoch_record))
-        progress.enter("checkpoint")
-        centroids = objective.named_centroids(clusters.centroids)
-        tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"], epoch_record))
+        # --- 6. Epochs: cluster and label, train, score, checkpoint -----------------------------------
+        example_maps = tensorboard_maps(model, source, s, eval_runtime)
+        for epoch in range(start_epoch or 0, s.train.num_epoch):
+            progress.start_epoch(epoch, s.train.num_epoch)
+            cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
+            dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
+            cluster_loader.skipped.clear()
+            train_loader.skipped.clear()
+            progress.enter("clustering and labelling")
+            clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, objective.heads, labels,
+                                         s.pseudo_labels, runtime, progress.lap)
+            check_skipped_images(trainset.image_paths, cluster_loader.skipped, s.train.max_bad_fraction)
+            progress.enter("training")
+            epoch_record = train_one_epoch(training, epoch, clusters, should_stop=lambda: bool(stop_requested()))
+            if stop_requested():
+                raise StopRequested(stop_requested())
+            progress.lap("train")
+            record_bad_images(epoch_record, trainset.image_paths, cluster_loader.skipped | train_loader.skipped,
+                              s.train.max_bad_fraction, epoch, log)
+            epoch_record.update(kmeans_loss=clusters.kmeans_loss, reused_features=clusters.reused_features,
+                                **clusters.stats)
+            progress.enter("evaluation")
+            if evaluation_loader is not None:
+                epoch_record.update(score_epoch(model, objective, clusters, source, s, eval_runtime, evaluation_loader,
+                                                epoch, progress.lap))
+            epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
+            run_log.add(epoch_record)
+            log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, loggable(epoch_record))
+            progress.enter("checkpoint")
+            centroids = objective.named_centroids(clusters.centroids)
+            tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"], epoch_record))
+            if dist.is_main():
+                matchings = epoch_matchings(epoch_record, centroids, source.class_names)  # for predict.py
+                state = checkpoint_of(epoch + 1, centroids, matchings)
+                save_checkpoint(state, checkpoint_path)
+                progress.saved_epoch = epoch + 1
+                keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
+            dist.barrier()
+
+        # --- 7. Final evaluation: fresh k-means on the train images, scored on val --------------------
+        progress.epoch, progress.phase = None, "final evaluation"
+        final = dict(final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report,
+                                      len(trainset), log), git_commit=record["git_commit"])
         if dist.is_main():
-            # The epoch's cluster -> class matchings go with its centroids, so predict.py can name classes.
-            state = checkpoint_of(epoch + 1, centroids, epoch_matchings(epoch_record, centroids, source.class_names))
-            save_checkpoint(state, checkpoint_path)
-            progress.saved_epoch = epoch + 1
-            keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
-        dist.barrier()
-
-    # --- 7. Final evaluation: fresh k-means on the train images, scored on val --------------------
-    progress.epoch, progress.phase = None, "final evaluation"
-    final = dict(final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report,
-                                  len(trainset), log), git_commit=record["git_commit"])
-    if dist.is_main():
-        write_json(run_folder / "final_metrics.json", final)
-        log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
-    tb.close(final)
-    return final
+            write_json(run_folder / "final_metrics.json", final)
+            log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
+        tb.close(final)
+        return final
 
 
 def train_one_epoch(t: Training, epoch: int, clusters: EpochClusters,
@@ -168,7 +170,8 @@ def train_one_epoch(t: Training, epoch: int, clusters: EpochClusters,
     """Step 3 of an epoch: train the network (the Siamese pair t.pair) against every head's pseudo-labels.
 
     For each batch: the two views with this epoch's transform parameters (the clustering pass's,
-    reused from its cache when there), z1 = f(G(P1 x)) and z2 = G(f(P2 x)), the objective's loss
+    reused from its cache when there), z1 = f(view 1) and z2 = G(f(view 2)) (view 1 = P1(G x) by default,
+    data/transforms.py), the objective's loss
     against the frozen centroids of the epoch (within- and cross-view CE for PiCIE), one step.
     Returns averages over steps: loss, its parts (PiCIE: loss_within, loss_cross, + loss_aux for
     PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.
@@ -271,9 +274,7 @@ def check_cluster_counts(objective: Objective, n_train_cells: int, source, s: Ru
         require_points(n_train_cells, head.n_clusters, "--K_aux" if head.aux else "--K_train",
                        f"the {len(source.train_images)} training images at --res1 {s.train.res1}")
     if source.has_labels:
-        cells = len(source.cluster_images) * (s.eval.res // stride) ** 2
-        require_points(cells, s.eval.n_clusters, "--K_test",
-                       f"the {len(source.cluster_images)} images of the final k-means at --res {s.eval.res}")
+        check_fresh_kmeans(source, s.eval, stride)
 
 
 def training_loaders(trainset, s: RunSettings, runtime: Runtime):

@@ -1,7 +1,8 @@
 """Ranges and combinations of flags, checked before anything runs; FlagError names the flag and the fix."""
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from config.flags import FlagError
+from data.cocostuff_classes import label_set_name
 from modules.loss import WITHIN_CROSS
 from modules.networks import feature_stride
 from modules.vit import ARCH_TABLE, VIT_ARCHS, round_to_patch
@@ -62,6 +63,10 @@ def check_args(args, for_training: bool = True) -> None:
                 raise FlagError(f"--{name} {' '.join(map(str, values))} must lie in {interval}")
     if for_training and args.blur_sigma[0] > args.blur_sigma[1]:
         raise FlagError(f"--blur_sigma {args.blur_sigma[0]} {args.blur_sigma[1]}: give the smaller value first")
+    dataset = "cityscapes" if args.cityscapes else args.dataset
+    if args.coco_classes != 27 and dataset != "cocostuff":
+        raise FlagError(f"--coco_classes {args.coco_classes} chooses COCO-Stuff's label set; --dataset {dataset} has "
+                        f"its own classes: drop --coco_classes")
     if args.n_classes is not None and not 1 <= args.n_classes <= 255:
         raise FlagError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
     if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
@@ -73,6 +78,20 @@ def check_args(args, for_training: bool = True) -> None:
     if getattr(args, "linear_probe", False) and (getattr(args, "flip", False) or getattr(args, "crf", False)):
         raise FlagError("--flip and --crf score clusters (the stored classifier or --recluster), not --linear_probe; "
                         "drop one of them")
+
+
+def check_label_set(args, ckpt: Dict[str, Any]) -> None:
+    """FlagError when a COCO-Stuff checkpoint is scored on the other label set than it was trained with
+    (27 vs 171 classes; checkpoints that record none are COCO-Stuff-27's, the original's included)."""
+    saved = ckpt.get("eval_config", {})
+    dataset = "cityscapes" if args.cityscapes else args.dataset
+    if dataset != "cocostuff" or saved.get("dataset", "cocostuff") != "cocostuff":
+        return
+    trained = int(saved.get("coco_classes", 27))
+    if trained != args.coco_classes:
+        raise FlagError(f"--coco_classes {args.coco_classes}: the checkpoint was trained on "
+                        f"{label_set_name(trained)}, not {label_set_name(args.coco_classes)}; pass --coco_classes "
+                        f"{trained} to score it on its own classes")
 
 
 def _check_network(args) -> None:

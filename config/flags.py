@@ -18,8 +18,9 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
-from data.build import DATASETS
+from data.build import DATASETS, DataSettings
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
+from data.cocostuff_classes import LABEL_SETS
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES
 from modules.fpn import ARCHS
@@ -67,7 +68,9 @@ G = "paths and run"
 _flag(G, BOTH, RESUME_SAFE, "--preset", type=str, default=None, choices=("paper", "demo", "tiny"),
       help="start from the paper's, the built-in demo's or a tiny CPU run's settings (flags given still win)")
 _flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default="datasets/coco", help="dataset root (layout in docs/datasets.md)")
-_flag(G, TRAIN, RESUME_SAFE, "--save_root", type=str, default="results", help="folder that holds run folders")
+_flag(G, BOTH, RESUME_SAFE, "--save_root", type=str, default="results",
+      help="train_picie.py: folder that holds run folders; test_picie.py (and train_picie.py --eval_only): folder "
+           "the metrics go to, as <save_root>/test_metrics.json, unless --out names the file (default there: none)")
 _flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
       help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
 _flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
@@ -81,7 +84,8 @@ _flag(G, TRAIN, RESUME_SAFE, "--accept_changes", action="store_true",
       help="--restart with settings that change results (e.g. another --lr): continue anyway; the resumed "
            "epochs then differ from an uninterrupted run")
 _flag(G, BOTH, RESULT, "--seed", type=int, default=1, help="seed of model init, k-means and every transform draw")
-_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4, help="DataLoader worker processes")
+_flag(G, BOTH, RESUME_SAFE, "--num_workers", type=int, default=4,
+      help="DataLoader worker processes (capped at the CPUs this process may use)")
 _flag(G, BOTH, RESUME_SAFE, "--device", type=str, default="auto", choices=DEVICES,
       help="where the network and k-means run (auto: cuda if available)")
 _flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIONS,
@@ -102,8 +106,15 @@ _flag(G, BOTH, RESULT, "--dataset", type=str, default="cocostuff", choices=DATAS
 _flag(G, BOTH, RESULT, "--cityscapes", action="store_true", help="same as --dataset cityscapes (original flag)")
 _flag(G, BOTH, RESULT, "--fullcoco", action="store_true",
       help="train on every image in images/train2017 instead of the curated list")
-_flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None, help="evaluate the 15 stuff classes")
-_flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None, help="evaluate the 12 thing classes")
+_flag(G, BOTH, RESULT, "--coco_classes", type=int, default=DataSettings.coco_classes, choices=LABEL_SETS,
+      help="COCO-Stuff label set: the 27 coarse classes (the paper's) or the 171 fine classes (80 thing + 91 "
+           "stuff; same images and curated lists); with 171, --K_train and --K_test default to the evaluated class "
+           "count (171, 91 with --stuff, 80 with --thing), also over a --preset's; a checkpoint is scored only on "
+           "the label set it was trained with")
+_flag(G, BOTH, EVAL_ONLY, "--stuff", action="store_true", default=None,
+      help="evaluate the stuff classes (15 of COCO-Stuff-27, 91 of COCO-Stuff-171)")
+_flag(G, BOTH, EVAL_ONLY, "--thing", action="store_true", default=None,
+      help="evaluate the thing classes (12 of COCO-Stuff-27, 80 of COCO-Stuff-171)")
 _flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=None,
       help="evaluation size: shorter side resized to it, center square crop (default: training 320, the "
            "protocol's; test_picie.py and the tools: the checkpoint's own, 320 for original checkpoints)")

@@ -62,7 +62,7 @@ def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = No
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
-                        stuff=stuff, thing=thing, fullcoco=args.fullcoco,
+                        stuff=stuff, thing=thing, fullcoco=args.fullcoco, coco_classes=args.coco_classes,
                         cityscapes_train_splits=tuple(args.cityscapes_train_splits),
                         cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
                         n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1),
@@ -171,5 +171,6 @@ def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, 
     """What a checkpoint records about its evaluation (test_picie.py reads it back)."""
     return {"res": settings.eval.res, "metric_test": "cosine" if settings.eval.l2_normalize else "euclidean",
             "K_test": settings.eval.n_clusters, "stuff": settings.eval.stuff, "thing": settings.eval.thing,
-            "dataset": settings.data.dataset, "class_names": list(class_names)}
+            "dataset": settings.data.dataset, "coco_classes": settings.data.coco_classes,
+            "class_names": list(class_names)}
 

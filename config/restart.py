@@ -7,7 +7,7 @@ from typing import Any, Dict, Sequence
 
 from config.flags import RESULT, ROLES, FlagError
 from config.from_args import default_run_name
-from config.parsers import build_parser, preset_only_parser
+from config.parsers import build_parser, class_count_defaults, preset_only_parser
 from config.presets import PRESETS
 from utils.checkpoint import load_checkpoint
 from utils.run import CHECKPOINT_NAME
@@ -22,10 +22,13 @@ def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[s
     are the RESULT flags given with another value than the run's, changes the other given flags
     that differ, each (flag, now, recorded)."""
     argv = list(argv)
-    given = vars(build_parser("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
+    typed = vars(build_parser("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
     chosen, _ = preset_only_parser().parse_known_args(argv)
+    given = dict(typed)
     if chosen.preset:
-        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **given}
+        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **typed}
+        # As parse_args: --coco_classes 171 replaces the preset's K values (unless typed).
+        given.update({k: v for k, v in class_count_defaults(given).items() if k not in typed})
     merged = dict(vars(args))
     for dest in ROLES:
         if dest in recorded and dest not in given and dest not in INVOCATION_FLAGS and dest in merged:

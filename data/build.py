@@ -14,14 +14,16 @@ DATASETS = ("cocostuff", "cityscapes", "folder")
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Which data: --dataset and its root, the evaluated COCO-Stuff classes (stuff, thing),
-    the curated or full COCO train list, Cityscapes splits, a folder's labels."""
+    """Which data: --dataset and its root, the COCO-Stuff label set (27 or 171 classes) and its
+    evaluated groups (stuff, thing), the curated or full COCO train list, Cityscapes splits, a
+    folder's labels."""
 
     dataset: str = "cocostuff"
     data_root: str = "datasets/coco"
     stuff: bool = True
     thing: bool = True
     fullcoco: bool = False
+    coco_classes: int = 27             # COCO-Stuff label set: 27 coarse classes or the 171 fine ones
     cityscapes_train_splits: Tuple[str, ...] = DEFAULT_TRAIN_SPLITS
     cityscapes_eval_splits: Tuple[str, ...] = DEFAULT_EVAL_SPLITS
     label_root: Optional[str] = None
@@ -34,7 +36,8 @@ def build_source(settings: DataSettings) -> DataSource:
     """The DataSource of --dataset (cocostuff, cityscapes or folder)."""
     if settings.dataset == "cocostuff":
         source = build_cocostuff(settings.data_root, stuff=settings.stuff, thing=settings.thing,
-                                 fullcoco=settings.fullcoco, need_train=settings.need_train)
+                                 fullcoco=settings.fullcoco, need_train=settings.need_train,
+                                 coco_classes=settings.coco_classes)
     elif settings.dataset == "cityscapes":
         source = cityscapes_source(settings.data_root, settings.cityscapes_train_splits,
                                    settings.cityscapes_eval_splits, need_train=settings.need_train)

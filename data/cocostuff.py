@@ -4,13 +4,17 @@
     annotations/{train2017,val2017}/<id>.png        stuffthingmaps (0..181 fine, 255 unlabeled)
     curated/{train2017,val2017}/Coco164kFull_Stuff_Coarse_7.txt
     fine_to_coarse_dict.pickle                      optional; the built-in table otherwise
+
+Evaluated on the 27 coarse classes (the paper's) or, with --coco_classes 171, on the 171 fine
+classes (data/cocostuff_classes.py); both read the same images, labels and curated lists.
 """
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 
-from data.cocostuff_classes import N_FINE, UNLABELED, class_names, coarse_lut, load_fine_to_coarse
+from data.cocostuff_classes import (N_FINE, UNLABELED, class_names, coarse_lut, fine171_lut, fine171_names,
+                                    group_classes, label_set_name, load_fine_to_coarse)
 from data.validation import DataError
 from data.source import DataSource
 
@@ -67,30 +71,41 @@ def coco_split_files(data_root: Path, split: str, fullcoco: bool = False,
 
 
 def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco: bool = False,
-                    train_split: str = "train2017", val_split: str = "val2017", need_train: bool = True) -> DataSource:
-    """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source. need_train=False (scoring a stored
+                    train_split: str = "train2017", val_split: str = "val2017", need_train: bool = True,
+                    coco_classes: int = 27) -> DataSource:
+    """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source; coco_classes=171: COCO-Stuff-171 (or its
+    91 stuff / 80 thing classes) on the same images. need_train=False (scoring a stored
     classifier) reads only the evaluation split: a root with val images and labels is enough."""
     data_root = Path(data_root)
     if not (stuff or thing):
         raise DataError("choose the evaluated classes: --stuff, --thing or both")
-    try:
-        table = load_fine_to_coarse(data_root)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
+    if coco_classes == 171:
+        # The fine labels are the classes: fine_to_coarse_dict.pickle plays no part, and is not read.
+        label_lut, names = fine171_lut(stuff, thing), fine171_names(stuff, thing)
+    else:
+        try:
+            table = load_fine_to_coarse(data_root)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        label_lut, names = coarse_lut(table, stuff, thing), class_names(stuff, thing)
     # Training needs no labels; the linear probe reads the train split's (checked when it runs).
     train_images, train_labels = (coco_split_files(data_root, train_split, fullcoco, with_labels=False)
                                   if need_train else ([], []))
     # The final evaluation clusters the (curated) train images without augmentation.
     val_images, val_labels = coco_split_files(data_root, val_split, fullcoco=False, with_labels=True)
+    thing_classes, stuff_classes = group_classes(coco_classes, stuff, thing)
     return DataSource(
         name="cocostuff",
         eval_split=val_split,
+        label_set=label_set_name(coco_classes),
+        thing_classes=thing_classes,
+        stuff_classes=stuff_classes,
         train_images=train_images,
         cluster_images=train_images,
         val_images=val_images,
         val_labels=val_labels,
-        label_lut=coarse_lut(table, stuff, thing),
-        class_names=class_names(stuff, thing),
+        label_lut=label_lut,
+        class_names=names,
         label_valid=stuffthingmaps_values(),
         probe_train_images=train_images,
         probe_train_labels=train_labels,

@@ -1,4 +1,4 @@
-"""COCO-Stuff class tables: the 182 fine classes and PiCIE's 27 coarse classes.
+"""COCO-Stuff class tables: the 182 fine classes, PiCIE's 27 coarse classes and the 171 fine classes.
 
 COCO-Stuff "stuffthingmaps" label PNGs store one uint8 per pixel: 0..181 is the fine class
 (COCO category id - 1) and 255 is unlabeled. PiCIE (following IIC) evaluates on 27 coarse classes:
@@ -8,6 +8,11 @@ The tables below are written out literally (rather than loaded from the original
 ``fine_to_coarse_dict.pickle`` at run time) so that the toolkit works without that file and so that
 the mapping is reviewable in code. They were transcribed from the original PiCIE pickle and the
 COCO-Stuff label list, and the tests check them against those files.
+
+COCO-Stuff-171 (``--coco_classes 171``) evaluates on the fine classes themselves: the 182 ids less
+the 11 thing ids COCO 2017 never annotated (:data:`UNUSED_FINE`), i.e. 80 thing classes (0..79,
+stuffthingmaps values 0..90) followed by 91 stuff classes (80..170, values 91..181), each in
+ascending value order: the class order of CAUSE's COCO-171 loader.
 """
 
 import pickle
@@ -101,6 +106,63 @@ N_COARSE = len(COARSE_NAMES)
 # Guard against an edit that breaks the tables' shape; cheap, and runs once at import.
 assert len(FINE_NAMES) == N_FINE and len(FINE_TO_COARSE) == N_FINE
 assert all(0 <= c < N_COARSE for c in FINE_TO_COARSE)
+
+# -- COCO-Stuff-171 ---------------------------------------------------------------------------------
+#: Fine ids (stuffthingmaps values) with no pixel in COCO-Stuff: COCO categories removed before the 2014
+#: release (label list: "Removed from COCO."): street sign, hat, shoe, eye glasses, plate, mirror,
+#: window, desk, door, blender, hair brush.
+UNUSED_FINE = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
+#: Values 0..90 of a stuffthingmaps PNG are things, 91..181 stuff.
+FIRST_STUFF_FINE = 91
+#: The stuffthingmaps value of each of the 171 classes, index = class id.
+FINE171_VALUES = tuple(v for v in range(N_FINE) if v not in UNUSED_FINE)
+FINE171_NAMES = tuple(FINE_NAMES[v] for v in FINE171_VALUES)
+N_FINE171 = len(FINE171_VALUES)
+THING171_CLASSES = tuple(c for c, v in enumerate(FINE171_VALUES) if v < FIRST_STUFF_FINE)
+STUFF171_CLASSES = tuple(c for c, v in enumerate(FINE171_VALUES) if v >= FIRST_STUFF_FINE)
+assert (N_FINE171, len(THING171_CLASSES), len(STUFF171_CLASSES)) == (171, 80, 91)
+
+#: The label sets of --coco_classes: 27 coarse classes (PiCIE's, the default) or the 171 fine ones.
+LABEL_SETS = (27, 171)
+
+
+def label_set_name(coco_classes: int) -> str:
+    """How records name a label set: 'COCO-Stuff-27' or 'COCO-Stuff-171'."""
+    return f'COCO-Stuff-{coco_classes}'
+
+
+def _evaluated_fine(stuff: bool, thing: bool) -> tuple:
+    """171-class ids kept by a mode, in evaluation-class order."""
+    _check_mode(stuff, thing)
+    return (THING171_CLASSES if thing else ()) + (STUFF171_CLASSES if stuff else ())
+
+
+def fine171_lut(stuff: bool = True, thing: bool = True) -> np.ndarray:
+    """Lookup table from stuffthingmaps values to COCO-Stuff-171 evaluation classes.
+
+    Returns:
+        int16 array of length 256. Both modes: classes 0..170 (things 0..79, stuff 80..170). Stuff
+        only: the 91 stuff classes as 0..90, thing pixels -1. Thing only: 0..79, stuff pixels -1.
+        The unused ids (:data:`UNUSED_FINE`), unlabeled (255) and 182..254 are -1.
+    """
+    lut = np.full(256, IGNORE_INDEX, dtype=np.int16)
+    for eval_class, fine_class in enumerate(_evaluated_fine(stuff, thing)):
+        lut[FINE171_VALUES[fine_class]] = eval_class
+    return lut
+
+
+def fine171_names(stuff: bool = True, thing: bool = True) -> List[str]:
+    """Names of the COCO-Stuff-171 evaluation classes of a mode, in :func:`fine171_lut`'s order."""
+    return [FINE171_NAMES[c] for c in _evaluated_fine(stuff, thing)]
+
+
+def group_classes(coco_classes: int, stuff: bool, thing: bool) -> tuple:
+    """(thing ids, stuff ids) in evaluation numbering when both groups are evaluated, else ((), ()):
+    the classes the thing and stuff mIoU average over."""
+    if not (stuff and thing):
+        return (), ()
+    return (THING171_CLASSES, STUFF171_CLASSES) if coco_classes == 171 else (THING_CLASSES, STUFF_CLASSES)
+
 
 PICKLE_NAME = 'fine_to_coarse_dict.pickle'
 _INDEX_KEY = 'fine_index_to_coarse_index'

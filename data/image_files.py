@@ -96,8 +96,20 @@ def output_files(image: InputImage, out_dir: Path, overlay: bool) -> List[Path]:
     return files
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """--output must be a folder (or a path where one can be made): an existing file is named as one."""
+    for path in (out_dir, *out_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = f"--output {out_dir}" if path == out_dir else f"--output {out_dir} cannot be written: {path}"
+                raise PredictError(f"{where} is a file, not a folder; choose a folder for the maps (it is created "
+                                   "if missing)")
+            return
+
+
 def prepare_output(out_dir: Path, images: Sequence[InputImage], overwrite: bool, overlay: bool) -> None:
     """Create --output and check that it can be written and that no output exists (unless --overwrite)."""
+    check_output_folder(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".predict_write_test"

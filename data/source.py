@@ -1,7 +1,7 @@
 """What every data source provides to training and evaluation."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -16,6 +16,9 @@ class DataSource:
     label_lut:      int16 [256] raw label value -> class (-1 ignored);
     class_names:    evaluation class names, index = class id;
     eval_split:     what the evaluation images are (e.g. val2017), recorded with every score;
+    label_set:      which label set the classes are (e.g. COCO-Stuff-171), recorded with every score
+                    ("" where the dataset has one only);
+    thing_classes / stuff_classes: class ids the thing and stuff mIoU average over (() = not reported);
     label_valid:    bool [256], the raw label values the dataset defines (None: not checked);
                     others are an error, or unlabelled with --bad_labels fix.
     probe_*:        labelled images of the supervised linear probe (test_picie.py --linear_probe):
@@ -31,6 +34,9 @@ class DataSource:
     label_lut: Optional[np.ndarray]
     class_names: List[str]
     eval_split: str = ""
+    label_set: str = ""
+    thing_classes: Tuple[int, ...] = ()
+    stuff_classes: Tuple[int, ...] = ()
     label_valid: Optional[np.ndarray] = None
     probe_train_images: Optional[List[Path]] = None
     probe_train_labels: Optional[List[Path]] = None

@@ -3,8 +3,10 @@
 Photometric family P (invariance): brightness, contrast, saturation, hue, greyscale, blur.
 Geometric family G (equivariance): random resized crop, horizontal flip, vertical flip.
 
-View 1 is z1 = f(G(P1(x))): P1 and G on the image. View 2 is z2 = G(f(P2(x))): P2 on the
-image, G on the feature map. Parameters are drawn from a generator seeded by
+View 1 is z1 = f(P1'(G(x))) with the default --photometric_res view: G (crop, resize to res1,
+flip) on the base image, then P1 at res1 (its blur sigma rescaled); --photometric_res base gives
+the paper's order z1 = f(G(P1(x))). View 2 is z2 = G(f(P2'(x))): x resized to res1, P2, then G on
+the feature map (P2 before the resize with --photometric_res base). Parameters are drawn from a generator seeded by
 (seed, epoch, image index, stream), so the clustering pass and the training pass of one epoch
 see identical views, whatever the batch order, the number of workers or of processes.
 Every parameter is always drawn (enabled or not), so switching one transform on or off in an

@@ -24,10 +24,10 @@ from data.datasets import EvalImages
 from data.source import DataSource
 from data.transforms import normalize
 from modules.crf import CRFSettings, crf_refine, require_crf
-from modules.networks import forward_features
-from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed
+from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, require_points
 from modules.loss import centroid_logits
 from modules.metrics import confusion_histogram, metrics_from_hist, summarize_repeats, thing_stuff_ids
+from modules.networks import forward_features
 from utils import dist
 from utils.checkpoint import classifier_entry
 from utils.loaders import PassLoader, feed_pass, make_loader
@@ -76,6 +76,7 @@ def evaluation_record(settings: EvalSettings, source: DataSource, matching: str 
     return {"res": settings.res, "crop": f"shorter side to {settings.res}, center {settings.res}x{settings.res}",
             "precision": settings.precision, "matching": matching,
             "metric": "cosine" if settings.l2_normalize else "euclidean", "split": source.eval_split,
+            **({"label_set": source.label_set} if source.label_set else {}),
             "n_images": len(source.val_images), "n_classes": source.n_classes}
 
 
@@ -244,7 +245,7 @@ def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tens
     hists, seconds = evaluate_variants(model, loader, [(classifiers[n]["weight"], classifiers[n].get("bias"))
                                                        for n in names],
                                        source.n_classes, runtime, settings.l2_normalize, variants, desc=desc)
-    thing_ids, stuff_ids = thing_stuff_ids(source.name, settings.stuff, settings.thing)
+    thing_ids, stuff_ids = thing_stuff_ids(source)
     scored = {}
     for i, name in enumerate(names):
         scored[name] = metrics_from_hist(hists["plain"][i], source.class_names, thing_ids, stuff_ids)
@@ -261,6 +262,17 @@ def _repeat_summary(results: List[Dict]) -> Dict:
     if results and all("majority" in r for r in results):
         summary["majority"] = dict(summarize_repeats([r["majority"] for r in results]), matching="majority")
     return summary
+
+
+def check_fresh_kmeans(source: DataSource, settings: EvalSettings, stride: int) -> None:
+    """Before any work: the protocol's fresh k-means (K_test clusters over every feature cell of the
+    un-augmented cluster images at settings.res; `stride` input pixels per cell) has at least K_test
+    feature vectors, else one line naming --K_test, the vectors and the largest K that fits."""
+    side = max(1, settings.res // stride)
+    n_images = len(source.cluster_images)
+    require_points(n_images * side ** 2, settings.n_clusters, "--K_test",
+                   f"the {n_images} images of the fresh k-means at --res {settings.res} ({side}x{side} feature "
+                   "cells each)")
 
 
 def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, runtime: Runtime,

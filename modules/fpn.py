@@ -17,15 +17,20 @@ from torch import nn
 
 from utils.errors import PretrainError, UserError
 
-# Lateral input channels of layer1..layer4 for each supported torchvision ResNet.
+# Lateral input channels of layer1..layer4 for each supported ResNet.
 _STAGE_CHANNELS = {
     "resnet18": (64, 128, 256, 512),
     "resnet34": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
+    # Not a paper network: ResNet-18's layout (basic blocks, 2-2-2-2, strides 4-32) with narrow stages,
+    # 0.25M parameters instead of 11.3M, random init only. Its checkpoints are 40x smaller and its epochs
+    # faster, which is what a smoke run (--preset tiny) and the tests need. No stage narrower than 16:
+    # oneDNN's CPU backward of 8-channel convolutions crashes on channels-last batches of odd size (torch 2.14).
+    "resnet18_tiny": (16, 32, 32, 64),
 }
 # The original sets the FPN width by depth: 128 for the basic-block nets, 256 for bottleneck nets.
-_DEFAULT_FEAT_DIM = {"resnet18": 128, "resnet34": 128, "resnet50": 256, "resnet101": 256}
+_DEFAULT_FEAT_DIM = {"resnet18": 128, "resnet34": 128, "resnet50": 256, "resnet101": 256, "resnet18_tiny": 128}
 ARCHS = tuple(_STAGE_CHANNELS)
 
 
@@ -75,11 +80,7 @@ class ResNetFPN(nn.Module):
     def __init__(self, config: FPNConfig):
         super().__init__()
         self.config = config.resolved()
-        resnet = getattr(torchvision.models, self.config.arch)(weights=None)
-        # Keep torchvision's module names so torchvision and original-PiCIE weights load unchanged.
-        resnet.fc = nn.Identity()
-        resnet.avgpool = nn.Identity()
-        self.backbone = resnet
+        self.backbone = _resnet_backbone(self.config.arch)
         self.decoder = FPNDecoder(_STAGE_CHANNELS[self.config.arch], self.config.feat_dim)
         # Where the backbone weights came from (set by build_model / model_from_checkpoint), for logs;
         # ViTFeatures has the same attribute.
@@ -91,7 +92,7 @@ class ResNetFPN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         net = self.backbone
-        x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+        x = net.maxpool(F.relu(net.bn1(net.conv1(images))))  # the stem's ReLU holds no state
         c1 = net.layer1(x)
         c2 = net.layer2(c1)
         c3 = net.layer3(c2)
@@ -112,3 +113,20 @@ class ResNetFPN(nn.Module):
                 f"{source} is not a torchvision {self.config.arch} state dict "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}); pass a matching --arch or file"
             )
+
+
+def _resnet_backbone(arch: str) -> nn.Module:
+    """The ResNet of `arch` without its classifier: conv1, bn1, maxpool, layer1..layer4.
+
+    The paper's depths are torchvision's ResNets, whose module names torchvision's and the original
+    PiCIE's weights load into unchanged. resnet18_tiny is timm's ResNet with ResNet-18's blocks, its
+    64-channel stem and 16-32-32-64-wide stages (the same module names for conv1, bn1, maxpool and
+    the layers; each block's last BatchNorm not zeroed, as in torchvision's init)."""
+    if arch == "resnet18_tiny":
+        from timm.models.resnet import BasicBlock, ResNet
+        return ResNet(BasicBlock, (2, 2, 2, 2), channels=_STAGE_CHANNELS[arch], num_classes=0, global_pool="",
+                      zero_init_last=False)
+    resnet = getattr(torchvision.models, arch)(weights=None)
+    resnet.fc = nn.Identity()
+    resnet.avgpool = nn.Identity()
+    return resnet

@@ -413,4 +413,4 @@ def require_points(n_points: int, n_clusters: int, flag: str, what: str) -> None
     feature vectors (n_points: every feature-map cell the clustering would see)."""
     if n_points < n_clusters:
         raise UserError(f"{flag} {n_clusters}: k-means needs at least as many feature vectors as clusters, and "
-                        f"{what} give {n_points}; lower {flag} or use more or larger images")
+                        f"{what} give {n_points}; pass {flag} {n_points} or fewer, or use more or larger images")

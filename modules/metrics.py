@@ -4,17 +4,18 @@ A histogram hist[class, cluster] counts labelled pixels (labels outside 0..n_cla
 ignored); a one-to-one (Hungarian) matching of clusters to classes maximises matched pixels;
 pixel accuracy = matched / labelled; IoU per class after the matching, averaged with nanmean
 (a class with no pixels and no prediction is skipped). Thing / stuff mIoU average the IoU of
-ground-truth classes 0-11 / 12-26 after matching (the original printed them in cluster order,
-which was meaningless). With more clusters than classes the many-to-one (majority) matching is
-reported beside it. How the histograms are made: modules/evaluation.py.
+ground-truth classes 0-11 / 12-26 after matching (0-79 / 80-170 on COCO-Stuff-171; the original
+printed them in cluster order, which was meaningless). With more clusters than classes the
+many-to-one (majority) matching is reported beside it. How the histograms are made:
+modules/evaluation.py.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from data.cocostuff_classes import STUFF_CLASSES, THING_CLASSES
+from data.source import DataSource
 
 
 def confusion_histogram(labels: torch.Tensor, preds: torch.Tensor, n_classes: int,
@@ -119,11 +120,10 @@ def summarize_repeats(results: List[Dict]) -> Dict:
     return summary
 
 
-def thing_stuff_ids(source_name: str, stuff: bool, thing: bool):
-    """Ground-truth class ids of the thing and stuff groups in evaluation numbering."""
-    if source_name != "cocostuff" or not (stuff and thing):
-        return (), ()
-    return THING_CLASSES, STUFF_CLASSES
+def thing_stuff_ids(source: DataSource) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Ground-truth class ids of the thing and stuff groups in evaluation numbering (COCO-Stuff with
+    both groups evaluated: 0-11 / 12-26 of 27, 0-79 / 80-170 of 171; else none)."""
+    return tuple(source.thing_classes), tuple(source.stuff_classes)
 
 
 def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids, stuff_ids) -> Dict:

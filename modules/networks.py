@@ -17,7 +17,7 @@ from torch import nn
 from data.transforms import ViewMaker
 from modules.fpn import ARCHS, FPNConfig, ResNetFPN
 from modules.vit import ARCH_TABLE, VIT_ARCHS, ViTConfig, ViTFeatures, build_vit
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, state_dict_differences
 from utils.errors import PretrainError, UserError
 from utils.runtime import Runtime
 
@@ -77,6 +77,8 @@ def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain
         model.load_backbone_state(state, f"--pretrain_path {pretrain_path}")
         model.weights_source = f"--pretrain_path {pretrain_path}"
     elif pretrain:
+        if arch not in _WEIGHTS:
+            raise UserError(f"--arch {arch} has no ImageNet weights; train it from random init (--no-pretrain)")
         url, cache = imagenet_weights_file(arch)
         weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
         try:
@@ -112,11 +114,12 @@ def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> 
             raise CheckpointError(f"checkpoint model_config does not describe a {arch}: {exc}") from None
         model = ViTFeatures(vit_config)
         kind = f"a {arch} with head {vit_config.head}"
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint weights do not fit {kind} ({first})") from None
+    differences = state_dict_differences(model.state_dict(), ckpt["model"])
+    if differences:
+        # Named here: torch's own message starts with a line that names nothing.
+        raise CheckpointError(f"checkpoint weights do not fit {kind}: {differences}; the file was changed after "
+                              "it was written, or comes from another version of this toolkit")
+    model.load_state_dict(ckpt["model"])
     model.weights_source = "the checkpoint"
     return model.to(device) if device is not None else model
 

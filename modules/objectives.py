@@ -14,8 +14,8 @@ PiCIE+H: adds heads view1_aux/K_aux and view2_aux/K_aux, clustered on the same f
          second PiCIE loss with them; the two losses are summed (as in the paper; the sum, not
          the mean, keeps the K_train term at the same weight as in plain PiCIE). Evaluation uses
          the K_train heads.
-MDC:     (modified DeepCluster) head view1/K on one view, z1 = f(G(P1(x))); balanced CE of a 1x1
-         conv classifier trained jointly with the network, re-initialised every epoch (the
+MDC:     (modified DeepCluster) head view1/K on one view, z1 = f(view 1) (P1(G x) by default);
+         balanced CE of a 1x1 conv classifier trained jointly with the network, re-initialised every epoch (the
          clusters of a new epoch are numbered afresh) with its own optimiser; with
          `nonparametric`, the frozen centroids instead.
 """

@@ -162,7 +162,7 @@ def linear_probe(model, source: DataSource, settings: EvalSettings, probe: Probe
     classifier, losses = train_probe(model, train_loader, source.n_classes, runtime, l2_normalize, probe.epochs,
                                      probe.lr, settings.seed, probe.cache_bytes)
     hist = score_probe(model, classifier, val_loader, source.n_classes, runtime, l2_normalize)
-    thing_ids, stuff_ids = thing_stuff_ids(source.name, settings.stuff, settings.thing)
+    thing_ids, stuff_ids = thing_stuff_ids(source)
     result = segmentation_metrics(hist, source.class_names, thing_ids, stuff_ids, matching="identity")
     result.pop("cluster_to_class")
     result.update(protocol="linear_probe", n_images=len(val_set),

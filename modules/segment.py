@@ -47,6 +47,7 @@ from data.image_files import (IMAGE_SUFFIXES, InputImage, PredictError, collect_
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
 from utils.checkpoint import CheckpointError
+from utils.loaders import usable_workers
 from utils.run import write_json
 from utils.runtime import Runtime
 from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
@@ -306,7 +307,8 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings.num_workers, collate_fn=list)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=usable_workers(settings.num_workers),
+                        collate_fn=list)
     weight, bias = entry["weight"].to(runtime.device), entry.get("bias")
     model.eval()
     for items in runtime.bar(loader, "predict", total=len(batches)):

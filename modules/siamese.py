@@ -38,8 +38,9 @@ class SiamesePair(nn.Module):
 def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor,
                       params: ViewParams, runtime: Runtime, l2_normalize: bool,
                       n_views: int = 2) -> Tuple[torch.Tensor, ...]:
-    """z1 = f(view1) = f(G(P1 x)) and z2 = G(f(view2)) = G(f(P2 x)), each [B, C, h, w] float32, pixel-aligned,
-    h = w = view_maker.grid (res1 / the network's stride).
+    """z1 = f(view1) and z2 = G(f(view2)), each [B, C, h, w] float32, pixel-aligned, h = w = view_maker.grid
+    (res1 / the network's stride). view1 = P1(G(x)) and view2 = P2(resize(x)) with the default
+    --photometric_res view (G(P1 x) and resize(P2 x) with base): ViewMaker.views.
 
     `pair` is a SiamesePair (or DDP around one, when training on several ranks). n_views=1 (MDC)
     forwards view 1 only and returns (z1,). l2_normalize: unit-length features (cosine metric).

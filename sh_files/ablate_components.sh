@@ -20,7 +20,7 @@
 # whole seeds of every row. ROWS (names, space separated) picks rows; INVARIANCE=0 skips the
 # invariance measurement.
 #
-#   PRESET=demo ./sh_files/ablate_components.sh                 # 7 rows x 3 seeds, ~1 h on 2 CPU cores
+#   PRESET=demo ./sh_files/ablate_components.sh                 # 7 rows x 3 seeds (docs/homework.md: times)
 #   PRESET=demo SEEDS=1 ROWS="paper within_only" ./sh_files/ablate_components.sh
 #   DRY_RUN=1 ./sh_files/ablate_components.sh                   # print the commands (paper settings)
 #   TINY=1 SEEDS="1 2" ./sh_files/ablate_components.sh          # seconds a run, on a tiny demo set

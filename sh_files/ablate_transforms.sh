@@ -9,7 +9,7 @@
 #                 transform from GEO_SINGLES (what sh_files/train_picie_2aug.sh trains)
 #   all           PHOTO_ALL and GEO_ALL: the paper's setting
 #
-#   PRESET=demo ./sh_files/ablate_transforms.sh                 # 13 minutes on 2 CPU cores (measured)
+#   PRESET=demo ./sh_files/ablate_transforms.sh                 # 10 demo runs (docs/homework.md: times)
 #   nohup ./sh_files/ablate_transforms.sh > logs/ablate.out &   # paper settings on COCO-Stuff
 #   DRY_RUN=1 ./sh_files/ablate_transforms.sh                   # print the commands
 #   TINY=1 ./sh_files/ablate_transforms.sh                      # seconds a run, on a tiny demo set

@@ -108,6 +108,47 @@ print("final acc %.2f, mIoU %.2f" % (f["acc"], f["mIoU"]) if "acc" in f else "no
   fi
 }
 
+# use_holdout: point every run at a labelled hold-out of the training images instead of the data
+# root itself (sh_files/sweep_hparams.sh). DATA_ROOT, or the preset's data root, is used as it is
+# when it already is a hold-out root (HOLDOUT.json); otherwise HOLDOUT_ROOT (default
+# <root>_holdout) is made from it by tools/make_holdout.py when missing (HOLDOUT_N images, else
+# HOLDOUT_FRACTION; the paper preset holds out 2000 images, the others 0.2) and DATA_ROOT becomes it.
+use_holdout() {
+  local source=${DATA_ROOT:-}
+  if [ -z "${source}" ]; then
+    read -r source < <(preset_values data_root)
+  fi
+  if [ -f "${source%/}/HOLDOUT.json" ]; then
+    DATA_ROOT=${source}
+  else
+    local out=${HOLDOUT_ROOT:-${source%/}_holdout} size=()
+    if [ -n "${HOLDOUT_N:-}" ]; then
+      size=(--n_holdout "${HOLDOUT_N}")
+    elif [ "${PRESET}" = paper ] && [ -z "${HOLDOUT_FRACTION:-}" ]; then
+      size=(--n_holdout 2000)
+    else
+      size=(--fraction "${HOLDOUT_FRACTION:-0.2}")
+    fi
+    local cmd=("$PYTHON" -m tools.make_holdout --data_root "${source}" --out "${out}" "${size[@]}" --seed 0)
+    if [ "${DRY_RUN}" = 1 ]; then
+      run_or_print "${cmd[@]}"
+    else
+      "${cmd[@]}" > /dev/null  # a bad root or a foreign --out: one line on stderr, exit 2
+    fi
+    DATA_ROOT=${out}
+  fi
+  # Every later run reads the hold-out root (replacing a --data_root the environment gave).
+  local flags=() i
+  for ((i = 0; i < ${#ENV_FLAGS[@]}; i++)); do
+    if [ "${ENV_FLAGS[i]}" = --data_root ]; then
+      i=$((i + 1))
+    else
+      flags+=("${ENV_FLAGS[i]}")
+    fi
+  done
+  ENV_FLAGS=("${flags[@]}" --data_root "${DATA_ROOT}")
+}
+
 # One report over every run of the script (those that got as far as writing config.json).
 compare_all() {
   local title=$1

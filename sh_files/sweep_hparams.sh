@@ -16,8 +16,20 @@
 # PARAMS picks the parameters to sweep (default all: "lr K_train num_init_batches kmeans_n_iter
 # min_scale batch_size_train res1").
 #
-#   PRESET=demo ./sh_files/sweep_hparams.sh                     # ~30 minutes on 2 CPU cores
+# Scored on a hold-out, not on val: choosing settings by their val score and then reporting val
+# reports the best of several noisy draws (docs/understanding_picie.md, "Tuning without touching
+# val"). Unless DATA_ROOT already is a hold-out root (it holds HOLDOUT.json), every run trains on
+# <data root>_holdout (HOLDOUT_ROOT), made by tools/make_holdout.py when missing: the data root's
+# curated train images minus a labelled hold-out of them (HOLDOUT_N images, default 2000 for the
+# paper preset; otherwise HOLDOUT_FRACTION, default 0.2), which is what every run is scored on.
+# SCORE_ON_VAL=1 scores on the val split instead (and says so in the report's title).
+# Results go to SAVE_ROOT (default results/sweep_hparams_<preset>_holdout, or _val), the report to
+# REPORT_DIR (default: reports/ + SAVE_ROOT without its leading results/, or <SAVE_ROOT>_report),
+# so that two sweeps with two SAVE_ROOTs write two reports.
+#
+#   PRESET=demo ./sh_files/sweep_hparams.sh                     # 21 runs; docs/homework.md times them
 #   PRESET=demo PARAMS="K_train" ./sh_files/sweep_hparams.sh    # over-clustering only
+#   PRESET=demo PARAMS=lr LRS=1e-3 SEED=2 SAVE_ROOT=results/sweep_seed2 ./sh_files/sweep_hparams.sh
 #   DRY_RUN=1 ./sh_files/sweep_hparams.sh                       # print the commands (paper settings)
 #   TINY=1 ./sh_files/sweep_hparams.sh                          # seconds a run, on a tiny demo set
 #
@@ -28,8 +40,14 @@ PASS_THROUGH=("$@")
 
 # shellcheck source=sh_files/experiment_common.sh
 source sh_files/experiment_common.sh
-SAVE_ROOT=${SAVE_ROOT:-results/sweep_hparams_${PRESET}}
-REPORT_DIR=${REPORT_DIR:-reports/sweep_hparams_${PRESET}}
+SCORED_ON=holdout
+[ "${SCORE_ON_VAL:-0}" = 1 ] && SCORED_ON=val
+SAVE_ROOT=${SAVE_ROOT:-results/sweep_hparams_${PRESET}_${SCORED_ON}}
+if [[ "${SAVE_ROOT}" == results/* ]]; then
+  REPORT_DIR=${REPORT_DIR:-reports/${SAVE_ROOT#results/}}
+else
+  REPORT_DIR=${REPORT_DIR:-${SAVE_ROOT%/}_report}
+fi
 # The preset's base values of the swept parameters (with the environment's overrides).
 read -r -d '' LR K_TRAIN KM_INIT KM_ITER MIN_SCALE BS_TRAIN RES1 SEED EPOCHS \
   < <(preset_values lr K_train num_init_batches kmeans_n_iter min_scale batch_size_train res1 seed num_epoch) || true
@@ -73,7 +91,13 @@ sweep() {
 }
 
 prepare_data
-echo "hyperparameter sweep (${PRESET} preset, seed ${SEED}, ${EPOCHS} epochs) into ${SAVE_ROOT}"
+if [ "${SCORED_ON}" = holdout ]; then
+  use_holdout
+  SCORED="scored on the hold-out ${DATA_ROOT}"
+else
+  SCORED="scored on the val split (SCORE_ON_VAL=1)"
+fi
+echo "hyperparameter sweep (${PRESET} preset, seed ${SEED}, ${EPOCHS} epochs, ${SCORED}) into ${SAVE_ROOT}"
 run_one base
 # shellcheck disable=SC2086  # the value lists are space separated on purpose
 {
@@ -85,4 +109,4 @@ run_one base
   sweep batch_size_train BS_TRAIN "${BS_TRAIN}" ${BS_TRAINS}
   sweep res1 RES1 "${RES1}" ${RES1S}
 }
-compare_all "Hyperparameter sweep (${PRESET} preset)"
+compare_all "Hyperparameter sweep (${PRESET} preset, seed ${SEED}, ${SCORED})"

@@ -7,11 +7,15 @@ POINT is SIG@bar:DESC:N, fired when the progress bar DESC (e.g. 'epoch 1 train',
 SIG@save:N, fired at the N-th checkpoint.pth write after its temporary file is complete and
 before it is renamed into place. SIG is KILL, TERM or INT, or INT-GROUP / TERM-GROUP for the whole
 process group, DataLoader workers included (as Ctrl-C in a terminal, or a cluster scheduler's
-SIGTERM, does; start the process in a new session). Patching here keeps the kill points exact without any hook in the toolkit.
+SIGTERM, does; start the process in a new session). WAIT instead of SIG pauses the run there until
+the file named by the environment variable KILLPOINT_GATE exists, after creating <that name>.paused
+(a test waits for it, acts on the paused run, then creates the gate file to let the run go on). Patching here keeps the kill points exact without any
+hook in the toolkit.
 """
 import os
 import signal
 import sys
+import time
 
 import train_picie
 from utils.runtime import Runtime
@@ -20,7 +24,12 @@ from utils.runtime import Runtime
 def fire(kind: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    if kind.endswith("-GROUP"):
+    if kind == "WAIT":
+        gate = os.environ["KILLPOINT_GATE"]
+        open(gate + ".paused", "w").close()
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+    elif kind.endswith("-GROUP"):
         os.killpg(os.getpgid(0), getattr(signal, f"SIG{kind[:-len('-GROUP')]}"))
     else:
         os.kill(os.getpid(), getattr(signal, f"SIG{kind}"))

@@ -1,17 +1,17 @@
-"""Shared pytest fixtures for the PiCIE toolkit tests."""
+"""Shared pytest fixtures for the PiCIE toolkit tests (shared constants and plain functions: helpers.py).
 
+Training runs are the suite's cost: a test that only reads what a run wrote uses a session-scoped
+run (`tiny_run`) instead of training its own, and every test that trains goes through `train`.
+"""
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import importlib.util
 
-#: Real-data fixtures in the repository (8 COCO val pairs, one Cityscapes val pair; tests/fixtures/README.md).
-FIXTURES = Path(__file__).resolve().parent / 'fixtures'
-
-#: Read-only real data beside the repository: <repo>/../shared/data.
-SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+from helpers import FIXTURES, REPO_ROOT, SHARED_DATA, TINY_FLAGS, TINY_RUN_FLAGS, run_script
 
 
 @pytest.fixture(scope='session')
@@ -19,10 +19,6 @@ def shared_data_if_present():
     """Path of ../shared/data (read-only real data) where it is beside the clone, else None: every
     test runs on the repository's fixtures; the shared data only adds checks where it is present."""
     return SHARED_DATA if SHARED_DATA.is_dir() else None
-
-
-#: A tiny, fast training run (CPU, fp32, low resolution, 1 epoch): train_picie.py's --preset tiny.
-TINY_FLAGS = ['--preset', 'tiny']
 
 
 @pytest.fixture(scope='session')
@@ -37,7 +33,6 @@ def coco_mini(tmp_path_factory) -> Path:
     """A real COCO-Stuff root with both splits, built from the 8 val fixtures: val2017 = the 8 pairs
     (curated list: all 8), train2017 = the same images and labels (curated list: the first 5, so
     --fullcoco reads 8), the repository's fine_to_coarse_dict.pickle."""
-    import shutil
     root = tmp_path_factory.mktemp('coco_mini')
     fixture = FIXTURES / 'cocostuff'
     ids = (fixture / 'curated' / 'val2017' / 'Coco164kFull_Stuff_Coarse_7.txt').read_text().split()
@@ -59,67 +54,54 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = None, epoch: int = 1) -> Path:
-    """Save `model` as a toolkit checkpoint with the given classifiers ({name: centroids [K, C]})."""
-    from utils.checkpoint import checkpoint_state
-    optimizer = torch.optim.Adam(model.parameters())
-    torch.save(checkpoint_state(model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch,
-                                {'seed': 1}, classifiers, eval_config or {}), path)
-    return path
-
-
 @pytest.fixture(scope='session')
 def coco_val_root() -> Path:
     """A COCO-Stuff root holding only the val split: the 8 real val pairs of tests/fixtures."""
     return FIXTURES / 'cocostuff'
 
 
-def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_clusters: int = 27) -> Path:
-    """A checkpoint in the original project's on-disk format with seeded random weights, drawn by
-    the rule of the reference checkpoints whose original-code scores tests/fixtures/README.md gives:
-    tensors in the original state dict's order (DataParallel 'module.' names; the original's
-    decoder.layer<5-i> is this toolkit's lateral<i>, same order), from one generator seeded with
-    `seed` (classifier 1: seed + 1, classifier 2: seed + 2): num_batches_tracked 0, running_var
-    0.5 + U[0, 1), running_mean 0.1 N, BatchNorm weights 1 + 0.1 N, other vectors 0.05 N, conv
-    weights N * sqrt(2 / fan_in); no 'args'."""
-    from modules.networks import build_model
+@pytest.fixture(scope='session')
+def train():
+    """train(data_root, save_root, run_name, *flags, entry=train_picie.cli) -> exit code: a training
+    run in this process with the tiny preset (`flags` win over it). data_root / save_root / run_name
+    may be None to leave that flag out (e.g. to test a missing one); the run folder is
+    save_root / run_name."""
+    import train_picie
 
-    def draw(shapes, generator_seed):
-        generator = torch.Generator().manual_seed(generator_seed)
-        out = {}
-        for name, shape in shapes:
-            if name.endswith('num_batches_tracked'):
-                out[name] = torch.tensor(0)
-            elif name.endswith('running_var'):
-                out[name] = 0.5 + torch.rand(shape, generator=generator)
-            elif name.endswith('running_mean'):
-                out[name] = 0.1 * torch.randn(shape, generator=generator)
-            elif len(shape) == 1 and ('bn' in name or 'downsample.1' in name) and name.endswith('weight'):
-                out[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
-            elif len(shape) == 1:
-                out[name] = 0.05 * torch.randn(shape, generator=generator)
-            else:
-                fan_in = int(torch.tensor(shape[1:]).prod())
-                out[name] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
-        return out
-
-    model = build_model(arch)
-    shapes = []
-    for key, value in model.state_dict().items():
-        if key.startswith('decoder.lateral'):
-            key = f'decoder.layer{5 - int(key[len("decoder.lateral")])}' + key[len('decoder.lateralN'):]
-        shapes.append(('module.' + key, list(value.shape)))
-    head = [('module.weight', [n_clusters, model.feat_dim, 1, 1]), ('module.bias', [n_clusters])]
-    n_params = sum(1 for name, _ in shapes if not name.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
-    torch.save({'epoch': 10, 'state_dict': draw(shapes, seed), 'classifier1_state_dict': draw(head, seed + 1),
-                'classifier2_state_dict': draw(head, seed + 2),
-                'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': list(range(n_params))}]}}, path)
-    return path
+    def run(data_root, save_root, run_name, *flags, entry=None):
+        argv = list(TINY_FLAGS)
+        for flag, value in (('--data_root', data_root), ('--save_root', save_root), ('--run_name', run_name)):
+            if value is not None:
+                argv += [flag, str(value)]
+        return (entry or train_picie.cli)([*argv, *map(str, flags)])
+    return run
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the OS picks it), for torchrun's rendezvous in DDP tests."""
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(('127.0.0.1', 0))
-        return probe.getsockname()[1]
+@pytest.fixture(scope='session')
+def tiny_run(tiny_demo, tmp_path_factory, train) -> Path:
+    """A finished two-epoch tiny run on `tiny_demo` (TINY_RUN_FLAGS), trained once per session for the
+    many tests that only read a run's outputs (metrics, checkpoint, logs). Do not write into it:
+    copy it with `tiny_run_copy` first."""
+    save_root = tmp_path_factory.mktemp('tiny_run')
+    assert train(tiny_demo, save_root, 'tiny', *TINY_RUN_FLAGS) == 0
+    return save_root / 'tiny'
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the shared run (same folder name), for a test that resumes or changes it."""
+    return Path(shutil.copytree(tiny_run, tmp_path / 'runs' / tiny_run.name))
+
+
+@pytest.fixture(scope='session')
+def tiny_ablation(tiny_demo, tmp_path_factory):
+    """(root, stdout) of sh_files/ablate_transforms.sh with TINY=1 over the combinations 'none' and
+    'jitter+random_crop' (runs in root/runs/<combination>, with TensorBoard logs where tensorboard is
+    installed), shared by the tests of the script, tools/visualize.py, tools/invariance.py and TensorBoard."""
+    root = tmp_path_factory.mktemp('ablation')
+    extra = ['--tensorboard'] if importlib.util.find_spec('tensorboard') is not None else []
+    done = run_script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
+                                               'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
+                      *extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root, done.stdout

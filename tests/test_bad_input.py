@@ -7,14 +7,13 @@ import pytest
 import torch
 
 import test_picie
-import train_picie
-from conftest import TINY_FLAGS
+from helpers import write_checkpoint
+from modules.networks import build_model
 
 
-def _train(capsys, *argv):
-    code = train_picie.cli([*argv, *TINY_FLAGS, '--num_epoch', '1'])
-    err = capsys.readouterr().err.strip()
-    return code, err
+def _with_stderr(code, capsys):
+    """(exit code, what the run printed on stderr)."""
+    return code, capsys.readouterr().err.strip()
 
 
 def _copy_demo(tiny_demo, tmp_path):
@@ -31,50 +30,50 @@ def _assert_one_line(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-def test_missing_data_root(capsys, tmp_path):
+def test_missing_data_root(capsys, tmp_path, train):
     missing = tmp_path / 'nope'
-    code, err = _train(capsys, '--data_root', str(missing), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(missing, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, str(missing), '--data_root')
 
 
-def test_misnamed_image_folder(capsys, tiny_demo, tmp_path):
+def test_misnamed_image_folder(capsys, tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     (root / 'images' / 'train2017').rename(root / 'images' / 'train')
-    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(root, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, str(root / 'images' / 'train2017'), 'image folder')
 
 
-def test_missing_label_folder(capsys, tiny_demo, tmp_path):
+def test_missing_label_folder(capsys, tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     shutil.rmtree(root / 'annotations' / 'val2017')
-    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(root, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, str(root / 'annotations' / 'val2017'), 'label folder')
 
 
-def test_missing_curated_list(capsys, tiny_demo, tmp_path):
+def test_missing_curated_list(capsys, tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     (root / 'curated' / 'train2017' / 'Coco164kFull_Stuff_Coarse_7.txt').unlink()
-    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(root, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, 'Coco164kFull_Stuff_Coarse_7.txt', 'tools.make_curated', '--fullcoco')
 
 
-def test_listed_image_without_file(capsys, tiny_demo, tmp_path):
+def test_listed_image_without_file(capsys, tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     first = (root / 'curated' / 'train2017' / 'Coco164kFull_Stuff_Coarse_7.txt').read_text().split()[0]
     (root / 'images' / 'train2017' / f'{first}.jpg').unlink()
-    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(root, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, f'{first}.jpg', 'does not exist')
 
 
-def test_broken_class_map_pickle(capsys, tiny_demo, tmp_path):
+def test_broken_class_map_pickle(capsys, tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     (root / 'fine_to_coarse_dict.pickle').write_bytes(pickle.dumps({'something': 1}))
-    code, err = _train(capsys, '--data_root', str(root), '--save_root', str(tmp_path / 'runs'))
+    code, err = _with_stderr(train(root, tmp_path / 'runs', None), capsys)
     _assert_one_line(code, err, str(root / 'fine_to_coarse_dict.pickle'), 'fine_index_to_coarse_index')
 
 
-def test_unknown_transform_name(capsys, tiny_demo, tmp_path):
-    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--inv_list', 'gray')
+def test_unknown_transform_name(capsys, tiny_demo, tmp_path, train):
+    code, err = _with_stderr(train(tiny_demo, tmp_path, None, '--inv_list', 'gray'), capsys)
     _assert_one_line(code, err, '--inv_list', "'gray'")
 
 
@@ -95,30 +94,45 @@ def test_missing_checkpoint(capsys, tiny_demo, tmp_path):
     _assert_one_line(code, capsys.readouterr().err, str(path), 'not found')
 
 
-def test_existing_run_is_never_overwritten(capsys, tiny_demo, tmp_path):
-    args = ['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'run', '--stuff',
-            '--K_train', '15', '--K_test', '15']
-    code, _ = _train(capsys, *args)
+def test_existing_run_is_never_overwritten(capsys, tiny_demo, tmp_path, train):
+    args = [tiny_demo, tmp_path, 'run', '--stuff', '--K_train', '15', '--K_test', '15']
+    code, _ = _with_stderr(train(*args), capsys)
     assert code == 0
     checkpoint = tmp_path / 'run' / 'checkpoint.pth'
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    code, err = _train(capsys, *args)
+    code, err = _with_stderr(train(*args), capsys)
     _assert_one_line(code, err, str(tmp_path / 'run'), '--restart', '--overwrite')
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest
     # --overwrite starts afresh but keeps the old files in previous_*/
-    code, _ = _train(capsys, *args, '--overwrite')
+    code, _ = _with_stderr(train(*args, '--overwrite'), capsys)
     assert code == 0
     kept = list((tmp_path / 'run').glob('previous_*/checkpoint.pth'))
     assert len(kept) == 1 and hashlib.sha256(kept[0].read_bytes()).hexdigest() == digest
 
 
-def test_unwritable_save_root(capsys, tiny_demo, tmp_path):
+def test_unwritable_save_root(capsys, tiny_demo, tmp_path, train):
     blocker = tmp_path / 'file'
     blocker.write_text('a file where a folder should be')
-    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(blocker))
+    code, err = _with_stderr(train(tiny_demo, blocker, None), capsys)
     _assert_one_line(code, err, str(blocker), 'writable')
 
 
-def test_bad_flag_value(capsys, tiny_demo, tmp_path):
-    code, err = _train(capsys, '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--K_train', '1')
+def test_bad_flag_value(capsys, tiny_demo, tmp_path, train):
+    code, err = _with_stderr(train(tiny_demo, tmp_path, None, '--K_train', '1'), capsys)
     _assert_one_line(code, err, '--K_train')
+
+
+def test_checkpoint_weights_that_do_not_fit_its_network_are_named(capsys, tiny_demo, tmp_path):
+    model = build_model('resnet18')
+    path = write_checkpoint(tmp_path / 'edited.pth', model, {'view1': torch.randn(15, model.feat_dim)})
+    ckpt = torch.load(path, weights_only=False)
+    weights = ckpt['model']
+    del weights['backbone.layer4.1.conv2.weight']
+    weights['backbone.extra.weight'] = torch.zeros(3)
+    weights['decoder.lateral1.weight'] = torch.zeros(7, 7, 1, 1)
+    torch.save(ckpt, path)
+    code = test_picie.cli(['--eval_path', str(path), '--data_root', str(tiny_demo), '--num_workers', '0'])
+    _assert_one_line(code, capsys.readouterr().err, 'do not fit a resnet18 FPN',
+                     '1 key missing (backbone.layer4.1.conv2.weight)', '1 unexpected key (backbone.extra.weight)',
+                     '1 tensor of another shape (decoder.lateral1.weight [7, 7, 1, 1] where the network has '
+                     '[128, 64, 1, 1])')

@@ -1,11 +1,12 @@
 """The benchmark scripts run end to end and report what the README's tables quote."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks import bench_epoch, bench_views
-from conftest import TINY_FLAGS
+from helpers import TINY_FLAGS, TINY_RUN_FLAGS
 
 
 def test_kmeans_working_set_at_the_papers_settings():
@@ -66,35 +67,31 @@ def test_bench_views_times_every_transform_set(capsys):
     assert torch.get_num_threads() == threads  # --threads must not leak into the calling process
 
 
-def _tiny_run(tmp_path, data_root, name, *extra):
-    import train_picie
-    assert train_picie.cli(['--data_root', str(data_root), *TINY_FLAGS, '--deterministic', '--precision', 'fp32',
-                            '--save_root', str(tmp_path), '--run_name', name, *extra]) == 0
-    return tmp_path / name
-
-
-def test_fingerprint_is_equal_for_the_same_run_and_differs_for_another(tiny_demo, tmp_path):
-    """benchmarks/fingerprint.py, on which the refactor's 'behaviour unchanged' evidence rests: two
-    deterministic runs of the same flags fingerprint alike (times and commit ignored); another seed
-    does not; --keys hashes only the named final metrics, so a key a newer version adds is no difference."""
+def test_fingerprint_is_equal_for_the_same_run_and_differs_for_another(tiny_run, tiny_demo, tmp_path, train):
+    """benchmarks/fingerprint.py, on which the refactor's 'behaviour unchanged' evidence rests: another
+    seed fingerprints differently; --keys hashes only the named final metrics, so a key a newer version
+    adds is no difference. (Two deterministic runs of the same flags fingerprint alike:
+    test_reliability.py::test_two_fresh_deterministic_runs_are_identical.)"""
+    import shutil
     from benchmarks.fingerprint import fingerprint
-    first = fingerprint(_tiny_run(tmp_path, tiny_demo, 'a'))
-    again = fingerprint(_tiny_run(tmp_path, tiny_demo, 'b'))
-    other = fingerprint(_tiny_run(tmp_path, tiny_demo, 'c', '--seed', '2'))
-    assert first == again
+    first = fingerprint(tiny_run)
+    assert train(tiny_demo, tmp_path, 'c', *TINY_RUN_FLAGS, '--seed', '2') == 0
+    other = fingerprint(tmp_path / 'c')
     assert other['model'] != first['model'] and other['history'] != first['history']
 
-    final_path = tmp_path / 'b' / 'final_metrics.json'
+    copy = Path(shutil.copytree(tiny_run, tmp_path / 'b'))
+    assert fingerprint(copy) == first  # times and the folder's place are not part of it
+    final_path = copy / 'final_metrics.json'
     final = json.loads(final_path.read_text())
     final['a_key_of_a_newer_version'] = 1
     final_path.write_text(json.dumps(final))
-    assert fingerprint(tmp_path / 'b')['final'] != first['final']
-    assert fingerprint(tmp_path / 'b', keys=['acc', 'mIoU'])['final'] == fingerprint(tmp_path / 'a', keys=['acc', 'mIoU'])['final']
+    assert fingerprint(copy)['final'] != first['final']
+    assert fingerprint(copy, keys=['acc', 'mIoU'])['final'] == fingerprint(tiny_run, keys=['acc', 'mIoU'])['final']
 
 
 def test_behaviour_check_names_a_missing_data_root(tmp_path):
     import subprocess
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
     done = subprocess.run(['bash', 'benchmarks/behaviour_check.sh', str(tmp_path / 'out')], cwd=REPO_ROOT,
                           env={'PATH': '/usr/bin:/bin', 'COCO_ROOT': str(tmp_path / 'missing')},
                           capture_output=True, text=True)
@@ -102,3 +99,20 @@ def test_behaviour_check_names_a_missing_data_root(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: COCO_ROOT={tmp_path / 'missing'} is not a folder; set COCO_ROOT to a COCO-Stuff root (docs/datasets.md)"]
     assert not (tmp_path / 'out').exists()
+
+
+def test_suite_cost_counts_what_a_run_writes_and_enforces_its_bounds(tmp_path, capsys):
+    """benchmarks/suite_cost.py (make test's wrapper): the bytes a test run writes are counted, and a run over
+    --max_written_mb fails with one line even though its tests passed."""
+    from benchmarks import suite_cost
+    (tmp_path / 'test_writer.py').write_text(
+        'import os\n\ndef test_writes(tmp_path):\n'
+        '    with open(tmp_path / "blob", "wb") as out:\n'
+        '        out.write(os.urandom(3 * 2 ** 20))\n        out.flush()\n        os.fsync(out.fileno())\n')
+    argv = ['--cwd', str(tmp_path), '--json', str(tmp_path / 'cost.json'), '--', '-q', '-p', 'no:cacheprovider',
+            '-o', 'tmp_path_retention_policy=none', 'test_writer.py']
+    assert suite_cost.main(argv) == 0
+    cost = json.loads((tmp_path / 'cost.json').read_text())
+    assert cost['exit_code'] == 0 and cost['written_mb'] >= 2.9 and cost['cpu_s'] > 0
+    assert suite_cost.main(['--max_written_mb', '1', *argv]) == 1
+    assert 'over the bound of 1 MB (--max_written_mb)' in capsys.readouterr().out

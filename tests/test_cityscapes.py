@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import train_picie
-from conftest import FIXTURES, TINY_FLAGS
+from helpers import FIXTURES, TINY_FLAGS
 from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_path
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError

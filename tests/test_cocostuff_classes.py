@@ -10,13 +10,22 @@ import pytest
 
 from data.cocostuff_classes import (
     COARSE_NAMES,
+    FINE171_NAMES,
+    FINE171_VALUES,
     FINE_NAMES,
     FINE_TO_COARSE,
+    N_FINE171,
+    STUFF171_CLASSES,
     STUFF_CLASSES,
+    THING171_CLASSES,
     THING_CLASSES,
+    UNUSED_FINE,
     class_names,
     coarse_lut,
+    fine171_lut,
+    fine171_names,
     fine_to_coarse_dict,
+    group_classes,
     load_fine_to_coarse,
     n_classes,
 )
@@ -180,3 +189,75 @@ def test_load_fine_to_coarse_bad_pickle(tmp_path: Path, payload: bytes, why: str
     message = str(info.value)
     assert str(path) in message and why in message
     assert '\n' not in message
+
+
+# -- COCO-Stuff-171 ---------------------------------------------------------------------------------
+# The fine ids the official COCO-Stuff label list marks "Removed from COCO." (1-based, as the list numbers
+# them), with their names there: nightrome/cocostuff, labels.md at commit 0f0cb3f941650257dbc8d952fb412e2e7259d836
+# (its labels.txt, commit cad94560af961375160d9e9e55a1612bc319cd5b, gives the same names for these ids).
+# A stuffthingmaps value is the list's id - 1.
+REMOVED_FROM_COCO = {12: 'street sign', 26: 'hat', 29: 'shoe', 30: 'eye glasses', 45: 'plate', 66: 'mirror',
+                     68: 'window', 69: 'desk', 71: 'door', 83: 'blender', 91: 'hair brush'}
+# SHA-256 of the 171 names in class order: labels.txt's names of ids 1..182 without the removed ones.
+REFERENCE_FINE171_NAMES_DIGEST = '0d1caff40f22c2f8de07c9d3016f2521dea096ae8b51889a12d3511bc33a18e7'
+
+
+def test_unused_ids_are_those_removed_from_coco():
+    assert UNUSED_FINE == (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
+    assert UNUSED_FINE == tuple(sorted(i - 1 for i in REMOVED_FROM_COCO))
+    assert all(FINE_NAMES[i - 1] == name for i, name in REMOVED_FROM_COCO.items())
+
+
+def test_fine171_tables():
+    assert len(FINE171_NAMES) == N_FINE171 == 171 and len(set(FINE171_NAMES)) == 171
+    assert _digest(list(FINE171_NAMES)) == REFERENCE_FINE171_NAMES_DIGEST
+    assert FINE171_VALUES == tuple(v for v in range(182) if v not in UNUSED_FINE)
+    # 80 things (values 0..90) then 91 stuff (values 91..181), each in value order.
+    assert THING171_CLASSES == tuple(range(80)) and STUFF171_CLASSES == tuple(range(80, 171))
+    assert FINE171_VALUES[79] == 89 and FINE171_VALUES[80] == 91 and FINE171_VALUES[170] == 181
+    assert (FINE171_NAMES[0], FINE171_NAMES[11], FINE171_NAMES[79]) == ('person', 'stop sign', 'toothbrush')
+    assert (FINE171_NAMES[80], FINE171_NAMES[145], FINE171_NAMES[170]) == ('banner', 'sky-other', 'wood')
+    # Every stuff class of 171 is a stuff class of 27 and every thing class a thing class.
+    assert {FINE_TO_COARSE[FINE171_VALUES[c]] for c in THING171_CLASSES} == set(THING_CLASSES)
+    assert {FINE_TO_COARSE[FINE171_VALUES[c]] for c in STUFF171_CLASSES} == set(STUFF_CLASSES)
+    # The class order of CAUSE's COCO-171 loader (ByungKwanLee/Causal-Unsupervised-Segmentation,
+    # loader/dataloader.py, Coco171.fine_to_coarse, commit 3330e4a): a few of its value -> class entries.
+    cause = {0: 0, 10: 10, 12: 11, 26: 24, 30: 26, 45: 40, 66: 60, 69: 61, 71: 62, 83: 73, 89: 79, 91: 80,
+             156: 145, 181: 170}
+    assert {v: FINE171_VALUES.index(v) for v in cause} == cause
+
+
+def test_fine171_names_from_the_official_list(shared_data_if_present):
+    """Where ../shared is beside the clone: the 171 names are the official list's, less the removed ids."""
+    if shared_data_if_present is None:
+        return
+    lines = (shared_data_if_present / 'picie_reference' / 'cocostuff_labels.txt').read_text().splitlines()
+    ids = dict(line.split(': ', 1) for line in lines if line.strip())
+    assert all(ids[str(i)] == name for i, name in REMOVED_FROM_COCO.items())
+    kept = [ids[str(i)] for i in range(1, 183) if i not in REMOVED_FROM_COCO]
+    assert kept == list(FINE171_NAMES)
+
+
+@pytest.mark.parametrize('stuff, thing, n, first, last', [
+    (True, True, 171, 'person', 'wood'), (True, False, 91, 'banner', 'wood'), (False, True, 80, 'person', 'toothbrush')])
+def test_fine171_lut(stuff, thing, n, first, last):
+    lut = fine171_lut(stuff, thing)
+    names = fine171_names(stuff, thing)
+    assert lut.dtype == np.int16 and lut.shape == (256,)
+    assert sorted(set(lut.tolist()) - {-1}) == list(range(n)) and len(names) == n
+    assert (names[0], names[-1]) == (first, last)
+    assert all(lut[v] == -1 for v in (*UNUSED_FINE, *range(182, 256)))
+    for value in range(182):  # each kept value maps to the class of its own name
+        if lut[value] >= 0:
+            assert names[lut[value]] == FINE_NAMES[value]
+    if stuff and thing:
+        assert (lut[0], lut[12], lut[89], lut[91], lut[156], lut[181]) == (0, 11, 79, 80, 145, 170)
+        assert group_classes(171, True, True) == (THING171_CLASSES, STUFF171_CLASSES)
+    else:
+        assert group_classes(171, stuff, thing) == ((), ())
+        assert all(lut[v] == -1 for v in (range(91) if stuff else range(91, 182)))
+
+
+def test_group_classes_of_27_are_the_coarse_groups():
+    assert group_classes(27, True, True) == (THING_CLASSES, STUFF_CLASSES)
+    assert group_classes(27, True, False) == ((), ())

@@ -9,7 +9,7 @@ import torch
 
 import test_picie
 import train_picie
-from conftest import TINY_FLAGS
+from helpers import TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker
 from modules.kmeans import MiniBatchKMeans
 

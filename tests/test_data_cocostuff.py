@@ -8,9 +8,11 @@ from PIL import Image
 
 from data.build import build_source, val_dataset
 from data.cocostuff import build_cocostuff, coco_split_files
-from data.cocostuff_classes import FINE_TO_COARSE
+from data.cocostuff_classes import (FINE171_NAMES, FINE171_VALUES, FINE_TO_COARSE, STUFF171_CLASSES, THING171_CLASSES,
+                                    UNUSED_FINE, fine171_lut)
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
+from modules.metrics import confusion_histogram, segmentation_metrics
 from utils.dist import EpochSampler
 from utils.loaders import PassLoader
 
@@ -82,3 +84,84 @@ def test_chunked_loader_gives_the_same_batches_as_plain_batching(coco_mini):
     for batch in batches:
         for row, index in enumerate(batch.indices.tolist()):
             assert torch.equal(batch.images[row], dataset[index][1])
+
+
+# -- COCO-Stuff-171 on the real fixtures ----------------------------------------------------------------
+def _raw_labels(root):
+    """The 8 val label maps as stored (uint8 stuffthingmaps values), in curated-list order."""
+    _, labels = coco_split_files(root, 'val2017', with_labels=True)
+    return [np.asarray(Image.open(path)) for path in labels]
+
+
+def test_fixture_label_maps_hold_41_fine_values(coco_val_root):
+    """41 distinct fine values between 0 and 176, and 255 (unlabelled): 42 distinct values in all."""
+    values = sorted(set().union(*(np.unique(raw).tolist() for raw in _raw_labels(coco_val_root))))
+    fine = [v for v in values if v != 255]
+    assert len(fine) == 41 and (fine[0], fine[-1]) == (0, 176) and values[-1] == 255 and len(values) == 42
+    assert not set(values) & set(UNUSED_FINE)  # the removed ids never occur
+
+
+def test_171_source_reads_the_same_images_with_fine_classes(coco_mini):
+    coarse, fine = build_cocostuff(coco_mini), build_cocostuff(coco_mini, coco_classes=171)
+    assert fine.val_images == coarse.val_images and fine.train_images == coarse.train_images  # same curated lists
+    assert fine.n_classes == 171 and fine.class_names == list(FINE171_NAMES) and fine.label_set == 'COCO-Stuff-171'
+    assert coarse.label_set == 'COCO-Stuff-27' and coarse.thing_classes == tuple(range(12))
+    assert fine.thing_classes == tuple(range(80)) and fine.stuff_classes == tuple(range(80, 171))
+    stuff = build_cocostuff(coco_mini, stuff=True, thing=False, coco_classes=171)
+    assert stuff.n_classes == 91 and stuff.thing_classes == stuff.stuff_classes == ()
+    # The evaluation dataset yields the fine classes: each labelled pixel is the class of its PNG value.
+    _, _, label = val_dataset(fine, 64)[0]
+    raw = _raw_labels(coco_mini)[0]
+    assert set(label.unique().tolist()) - {-1} <= {FINE171_VALUES.index(v) for v in np.unique(raw) if v < 182}
+
+
+def _hand_histogram(raws, predict):
+    """hist[class, cluster] over the 171 classes, counted pixel by pixel in plain Python dictionaries:
+    the class of a value is its rank among the kept values 0..181 (the removed ids left out)."""
+    kept = [v for v in range(182) if v not in (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)]
+    class_of = {v: c for c, v in enumerate(kept)}
+    counts = {}
+    for raw in raws:
+        values, n = np.unique(raw, return_counts=True)
+        for value, count in zip(values.tolist(), n.tolist()):
+            if value in class_of:
+                key = (class_of[value], predict(class_of[value]))
+                counts[key] = counts.get(key, 0) + count
+    hist = np.zeros((171, 171), dtype=np.int64)
+    for (cls, cluster), count in counts.items():
+        hist[cls, cluster] = count
+    return hist
+
+
+def test_171_histogram_and_hungarian_on_the_fixtures(coco_val_root):
+    """On the 8 real label maps at full size: clusters = classes shifted by one, except that every pixel
+    of 'sky-other' is predicted as the cluster of 'fog' (both stuff, fog the larger). Hungarian matching
+    must undo the shift, and the scores follow by hand from the pixel counts."""
+    raws = _raw_labels(coco_val_root)
+    sky, fog = FINE171_NAMES.index('sky-other'), FINE171_NAMES.index('fog')
+
+    def predict(cls):
+        return (fog + 1) % 171 if cls == sky else (cls + 1) % 171
+
+    expected = _hand_histogram(raws, predict)
+    lut = torch.from_numpy(fine171_lut().astype(np.int64))
+    hist = sum(confusion_histogram(lut[torch.from_numpy(raw.astype(np.int64))],
+                                   torch.from_numpy(np.vectorize(predict)(np.maximum(fine171_lut()[raw], 0))), 171)
+               for raw in raws)
+    assert np.array_equal(hist.numpy(), expected)
+    present = np.flatnonzero(expected.sum(1))
+    n_sky, n_fog = expected.sum(1)[sky], expected.sum(1)[fog]
+    assert len(present) == 41 and 0 < n_sky < n_fog  # a class per fine value; sky the smaller
+    metrics = segmentation_metrics(hist, FINE171_NAMES, THING171_CLASSES, STUFF171_CLASSES)
+    assert all(metrics['cluster_to_class'][(c + 1) % 171] == c for c in present if c != sky)
+    total = expected.sum()
+    assert metrics['acc'] == pytest.approx(100 * (total - n_sky) / total)
+    iou = {c: 1.0 for c in present}
+    iou[sky], iou[fog] = 0.0, n_fog / (n_fog + n_sky)
+    assert metrics['mIoU'] == pytest.approx(100 * np.mean(list(iou.values())))
+    things = [c for c in present if c < 80]
+    stuffs = [c for c in present if c >= 80]
+    assert things and stuffs
+    assert metrics['thing_mIoU'] == pytest.approx(100.0)
+    assert metrics['stuff_mIoU'] == pytest.approx(100 * np.mean([iou[c] for c in stuffs]))
+    assert metrics['per_class_iou']['sky-other'] == 0.0 and metrics['per_class_iou']['wood'] is None

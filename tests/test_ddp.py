@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import test_picie
-from conftest import REPO_ROOT, TINY_FLAGS, free_port
+from helpers import REPO_ROOT, TINY_FLAGS, free_port
 
 FLAGS = [*TINY_FLAGS, '--inv_list', 'none', '--eqv_list', 'none']
 AUGMENT = ['--inv_list', 'jitter,grey', '--eqv_list', 'random_crop,h_flip']

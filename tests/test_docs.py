@@ -82,6 +82,49 @@ def test_code_references_exist(page):
     assert not missing, f'{page.name}: ' + '; '.join(missing)
 
 
+# A repository path in running text or code style: a top-level folder of the repository, then a path.
+# Placeholders (<run>, *, {a,b}) end the match, so a path is checked up to its last literal folder.
+REPO_DIRS = ('modules', 'data', 'utils', 'tools', 'tests', 'sh_files', 'benchmarks', 'docs', 'curated')
+PATH_REF = re.compile(r'(?<![\w./-])((?:%s)/[\w./-]*)([*<{]?)' % '|'.join(REPO_DIRS))
+# Where a page points at the project's tracker, which readers of the repository cannot see.
+TRACKER_REF = re.compile(r"\bthe issue\b|\bissue's\b|\ban issue of this project\b|\bissue \d+", re.I)
+
+
+def repository_paths(text):
+    """The repository paths a page names (trailing sentence punctuation dropped); a path cut short by a
+    placeholder (benchmarks/results/cpu2core_*.json) ends in '*': some file must start with it."""
+    return sorted({path.rstrip('.') + ('*' if cut else '') for path, cut in PATH_REF.findall(text)})
+
+
+def path_exists(path):
+    if path.endswith('*'):
+        prefix = ROOT / path[:-1]
+        return prefix.parent.is_dir() and any(p.name.startswith(prefix.name) for p in prefix.parent.iterdir())
+    return (ROOT / path).exists()
+
+
+@pytest.mark.parametrize('page', PAGES, ids=page_ids(PAGES))
+def test_named_files_exist(page):
+    """`utils/metrics.py`, sh_files/x.sh, docs/figures/x.png ...: every repository path a page names exists."""
+    missing = [path for path in repository_paths(page.read_text(encoding='utf-8')) if not path_exists(path)]
+    assert not missing, f'{page.name} names files that do not exist: {missing}'
+
+
+@pytest.mark.parametrize('page', PAGES, ids=page_ids(PAGES))
+def test_no_reference_to_the_tracker(page):
+    """A reader has the repository, not the tracker: "the issue", "issue 12" explain nothing to them."""
+    found = sorted({m.group(0) for m in TRACKER_REF.finditer(page.read_text(encoding='utf-8'))})
+    assert not found, f'{page.name} refers to the tracker ({found}); say what it measured or decided instead'
+
+
+def test_the_path_and_tracker_checks_see_what_they_guard():
+    text = 'the missing `utils/metrics.py`, sh_files/demo.sh. and ../shared/data/README.md, tools/<name>.py'
+    assert repository_paths(text) == ['sh_files/demo.sh', 'tools/*', 'utils/metrics.py']
+    assert not path_exists('utils/metrics.py') and path_exists('tools/make_*') and not path_exists('tools/nothing_*')
+    assert TRACKER_REF.search('the collapses of the Issue\'s probe') and TRACKER_REF.search('(issue 12)')
+    assert not TRACKER_REF.search('a known issue with faiss')
+
+
 def test_the_checks_see_references():
     """The walkthrough's references are found by the patterns above (so the tests above are not vacuous)."""
     text = (ROOT / 'docs' / 'understanding_picie.md').read_text(encoding='utf-8')

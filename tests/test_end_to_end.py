@@ -11,7 +11,8 @@ import torch
 
 import test_picie
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
+from data.cocostuff_classes import FINE171_NAMES
 from modules.networks import build_model
 
 
@@ -19,21 +20,9 @@ def _metrics(run):
     return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
 
 
-def _train(data_root, save_root, run_name, *extra):
-    argv = ['--data_root', str(data_root), '--save_root', str(save_root), '--run_name', run_name,
-            *TINY_FLAGS, *extra]
-    assert train_picie.cli(argv) == 0
-    return save_root / run_name
-
-
-@pytest.fixture(scope='module')
-def demo_run(tiny_demo, tmp_path_factory):
-    save_root = tmp_path_factory.mktemp('runs')
-    return _train(tiny_demo, save_root, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
-                  '--num_epoch', '2', '--eval_init', '--repeats', '2')
-
-
-def test_demo_run_writes_metrics_and_checkpoint(demo_run):
+def test_demo_run_writes_metrics_and_checkpoint(tiny_run):
+    """The shared session run (conftest's tiny_run: 2 epochs, --eval_init, --repeats 2, K 15)."""
+    demo_run = tiny_run
     records = _metrics(demo_run)
     assert [r['epoch'] for r in records] == [0, 0, 1, 2]
     assert [r['stage'] for r in records[:2]] == ['init', 'init_bn']  # as initialised, then BN re-estimated
@@ -49,11 +38,12 @@ def test_demo_run_writes_metrics_and_checkpoint(demo_run):
     assert config['git_commit'] and config['augment_config']['inv_list'][:4] == [
         'brightness', 'contrast', 'saturation', 'hue']
     ckpt = torch.load(demo_run / 'checkpoint.pth', weights_only=True)
-    assert ckpt['epoch'] == 2 and ckpt['model_config'] == {'arch': 'resnet18', 'feat_dim': 128}
+    assert ckpt['epoch'] == 2 and ckpt['model_config'] == {'arch': 'resnet18_tiny', 'feat_dim': 128}
     assert ckpt['classifiers']['view1']['weight'].shape == (15, 128)
 
 
-def test_checkpoint_evaluates_with_test_picie(demo_run, tiny_demo, tmp_path):
+def test_checkpoint_evaluates_with_test_picie(tiny_run, tiny_demo, tmp_path):
+    demo_run = tiny_run
     out = tmp_path / 'm.json'
     argv = ['--eval_path', str(demo_run / 'checkpoint.pth'), '--data_root', str(tiny_demo), '--res', '64',
             '--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--out', str(out)]
@@ -68,17 +58,18 @@ def test_checkpoint_evaluates_with_test_picie(demo_run, tiny_demo, tmp_path):
     assert result['mIoU'] == pytest.approx(last['mIoU'], abs=1e-6)
 
 
-def test_restart_continues_from_checkpoint(demo_run, tiny_demo):
-    _train(tiny_demo, demo_run.parent, 'demo', '--stuff', '--K_train', '15', '--K_test', '15',
-           '--num_epoch', '3', '--restart')
+def test_restart_continues_from_checkpoint(tiny_run_copy, tiny_demo, train):
+    demo_run = tiny_run_copy
+    assert train(tiny_demo, demo_run.parent, demo_run.name, '--num_epoch', '3', '--restart') == 0
     epochs = [r['epoch'] for r in _metrics(demo_run)]
     assert epochs == [0, 0, 1, 2, 3]
     assert torch.load(demo_run / 'checkpoint.pth', weights_only=True)['epoch'] == 3
 
 
-def test_real_sample_two_epochs(coco_mini, tmp_path):
-    run = _train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
-                 '--batch_size_cluster', '16', '--stuff', '--thing')
+def test_real_sample_two_epochs(coco_mini, tmp_path, train):
+    assert train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
+                 '--batch_size_cluster', '16', '--stuff', '--thing') == 0
+    run = tmp_path / 'coco'
     records = _metrics(run)
     assert [r['epoch'] for r in records] == [1, 2]
     assert all(math.isfinite(r['loss']) for r in records)
@@ -178,7 +169,7 @@ def test_train_script_eval_only_alias(coco_mini, tmp_path):
     assert json.loads(out.read_text())['n_images'] == 8
 
 
-def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch):
+def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch, train):
     """The default training precision on CPUs with bf16 units (--precision auto picks bf16 there):
     forced here with --precision bf16, whatever this CPU has. The forward passes of training run
     under bf16 autocast (and nothing else does: evaluation stays float32), and the loss stays finite."""
@@ -190,8 +181,86 @@ def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch):
         return original(self, device_type, dtype, *args, **kwargs)
 
     monkeypatch.setattr(torch.autocast, '__init__', record)
-    run = _train(tiny_demo, tmp_path, 'bf16', '--precision', 'bf16', '--num_epoch', '2')
+    assert train(tiny_demo, tmp_path, 'bf16', '--precision', 'bf16', '--num_epoch', '2') == 0
+    run = tmp_path / 'bf16'
     assert seen and set(seen) == {torch.bfloat16}
     records = [r for r in _metrics(run) if r['stage'] == 'train']
     assert all(math.isfinite(r['loss']) and r['n_steps'] == 3 for r in records)
     assert json.loads((run / 'final_metrics.json').read_text())['evaluation']['precision'] == 'fp32'
+
+
+# -- COCO-Stuff-171: train, score and segment on the real sample -------------------------------------------
+@pytest.fixture(scope='module')
+def coco171_run(coco_mini, tmp_path_factory, train):
+    """One tiny epoch on the real sample scored on the 171 fine classes (K defaults to 171)."""
+    save_root = tmp_path_factory.mktemp('runs')
+    assert train(coco_mini, save_root, 'coco171', '--coco_classes', '171', '--stuff', '--thing') == 0
+    return save_root / 'coco171'
+
+
+def _score(run, coco_mini, tmp_path, *extra):
+    out = tmp_path / 'm.json'
+    argv = ['--eval_path', str(run / 'checkpoint.pth'), '--data_root', str(coco_mini), '--device', 'cpu',
+            '--num_workers', '0', '--out', str(out), *extra]
+    code = test_picie.cli(argv)
+    return code, (json.loads(out.read_text()) if code == 0 else None)
+
+
+def test_171_run_records_its_label_set(coco171_run):
+    config = json.loads((coco171_run / 'config.json').read_text())
+    assert config['coco_classes'] == 171 and config['K_train'] == config['K_test'] == 171
+    ckpt = torch.load(coco171_run / 'checkpoint.pth', weights_only=True)
+    assert ckpt['eval_config']['coco_classes'] == 171 and len(ckpt['eval_config']['class_names']) == 171
+    assert ckpt['classifiers']['view1']['weight'].shape[0] == 171
+    assert ckpt['classifiers']['view1']['class_names'][145] == 'sky-other'
+    final = json.loads((coco171_run / 'final_metrics.json').read_text())
+    assert final['evaluation']['label_set'] == 'COCO-Stuff-171' and final['evaluation']['n_classes'] == 171
+    assert final['K'] == 171 and len(final['per_class_iou']) == 171
+    assert final['thing_mIoU'] is not None and final['stuff_mIoU'] is not None
+    record = _metrics(coco171_run)[-1]['view1']
+    assert record['thing_mIoU'] is not None and len(record['per_class_iou']) == 171
+
+
+def test_171_checkpoint_scores_with_test_picie(coco171_run, coco_mini, tmp_path):
+    """The stored classifier (with --flip), --recluster (K_test 171) and the linear probe, on 171 classes;
+    the stored classifier scores what the epoch logged."""
+    code, stored = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--flip')
+    assert code == 0 and stored['evaluation']['label_set'] == 'COCO-Stuff-171'
+    assert len(stored['per_class_iou']) == 171 and stored['flip']['thing_mIoU'] is not None
+    assert stored['mIoU'] == pytest.approx(_metrics(coco171_run)[-1]['view1']['mIoU'], abs=1e-6)
+    code, fresh = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster')
+    assert code == 0 and fresh['K'] == 171 and fresh['evaluation']['protocol'] == 'fresh k-means'
+    code, over = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster', '--K_test', '200')
+    assert code == 0 and over['K'] == 200 and over['majority']['matching'] == 'majority'  # many-to-one beside
+    code, probe = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--linear_probe',
+                         '--probe_epochs', '1')
+    assert code == 0 and probe['evaluation']['label_set'] == 'COCO-Stuff-171' and len(probe['per_class_iou']) == 171
+
+
+def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, tmp_path, capsys):
+    """A checkpoint is not scored on the other label set: 171 on 27 (the default), and 27 on 171."""
+    from helpers import original_format_checkpoint
+    for checkpoint, flags, trained in ((coco171_run / 'checkpoint.pth', [], 171),
+                                       (original_format_checkpoint(tmp_path / 'orig.pth', seed=0),
+                                        ['--coco_classes', '171'], 27)):
+        capsys.readouterr()
+        code = test_picie.cli(['--eval_path', str(checkpoint), '--data_root', str(coco_mini), '--device', 'cpu',
+                               '--num_workers', '0', *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count('\n') == 1 and f'trained on COCO-Stuff-{trained}' in err
+        assert f'--coco_classes {trained}' in err
+
+
+def test_predict_names_171_classes(coco171_run, coco_mini, tmp_path):
+    import predict
+    from PIL import Image
+    out = tmp_path / 'maps'
+    images = sorted((coco_mini / 'images' / 'val2017').glob('*.jpg'))[:2]
+    argv = ['--eval_path', str(coco171_run / 'checkpoint.pth'), '--input', *map(str, images), '--output', str(out),
+            '--device', 'cpu', '--num_workers', '0', '--res', '64', '--no_overlay']
+    assert predict.cli(argv) == 0
+    summary = json.loads((out / 'predict.json').read_text())
+    assert summary['index'] == 'class' and summary['names'] == list(FINE171_NAMES)
+    assert len(set(summary['colours'])) == 171  # a colour per class
+    assert max(np.unique(np.asarray(Image.open(out / f'{images[0].stem}.png')))) < 171
+    assert Image.open(out / 'legend.png').size[1] > 171 * 18  # a row per class

@@ -1,5 +1,7 @@
-"""test_picie.py's --flip and --crf (reported beside the plain protocol, in one pass) and the
-many-to-one (majority) matching reported beside one-to-one Hungarian for over-clustering."""
+"""test_picie.py's --flip and --crf (reported beside the plain protocol, in one pass), the
+many-to-one (majority) matching reported beside one-to-one Hungarian for over-clustering, --K_test
+checked against the feature vectors of --recluster (and said to be unused without it), and
+--save_root through test_picie.py and train_picie.py --eval_only."""
 import json
 
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 import torch
 
 import test_picie
-from conftest import write_checkpoint
+import train_picie
+from helpers import write_checkpoint
 from data.build import build_source, val_dataset
 from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
@@ -23,7 +26,7 @@ CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--res', 
 def random_checkpoints(tmp_path_factory):
     """A random network with 15 centroids (as many as the demo's stuff classes) and with 20 (over-clustering)."""
     torch.manual_seed(0)
-    model = build_model('resnet18')
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     model.eval()
     folder = tmp_path_factory.mktemp('ckpt')
     centroids = torch.nn.functional.normalize(torch.randn(20, model.feat_dim), dim=1)
@@ -105,3 +108,46 @@ def test_options_are_not_for_the_linear_probe(random_checkpoints, tiny_demo, cap
     code = test_picie.cli(['--eval_path', str(k15), '--data_root', str(tiny_demo), *CPU, '--linear_probe', '--flip'])
     err = capsys.readouterr().err
     assert code == 2 and '--flip' in err and '--linear_probe' in err
+
+
+def test_recluster_with_more_clusters_than_feature_vectors_stops_before_any_work(random_checkpoints, tiny_demo,
+                                                                                  tmp_path, monkeypatch, capsys):
+    _, _, k15, _ = random_checkpoints
+
+    def no_work(*args, **kwargs):
+        pytest.fail('the evaluation started')
+
+    monkeypatch.setattr(test_picie, 'val_loader', no_work)
+    monkeypatch.setattr(test_picie, 'fresh_cluster_evaluation', no_work)
+    code = test_picie.cli(['--eval_path', str(k15), '--data_root', str(tiny_demo), *CPU, '--recluster', '--K_test',
+                           '100000', '--save_root', str(tmp_path / 'evals')])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    # The 12 train images at --res 64 and stride 4: 12 x 16 x 16 = 3072 feature vectors.
+    assert code == 2 and len(errors) == 1, errors
+    assert '--K_test 100000' in errors[0] and 'give 3072' in errors[0] and '--K_test 3072 or fewer' in errors[0]
+    assert not (tmp_path / 'evals').exists()  # nothing written
+
+
+def test_k_test_without_recluster_is_said_to_be_unused(random_checkpoints, tiny_demo, tmp_path, capsys):
+    _, _, k15, _ = random_checkpoints
+    _score(tiny_demo, tmp_path, k15)
+    assert 'warning' not in capsys.readouterr().err  # not given: nothing to say
+    _score(tiny_demo, tmp_path, k15, '--K_test', '40')
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert len(warnings) == 1 and warnings[0].startswith('warning: --K_test 40 is unused: the stored classifier')
+    assert 'its own 15 clusters' in warnings[0] and '--recluster' in warnings[0]
+
+
+def test_save_root_is_where_the_metrics_go_through_both_entry_points(random_checkpoints, tiny_demo, tmp_path):
+    """test_picie.py --save_root X and the original's train_picie.py --eval_only --save_root X both write
+    X/test_metrics.json; --out names the file instead."""
+    _, _, k15, _ = random_checkpoints
+    argv = ['--eval_path', str(k15), '--data_root', str(tiny_demo), *CPU]
+    assert test_picie.cli([*argv, '--save_root', str(tmp_path / 'a')]) == 0
+    assert train_picie.cli(['--eval_only', *argv, '--save_root', str(tmp_path / 'b')]) == 0
+    first = json.loads((tmp_path / 'a' / 'test_metrics.json').read_text())
+    second = json.loads((tmp_path / 'b' / 'test_metrics.json').read_text())
+    assert first == second and first['checkpoint'] == str(k15)
+    assert train_picie.cli(['--eval_only', *argv, '--save_root', str(tmp_path / 'c'), '--out',
+                            str(tmp_path / 'm.json')]) == 0
+    assert json.loads((tmp_path / 'm.json').read_text()) == first and not (tmp_path / 'c').exists()

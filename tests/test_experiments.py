@@ -3,27 +3,18 @@ runs), over-clustering metrics, tools/compare_runs.py, tools/visualize.py, Tenso
 and the visualize.ipynb notebook."""
 import importlib.util
 import json
-import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
+from helpers import run_script as _script
 from tools import compare_runs, visualize
 import config
 
-SH = REPO_ROOT / 'sh_files'
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
-
-
-def _script(name, env, *args, timeout=600):
-    full_env = {**os.environ, 'PYTHON': sys.executable, **{k: str(v) for k, v in env.items()}}
-    done = subprocess.run(['bash', str(SH / name), *args], capture_output=True, text=True, env=full_env,
-                          cwd=REPO_ROOT, timeout=timeout)
-    return done
 
 
 def _train_commands(stdout):
@@ -95,6 +86,8 @@ def _recorded(name, fake_python, tmp_path, **env):
     ('train_mdc.sh', {'NONPARAMETRIC': '1'}, 'train_mdc.py', {'nonparametric': True, 'run_name': 'mdc_nonparametric'}),
     ('train_picie_cityscapes.sh', {}, 'train_picie.py',
      {'cityscapes': True, 'lr': 1e-3, 'run_name': 'picie_cityscapes'}),
+    ('train_picie_coco171.sh', {}, 'train_picie.py',  # K 171: the class count replaces the preset's 27
+     {'coco_classes': 171, 'K_train': 171, 'K_test': 171, 'run_name': 'picie_coco171'}),
     ('train_picie_dino.sh', {}, 'train_picie.py',  # --pretrain, K 27, batch sizes, --res 320: the preset's
      {'arch': 'dino_vits8', 'freeze_backbone': True, 'vit_head': 'nonlinear', 'in_dim': 70, 'res1': 224, 'res2': 448,
       'lr': 5e-4, 'run_name': 'picie_dino_vits8'}),
@@ -254,6 +247,39 @@ def test_sweep_dry_run_changes_one_setting_per_run():
     assert done.returncode == 2 and "'learning_rate'" in done.stderr
 
 
+def test_sweep_scores_a_holdout_unless_told_to_use_val(tmp_path):
+    """Tuning on val biases the reported val number: by default every run of the sweep reads a hold-out of
+    the training images (made by tools/make_holdout.py), and the report folder follows SAVE_ROOT."""
+    env = {'DRY_RUN': 1, 'PRESET': 'demo', 'PARAMS': 'lr', 'LRS': '1e-3', 'DATA_ROOT': tmp_path / 'demo'}
+    done = _script('sweep_hparams.sh', {**env, 'SAVE_ROOT': 'results/mine'})
+    assert done.returncode == 0, done.stderr
+    assert f'tools.make_holdout --data_root {tmp_path}/demo --out {tmp_path}/demo_holdout --fraction 0.2' in done.stdout
+    runs = _train_commands(done.stdout)
+    assert {args.data_root for args in runs.values()} == {f'{tmp_path}/demo_holdout'}
+    assert '--out reports/mine ' in done.stdout
+    holdout = tmp_path / 'ready'
+    holdout.mkdir()
+    (holdout / 'HOLDOUT.json').write_text('{}')
+    done = _script('sweep_hparams.sh', {**env, 'DATA_ROOT': holdout})
+    assert 'make_holdout' not in done.stdout
+    assert {args.data_root for args in _train_commands(done.stdout).values()} == {str(holdout)}
+    assert '--out reports/sweep_hparams_demo_holdout ' in done.stdout
+    done = _script('sweep_hparams.sh', {**env, 'SCORE_ON_VAL': 1})
+    assert 'make_holdout' not in done.stdout and 'val split' in done.stdout
+    assert {args.data_root for args in _train_commands(done.stdout).values()} == {f'{tmp_path}/demo'}
+    assert '--out reports/sweep_hparams_demo_val ' in done.stdout
+    paper = _script('sweep_hparams.sh', {'DRY_RUN': 1, 'PARAMS': 'lr', 'LRS': '1e-3'})
+    assert '--data_root datasets/coco --out datasets/coco_holdout --n_holdout 2000' in paper.stdout
+
+
+def test_2aug_script_runs_on_the_demo_preset(tmp_path):
+    done = _script('train_picie_2aug.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'PHOTO': 'hue'})
+    assert done.returncode == 0, done.stderr
+    args = _train_commands(done.stdout)['picie_2aug_demo_hue_random_crop']
+    assert args.preset == 'demo' and args.lr == 3e-4 and args.data_root == 'datasets/demo'
+    assert config.resolve_transform_lists(args) == (['hue'], ['random_crop'])
+
+
 def test_tiny_preset_uses_the_test_suites_tiny_flags():
     runs = _train_commands(_script('sweep_hparams.sh', {'DRY_RUN': 1, 'TINY': 1, 'PARAMS': 'lr'}).stdout)
     tiny = vars(config.parse_args(config.get_args_parser(), TINY_FLAGS))
@@ -267,14 +293,9 @@ def test_tiny_preset_uses_the_test_suites_tiny_flags():
 # Tiny end-to-end runs of both scripts (shared by the tests below)
 # ----------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
-def ablation(tiny_demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp('ablation')
-    extra = ['--tensorboard'] if HAS_TENSORBOARD else []
-    done = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
-                                            'REPORT_DIR': root / 'report', 'COMBOS': 'none jitter+random_crop'},
-                   *extra)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root, done.stdout
+def ablation(tiny_ablation):
+    """The session's tiny transform ablation (conftest's tiny_ablation: runs 'none' and 'jitter+random_crop')."""
+    return tiny_ablation
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,7 @@ from PIL import Image
 
 import test_picie
 import train_picie
-from conftest import TINY_FLAGS, write_checkpoint
+from helpers import TINY_FLAGS, write_checkpoint
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.folder import find_images, folder_source
 from modules.networks import build_model
@@ -112,7 +112,7 @@ def test_empty_folder_is_one_line_error(tmp_path, capsys):
 
 
 def test_test_picie_without_labels_says_so(image_tree, tmp_path, capsys):
-    model = build_model('resnet18')
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     write_checkpoint(tmp_path / 'c.pth', model, {'view1': torch.randn(8, model.feat_dim)})
     code = test_picie.cli(['--dataset', 'folder', '--data_root', str(image_tree), '--eval_path',
                            str(tmp_path / 'c.pth'), '--device', 'cpu'])

@@ -74,23 +74,20 @@ def test_flip_equivariant_network_scores_100_on_flips_and_less_on_colour():
     assert all(0.0 <= value <= 100.0 for value in scores.values())
 
 
-def test_cli_compares_run_folders_and_writes_the_table(tmp_path, tiny_demo, capsys):
-    from test_experiments import _script  # the tiny ablation runs the scripts make
-    runs = tmp_path / 'runs'
-    done = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': runs,
-                                            'REPORT_DIR': tmp_path / 'report', 'COMBOS': 'none all'})
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_cli_compares_run_folders_and_writes_the_table(tmp_path, tiny_demo, tiny_ablation, capsys):
+    """On the runs the tiny ablation script makes (conftest's tiny_ablation): a folder and a checkpoint file."""
+    runs = tiny_ablation[0] / 'runs'
     out = tmp_path / 'inv' / 'table'
-    argv = [str(runs / 'none'), str(runs / 'all' / 'checkpoint.pth'), '--data_root', str(tiny_demo),
+    argv = [str(runs / 'none'), str(runs / 'jitter+random_crop' / 'checkpoint.pth'), '--data_root', str(tiny_demo),
             '--device', 'cpu', '--n_images', '3', '--out', str(out)]
     assert invariance.main(argv) == 0
     printed = capsys.readouterr().out
-    assert '| transform | none | all |' in printed and '| paper views |' in printed
+    assert '| transform | none | jitter+random_crop |' in printed and '| paper views |' in printed
     assert out.with_suffix('.md').read_text() in printed
     saved = json.loads(out.with_suffix('.json').read_text())
-    assert set(saved['results']) == {'none', 'all'} and saved['n_images'] == 3
+    assert set(saved['results']) == {'none', 'jitter+random_crop'} and saved['n_images'] == 3
     assert saved['trained_with']['none'] == 'none / none'
-    assert set(saved['results']['all']) == {*PROBES, 'chance'}
+    assert set(saved['results']['jitter+random_crop']) == {*PROBES, 'chance'}
 
 
 def test_cli_missing_checkpoint_is_one_line(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import test_picie
-from conftest import write_checkpoint
+from helpers import write_checkpoint
 from modules.networks import build_model
 from modules.metrics import segmentation_metrics
 
@@ -32,7 +32,7 @@ def test_identity_matching_scores_classes_directly():
 def random_checkpoint(tmp_path_factory):
     """A toolkit checkpoint of a randomly initialised ResNet-18 FPN."""
     torch.manual_seed(0)
-    model = build_model('resnet18')
+    model = build_model('resnet18_tiny')  # plumbing: the tiny net (small files)
     path = tmp_path_factory.mktemp('ckpt') / 'checkpoint.pth'
     return write_checkpoint(path, model, {'view1': torch.randn(27, model.feat_dim)}, {'stuff': True, 'thing': True})
 
@@ -64,3 +64,15 @@ def test_probe_needs_the_train_labels(tiny_demo, random_checkpoint, tmp_path, ca
 def test_probe_and_recluster_are_exclusive(capsys):
     assert test_picie.cli(['--eval_path', 'x.pth', '--linear_probe', '--recluster']) == 2
     assert '--linear_probe and --recluster' in capsys.readouterr().err
+
+
+def test_probe_says_that_k_test_is_unused(tiny_demo, random_checkpoint, tmp_path, capsys):
+    """The probe trains a classifier of the classes and clusters nothing: --K_test (any value) is unused."""
+    root = tmp_path / 'demo'
+    shutil.copytree(tiny_demo, root)
+    sorted((root / 'annotations' / 'train2017').glob('*.png'))[0].unlink()  # stops the probe before it trains
+    code = test_picie.cli(['--eval_path', str(random_checkpoint), '--data_root', str(root), *PROBE_FLAGS,
+                           '--K_test', '100000'])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert code == 2 and warnings == ['warning: --K_test 100000 is unused: --linear_probe trains a classifier of the '
+                                      'classes and clusters nothing']

@@ -2,7 +2,9 @@
 with test_picie.py's evaluation; --flip, --crf, stored matchings, and every bad input."""
 import argparse
 import json
+import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,8 +14,8 @@ from PIL import Image
 
 import predict
 import test_picie
-import train_picie
-from conftest import TINY_FLAGS, write_checkpoint
+
+from helpers import write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
 from config import data_settings, get_test_parser, parse_args
@@ -28,12 +30,9 @@ CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0']
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_demo, tmp_path_factory):
-    """A one-epoch tiny run on the demo set (res 64, 15 clusters, the 15 stuff classes)."""
-    save_root = tmp_path_factory.mktemp('runs')
-    argv = ['--data_root', str(tiny_demo), '--save_root', str(save_root), '--run_name', 'tiny', *TINY_FLAGS]
-    assert train_picie.cli(argv) == 0
-    return save_root / 'tiny' / 'checkpoint.pth'
+def trained(tiny_run):
+    """The checkpoint of the session's shared tiny run (res 64, 15 clusters, the 15 stuff classes)."""
+    return tiny_run / 'checkpoint.pth'
 
 
 def _predict(capsys, *argv):
@@ -301,3 +300,23 @@ def test_checkpoints_without_a_matching_give_cluster_ids(tmp_path, capsys):
     assert code == 0
     mode, size, values = _map(tmp_path / 'm' / 'photo.png')
     assert mode.startswith('I') and size == (30, 20) and values.max() < 300
+
+
+def test_an_output_that_is_a_file_is_named_as_one(trained, tmp_path, capsys):
+    image = _random_image(tmp_path / 'photo.png', (40, 40))
+    existing = tmp_path / 'maps.png'
+    existing.write_bytes(b'a file the user meant to keep')
+    code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(image), '--output', str(existing))
+    _one_error_line(code, err, f'--output {existing} is a file, not a folder')
+    assert existing.read_bytes() == b'a file the user meant to keep'
+
+
+def test_default_workers_fit_the_machine(trained, tmp_path, monkeypatch):
+    """On 2 usable CPUs the default --num_workers (4) is capped at 2: no torch warning about it."""
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    image = _random_image(tmp_path / 'photo.png', (40, 40))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert predict.cli(['--eval_path', str(trained), '--input', str(image), '--output', str(tmp_path / 'o'),
+                            '--device', 'cpu']) == 0
+    assert not [w for w in caught if 'worker' in str(w.message)], [str(w.message) for w in caught]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import test_picie
-from conftest import SHARED_DATA, original_format_checkpoint
+from helpers import SHARED_DATA, original_format_checkpoint
 
 # seed -> (pixel accuracy, mIoU) of the original code, float32, res 320, all 27 classes, stored view-1 classifier
 ORIGINAL_SCORES = {0: (22.1606, 4.8103), 7: (22.2217, 1.5656)}

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
 from modules import objectives as objectives_module
@@ -30,18 +30,15 @@ from utils import loaders as loaders_module
 from utils import run as run_module
 from utils.checkpoint import atomic_save
 
-# The reference configuration: 2 epochs with the initial evaluations, bit-exact on the CPU.
+# The reference configuration: the shared session run's (conftest's tiny_run): 2 epochs with the
+# initial evaluations, bit-exact on the CPU.
 BASE = [*TINY_FLAGS, '--stuff', '--K_train', '15', '--K_test', '15']
-EXACT = [*BASE, '--num_epoch', '2', '--eval_init', '--deterministic']
+EXACT = [*TINY_FLAGS, *TINY_RUN_FLAGS]
 KILLPOINT = REPO_ROOT / 'tests' / '_killpoint.py'
 
 
 def _argv(data_root, save_root, name, *flags):
     return ['--data_root', str(data_root), '--save_root', str(save_root), '--run_name', name, *flags]
-
-
-def _train(data_root, save_root, name, *flags):
-    return train_picie.cli(_argv(data_root, save_root, name, *flags))
 
 
 def _records(run):
@@ -90,43 +87,53 @@ def _ids(root, split):
 
 
 @pytest.fixture(scope='module')
-def reference(tiny_demo, tmp_path_factory):
-    """The uninterrupted run every resumed run must reproduce exactly."""
-    save_root = tmp_path_factory.mktemp('reference')
-    assert _train(tiny_demo, save_root, 'reference', *EXACT) == 0
-    return save_root / 'reference'
+def reference(tiny_run):
+    """The uninterrupted run every resumed run must reproduce exactly: the session's shared run."""
+    return tiny_run
 
 
 # -- 1. exact resume ---------------------------------------------------------------------------
-def test_two_fresh_deterministic_runs_are_identical(reference, tiny_demo, tmp_path):
-    assert _train(tiny_demo, tmp_path, 'again', *EXACT) == 0
+def test_two_fresh_deterministic_runs_are_identical(reference, tiny_demo, tmp_path, train):
+    assert train(tiny_demo, tmp_path, 'again', *EXACT) == 0
     _assert_same_outcome(tmp_path / 'again', reference)
     assert [r['epoch'] for r in _records(reference)] == [0, 0, 1, 2]
+    # benchmarks/fingerprint.py, the refactors' evidence, says so too (times and commit ignored).
+    from benchmarks.fingerprint import fingerprint
+    assert fingerprint(tmp_path / 'again') == fingerprint(reference)
 
 
-@pytest.mark.parametrize('point', [
+# Kill points along one run, each in a process started with --restart from what the previous kill left
+# (the first from nothing): every phase a run can die in, and the resumed run must still equal the
+# uninterrupted one. One chain instead of a run per point: the same kills, a third of the training.
+KILL_CHAIN = (
     'KILL@bar:init k-means:1',      # initial evaluation, before any checkpoint
     'KILL@bar:epoch 0 cluster:2',   # k-means of epoch 1 (only the epoch-0 checkpoint exists)
     'KILL@bar:epoch 1 train:2',     # training of epoch 2
     'KILL@bar:epoch 1 eval:1',      # evaluation of epoch 2, after its metrics were computed in part
-    'KILL@save:2',                  # writing the epoch-1 checkpoint: its temporary file is removed on restart
+    'KILL@save:1',                  # writing the epoch-2 checkpoint: its temporary file is removed on restart
     'KILL@bar:final k-means:1',     # final evaluation, after the last checkpoint
-])
-def test_sigkill_then_restart_matches_uninterrupted_run(reference, tiny_demo, tmp_path, point):
-    done = _run_until_signal(tiny_demo, tmp_path, 'run', point, *EXACT)
-    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    assert not (tmp_path / 'run' / 'final_metrics.json').exists()
-    assert _train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
+)
+
+
+def test_sigkill_at_every_phase_then_restart_matches_uninterrupted_run(reference, tiny_demo, tmp_path, train):
+    for step, point in enumerate(KILL_CHAIN):
+        restart = ['--restart'] if step else []
+        done = _run_until_signal(tiny_demo, tmp_path, 'run', point, *EXACT, *restart)
+        assert done.returncode == -signal.SIGKILL, f'{point}: {done.stderr[-2000:]}'
+        assert not (tmp_path / 'run' / 'final_metrics.json').exists(), point
+        left = list((tmp_path / 'run').glob('.checkpoint.pth.*.tmp'))
+        assert len(left) == (1 if point.startswith('KILL@save') else 0), (point, left)  # a restart removes it
+    assert train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
     _assert_same_outcome(tmp_path / 'run', reference)
 
 
-def test_sigkill_during_labelling_then_restart(tiny_demo, tmp_path):
+def test_sigkill_during_labelling_then_restart(tiny_demo, tmp_path, train):
     """Labelling is a separate pass only when the features are not cached (--feature_cache_gb 0)."""
     flags = [*EXACT, '--feature_cache_gb', '0']
-    assert _train(tiny_demo, tmp_path, 'reference', *flags) == 0
+    assert train(tiny_demo, tmp_path, 'reference', *flags) == 0
     done = _run_until_signal(tiny_demo, tmp_path, 'run', 'KILL@bar:epoch 1 label:2', *flags)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    assert _train(tiny_demo, tmp_path, 'run', *flags, '--restart') == 0
+    assert train(tiny_demo, tmp_path, 'run', *flags, '--restart') == 0
     _assert_same_outcome(tmp_path / 'run', tmp_path / 'reference')
 
 
@@ -147,7 +154,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, 
     assert [p.name for p in tmp_path.iterdir()] == ['checkpoint.pth']  # no temporary file left
 
 
-def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, monkeypatch, capsys):
+def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, monkeypatch, capsys, train):
     """ENOSPC while writing epoch 2's checkpoint: one line, epoch 1's checkpoint intact, exact resume."""
     real_save, calls = torch.save, [0]
 
@@ -158,19 +165,19 @@ def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, 
             raise OSError(errno.ENOSPC, 'No space left on device')
         return real_save(obj, handle, *args, **kwargs)
     monkeypatch.setattr(checkpoint_module.torch, 'save', save)
-    assert _train(tiny_demo, tmp_path, 'run', *EXACT) == 2
+    assert train(tiny_demo, tmp_path, 'run', *EXACT) == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and 'checkpoint.pth' in lines[0] and 'No space left' in lines[0] and '--restart' in lines[0]
     run = tmp_path / 'run'
     assert torch.load(run / 'checkpoint.pth', weights_only=True)['epoch'] == 1
     assert not list(run.glob('.*.tmp'))
     monkeypatch.setattr(checkpoint_module.torch, 'save', real_save)
-    assert _train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
+    assert train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
     _assert_same_outcome(run, reference)
 
 
-def test_keep_checkpoints_keeps_the_last_n(tiny_demo, tmp_path):
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '3', '--keep_checkpoints', '2') == 0
+def test_keep_checkpoints_keeps_the_last_n(tiny_demo, tmp_path, train):
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '3', '--keep_checkpoints', '2') == 0
     run = tmp_path / 'run'
     assert sorted(p.name for p in run.glob('checkpoint_epoch*.pth')) == ['checkpoint_epoch2.pth', 'checkpoint_epoch3.pth']
     for epoch in (2, 3):
@@ -178,7 +185,7 @@ def test_keep_checkpoints_keeps_the_last_n(tiny_demo, tmp_path):
 
 
 # -- 3. SIGTERM and SIGINT ---------------------------------------------------------------------------
-def test_sigterm_finishes_the_step_keeps_the_checkpoint_and_says_how_to_resume(reference, tiny_demo, tmp_path):
+def test_sigterm_finishes_the_step_keeps_the_checkpoint_and_says_how_to_resume(reference, tiny_demo, tmp_path, train):
     done = _run_until_signal(tiny_demo, tmp_path, 'run', 'TERM@bar:epoch 1 train:1', *EXACT)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
     assert 'stopped by SIGTERM in epoch 2 of 2 (training)' in done.stderr
@@ -188,12 +195,12 @@ def test_sigterm_finishes_the_step_keeps_the_checkpoint_and_says_how_to_resume(r
     assert 'Traceback' not in done.stderr
     run = tmp_path / 'run'
     assert torch.load(run / 'checkpoint.pth', weights_only=True)['epoch'] == 1
-    assert _train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
+    assert train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
     _assert_same_outcome(run, reference)
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_the_process_group_with_workers(reference, tiny_demo, tmp_path, signum):
+def test_signal_to_the_process_group_with_workers(reference, tiny_demo, tmp_path, signum, train):
     """The signal reaches the DataLoader workers too (Ctrl-C in a terminal, a scheduler's SIGTERM
     to the job): workers ignore SIGINT, and workers killed by SIGTERM do not turn the stop into a
     worker error; the resumed run (also with workers) matches the reference."""
@@ -203,7 +210,7 @@ def test_signal_to_the_process_group_with_workers(reference, tiny_demo, tmp_path
     assert done.returncode == 128 + signum, done.stderr[-2000:]
     assert f'stopped by {name} in epoch 1 of 2 (clustering and labelling)' in done.stderr
     assert 'checkpoint after epoch 0' in done.stderr and 'Traceback' not in done.stderr
-    assert _train(tiny_demo, tmp_path, 'run', *flags, '--restart') == 0
+    assert train(tiny_demo, tmp_path, 'run', *flags, '--restart') == 0
     _assert_same_outcome(tmp_path / 'run', reference)
 
 
@@ -219,9 +226,9 @@ def _nan_loss_at(call_number):
     return NaNLoss
 
 
-def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys):
+def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys, train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))  # epoch 2, step 1 (3 steps per epoch)
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2') == 3
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2') == 3
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1, lines
     for fragment in ('non-finite loss (nan) in epoch 2, training step 1 of 3', 'checkpoint after epoch 1',
@@ -232,9 +239,9 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_
     assert not (run / 'final_metrics.json').exists()
 
 
-def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch):
+def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch, train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--skip_nonfinite') == 0
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--skip_nonfinite') == 0
     records = _records(tmp_path / 'run')
     assert [(r['n_steps'], r['n_nonfinite_steps']) for r in records] == [(3, 0), (2, 1)]
     assert all(math.isfinite(r['loss']) for r in records)
@@ -257,10 +264,10 @@ def _break_train_images(root):
     return sorted(str(p) for p in (truncated, empty, bad_png))
 
 
-def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp_path, capsys):
+def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp_path, capsys, train):
     root = _copy_demo(tiny_demo, tmp_path)
     bad = _break_train_images(root)
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--max_bad_fraction', '0.3') == 0
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--max_bad_fraction', '0.3') == 0
     err = capsys.readouterr().err  # warnings go to stderr, each on its own line
     for path in bad:
         assert f'warning: skipping unreadable training image {path}' in err
@@ -271,10 +278,10 @@ def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp
     assert final['n_unreadable_train_images'] == 3 and final['unreadable_train_images'] == bad
 
 
-def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, capsys):
+def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, capsys, train):
     root = _copy_demo(tiny_demo, tmp_path)
     bad = _break_train_images(root)
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and 'of 12 training images' in lines[0] and '--max_bad_fraction' in lines[0]
     assert any(path in lines[0] for path in bad)
@@ -283,7 +290,7 @@ def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, c
 
 
 @pytest.mark.parametrize('cache_gb', ['2', '0'])
-def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_demo, tmp_path, monkeypatch, cache_gb):
+def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_demo, tmp_path, monkeypatch, cache_gb, train):
     """An image that fails in the clustering (and labelling) pass has no labels this epoch;
     training skips it even when it reads fine again (cached views or a fresh read alike)."""
     real_getitem, failed = TrainImages.__getitem__, []
@@ -303,26 +310,26 @@ def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_dem
     monkeypatch.setattr(TrainImages, '__getitem__', flaky)
     monkeypatch.setattr(objectives_module, 'PiCIELoss', CountingLoss)  # PiCIEObjective builds its loss from here
     flags = [*BASE, '--num_epoch', '1', '--max_bad_fraction', '0.2', '--calibrate_bn', '0', '--feature_cache_gb', cache_gb]
-    assert _train(tiny_demo, tmp_path, 'run', *flags) == 0
+    assert train(tiny_demo, tmp_path, 'run', *flags) == 0
     assert sum(trained) == 11
     assert _records(tmp_path / 'run')[-1]['n_bad_images'] == 1
 
 
-def test_zero_byte_evaluation_image_is_an_error_before_training(tiny_demo, tmp_path, capsys):
+def test_zero_byte_evaluation_image_is_an_error_before_training(tiny_demo, tmp_path, capsys, train):
     root = _copy_demo(tiny_demo, tmp_path)
     path = root / 'images' / 'val2017' / f"{_ids(root, 'val2017')[0]}.jpg"
     path.write_bytes(b'')
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f'unreadable evaluation image {path}' in lines[0]
     assert not (tmp_path / 'run' / 'checkpoint.pth').exists()
 
 
-def test_truncated_evaluation_image_in_a_worker_is_one_clear_line(tiny_demo, tmp_path, capsys):
+def test_truncated_evaluation_image_in_a_worker_is_one_clear_line(tiny_demo, tmp_path, capsys, train):
     root = _copy_demo(tiny_demo, tmp_path)
     path = root / 'images' / 'val2017' / f"{_ids(root, 'val2017')[2]}.jpg"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--num_workers', '2') == 2
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--num_workers', '2') == 2
     err = capsys.readouterr().err
     lines = _error_lines(err)
     assert len(lines) == 1 and lines[0].startswith(f'error: unreadable evaluation image {path}'), err
@@ -357,22 +364,22 @@ def _undefined_values(path):
 
 @pytest.mark.parametrize('damage,fragment', [(_resize_label, '--bad_labels fix'),
                                              (_undefined_values, 'outside 0..181 and 255 (200)')])
-def test_malformed_label_map_is_an_error_naming_it_before_training(tiny_demo, tmp_path, capsys, damage, fragment):
+def test_malformed_label_map_is_an_error_naming_it_before_training(tiny_demo, tmp_path, capsys, damage, fragment, train):
     root = _copy_demo(tiny_demo, tmp_path)
     path = _label_path(root, 1)
     damage(path)
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f'label map {path}' in lines[0] and fragment in lines[0], lines
     assert not (tmp_path / 'run' / 'checkpoint.pth').exists()  # stopped before any training
 
 
-def test_bad_labels_fix_resizes_and_ignores_and_counts(tiny_demo, tmp_path):
+def test_bad_labels_fix_resizes_and_ignores_and_counts(tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     resized, undefined = _label_path(root, 1), _label_path(root, 2)
     _resize_label(resized)
     _undefined_values(undefined)
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--bad_labels', 'fix') == 0
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--bad_labels', 'fix') == 0
     report = json.loads((tmp_path / 'run' / 'final_metrics.json').read_text())['label_maps']
     assert report['n_labels_resized'] == 1 and report['n_labels_bad_values'] == 1
     assert sorted(report['fixed_label_maps']) == sorted([str(resized), str(undefined)])
@@ -442,33 +449,33 @@ def test_odd_modes_and_sizes_load_at_the_crop_size(tmp_path, kind, width, height
     assert image.shape == (3, 64, 64) and mapped.shape == (64, 64) and set(mapped.unique().tolist()) == {1}
 
 
-def test_training_on_odd_images_end_to_end(tiny_demo, tmp_path):
+def test_training_on_odd_images_end_to_end(tiny_demo, tmp_path, train):
     root = _copy_demo(tiny_demo, tmp_path)
     for image_id, (kind, width, height) in zip(_ids(root, 'train2017'), ODD):
         _odd_image(root / 'images' / 'train2017' / f'{image_id}.jpg', kind, width, height)
     val_id = _ids(root, 'val2017')[0]
     _odd_image(root / 'images' / 'val2017' / f'{val_id}.jpg', 'RGBA', 5, 3)
     Image.fromarray(np.full((3, 5), 150, dtype=np.uint8), 'L').save(root / 'annotations' / 'val2017' / f'{val_id}.png')
-    assert _train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
+    assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
     assert _records(tmp_path / 'run')[-1]['n_bad_images'] == 0
 
 
 # -- 8. save location --------------------------------------------------------------------------------------
-def test_full_save_location_is_detected_before_training(tiny_demo, tmp_path, monkeypatch, capsys):
+def test_full_save_location_is_detected_before_training(tiny_demo, tmp_path, monkeypatch, capsys, train):
     usage = namedtuple('usage', 'total used free')
     monkeypatch.setattr(run_module.shutil, 'disk_usage', lambda path: usage(10 * 2 ** 30, 10 * 2 ** 30, 50 * 2 ** 20))
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(tmp_path / 'run') in lines[0] and '50 MB free' in lines[0] and '--save_root' in lines[0]
     assert not (tmp_path / 'run').exists()  # nothing written
 
 
-def test_restart_keeps_the_existing_run_untouched_until_it_resumes(tiny_demo, tmp_path):
+def test_restart_keeps_the_existing_run_untouched_until_it_resumes(tiny_demo, tmp_path, train):
     """A finished run restarted for more epochs: the earlier lines of metrics.jsonl are kept as they were."""
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
     before = (tmp_path / 'run' / 'metrics.jsonl').read_text()
     digest = hashlib.sha256(before.encode()).hexdigest()
-    assert _train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--restart') == 0
+    assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--restart') == 0
     after = (tmp_path / 'run' / 'metrics.jsonl').read_text()
     assert hashlib.sha256(after[: len(before)].encode()).hexdigest() == digest
     assert [r['epoch'] for r in _records(tmp_path / 'run')] == [1, 2]
@@ -476,7 +483,7 @@ def test_restart_keeps_the_existing_run_untouched_until_it_resumes(tiny_demo, tm
 
 # -- 9. k-means with empty clusters ------------------------------------------------------------------------
 @pytest.mark.parametrize('backend', ['faiss', 'torch'])
-def test_more_clusters_than_distinct_features(tmp_path, backend, capsys):
+def test_more_clusters_than_distinct_features(tmp_path, backend, capsys, train):
     """K_train 40 on two images of one colour: empty clusters are re-seeded or left empty and
     logged; centroids, losses and metrics stay finite."""
     root = tmp_path / 'uniform'
@@ -490,7 +497,7 @@ def test_more_clusters_than_distinct_features(tmp_path, backend, capsys):
             Image.new('L', (96, 80), 150).save(root / 'annotations' / split / f'{image_id}.png')
     flags = [*TINY_FLAGS, '--stuff', '--K_train', '40', '--K_test', '40', '--num_epoch', '2',
              '--kmeans_backend', backend]
-    assert _train(root, tmp_path, 'run', *flags) == 0
+    assert train(root, tmp_path, 'run', *flags) == 0
     out = capsys.readouterr().out
     assert 're-seeded' in out or 'clusters are empty' in out
     records = _records(tmp_path / 'run')

@@ -10,12 +10,8 @@ import pytest
 from PIL import Image
 
 import train_picie
-from conftest import TINY_FLAGS
+from helpers import TINY_FLAGS
 from utils.run import append_jsonl, write_json
-
-
-def _train(*argv):
-    return train_picie.cli([*TINY_FLAGS, *map(str, argv)])
 
 
 def _snapshot(folder):
@@ -29,10 +25,10 @@ def _errors(capsys):
 
 
 @pytest.fixture(scope='module')
-def finished(tiny_demo, tmp_path_factory):
+def finished(tiny_demo, tmp_path_factory, train):
     """A finished run with settings unlike the defaults: K 5, res 64, 1 epoch, no h-flip, lr 3e-4."""
     save_root = tmp_path_factory.mktemp('runs')
-    assert _train('--data_root', tiny_demo, '--save_root', save_root, '--run_name', 'tiny', '--K_train', '5',
+    assert train(tiny_demo, save_root, 'tiny', '--K_train', '5',
                   '--K_test', '5', '--eqv_list', 'random_crop', '--lr', '3e-4') == 0
     return save_root / 'tiny'
 
@@ -83,38 +79,38 @@ def test_restart_with_a_bad_data_root_leaves_the_folder_byte_for_byte(finished, 
     assert _snapshot(finished) == before
 
 
-def test_fresh_start_with_a_missing_data_root_creates_no_folder(tmp_path, capsys):
-    assert _train('--data_root', tmp_path / 'nowhere', '--save_root', tmp_path / 'results', '--run_name', 'r') == 2
+def test_fresh_start_with_a_missing_data_root_creates_no_folder(tmp_path, capsys, train):
+    assert train(tmp_path / 'nowhere', tmp_path / 'results', 'r') == 2
     errors = _errors(capsys)
     assert len(errors) == 1 and 'nowhere' in errors[0]
     assert not (tmp_path / 'results').exists()
 
 
-def test_folder_of_unreadable_files_stops_before_any_file(tmp_path, capsys):
+def test_folder_of_unreadable_files_stops_before_any_file(tmp_path, capsys, train):
     images = tmp_path / 'images'
     images.mkdir()
     for i in range(6):
         (images / f'{i}.jpg').write_text('not an image')
-    assert _train('--dataset', 'folder', '--data_root', images, '--save_root', tmp_path / 'results') == 2
+    assert train(images, tmp_path / 'results', None, '--dataset', 'folder') == 2
     errors = _errors(capsys)
     assert len(errors) == 1 and 'none of the 6 training images can be read' in errors[0]
     assert not (tmp_path / 'results').exists()
 
 
-def test_more_clusters_than_feature_vectors_stops_before_any_file(tiny_demo, tmp_path, capsys):
+def test_more_clusters_than_feature_vectors_stops_before_any_file(tiny_demo, tmp_path, capsys, train):
     # 12 images at res 64: 12 x 16 x 16 = 3072 feature vectors for the final k-means.
-    assert _train('--data_root', tiny_demo, '--save_root', tmp_path / 'results', '--K_test', '5000') == 2
+    assert train(tiny_demo, tmp_path / 'results', None, '--K_test', '5000') == 2
     errors = _errors(capsys)
     assert len(errors) == 1 and '--K_test 5000' in errors[0] and '3072' in errors[0]
     assert not (tmp_path / 'results').exists()
 
 
-def test_labels_without_an_evaluated_class_stop_before_any_file(tiny_demo, tmp_path, capsys):
+def test_labels_without_an_evaluated_class_stop_before_any_file(tiny_demo, tmp_path, capsys, train):
     root = tmp_path / 'demo'
     shutil.copytree(tiny_demo, root)
     for label in (root / 'annotations' / 'val2017').glob('*.png'):
         Image.new('L', Image.open(label).size, 255).save(label)  # every pixel unlabelled
-    assert _train('--data_root', root, '--save_root', tmp_path / 'results') == 2
+    assert train(root, tmp_path / 'results', None) == 2
     errors = _errors(capsys)
     assert len(errors) == 1 and 'nothing to score' in errors[0]
     assert not (tmp_path / 'results').exists()
@@ -134,8 +130,8 @@ def test_json_is_strict_and_says_what_was_not_finite(tmp_path, caplog):
     assert 'final_metrics.json.mIoU' in logged and 'per_class[1]' in logged and 'metrics.jsonl.loss' in logged
 
 
-def test_picie_without_transforms_warns_on_its_own_line_and_in_train_log(tiny_demo, tmp_path, capsys):
-    assert _train('--data_root', tiny_demo, '--save_root', tmp_path, '--run_name', 'plain', '--inv_list', 'none',
+def test_picie_without_transforms_warns_on_its_own_line_and_in_train_log(tiny_demo, tmp_path, capsys, train):
+    assert train(tiny_demo, tmp_path, 'plain', '--inv_list', 'none',
                   '--eqv_list', 'none', '--num_epoch', '0') == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if 'without a photometric' in line]
     assert len(warnings) == 1 and warnings[0].startswith('warning: PiCIE without')
@@ -148,8 +144,8 @@ def test_picie_without_transforms_warns_on_its_own_line_and_in_train_log(tiny_de
     (['--min_scale', '0'], '--min_scale 0.0 must lie in (0, 1]'),
     (['--max_bad_fraction', '2'], '--max_bad_fraction 2.0'),
 ])
-def test_flag_values_are_checked_up_front_naming_the_flag(argv, fragment, tiny_demo, tmp_path, capsys):
-    assert _train('--data_root', tiny_demo, '--save_root', tmp_path / 'results', *argv) == 2
+def test_flag_values_are_checked_up_front_naming_the_flag(argv, fragment, tiny_demo, tmp_path, capsys, train):
+    assert train(tiny_demo, tmp_path / 'results', None, *argv) == 2
     errors = _errors(capsys)
     assert len(errors) == 1 and fragment in errors[0], errors
     assert not (tmp_path / 'results').exists()
@@ -162,7 +158,7 @@ def test_misspelled_flag_suggests_the_closest_one(capsys):
     assert stop.value.code == 2 and 'did you mean --num_epoch?' in err and len(err.strip().splitlines()) == 1
 
 
-def test_errors_of_a_started_run_reach_train_log(tiny_demo, tmp_path, monkeypatch):
+def test_errors_of_a_started_run_reach_train_log(tiny_demo, tmp_path, monkeypatch, train):
     """A failure after the run folder exists is in train.log too, on its own line."""
     from data.validation import DataError
 
@@ -170,5 +166,5 @@ def test_errors_of_a_started_run_reach_train_log(tiny_demo, tmp_path, monkeypatc
         raise DataError('a data error in the first epoch')
 
     monkeypatch.setattr(train_picie, 'cluster_and_label', broken)
-    assert _train('--data_root', tiny_demo, '--save_root', tmp_path, '--run_name', 'r') == 2
+    assert train(tiny_demo, tmp_path, 'r') == 2
     assert 'ERROR a data error in the first epoch' in (tmp_path / 'r' / 'train.log').read_text()

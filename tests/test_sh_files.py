@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
 
 SMALL = [*TINY_FLAGS, '--stuff', '--K_train', '15', '--K_test', '15', '--num_epoch', '1',
          '--batch_size_cluster', '8', '--batch_size_train', '4', '--batch_size_test', '8']

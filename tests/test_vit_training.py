@@ -14,7 +14,7 @@ from torch import nn
 
 import test_picie
 import train_picie
-from conftest import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker, make_views
 import config
 from modules.networks import model_from_checkpoint
@@ -23,9 +23,8 @@ from tools import invariance, visualize
 from utils.checkpoint import load_checkpoint
 from utils.runtime import Runtime
 
-# 64 px views with /8 patches have 64 feature cells: the k-means sample must fit in them.
-VIT_FLAGS = [*TINY_FLAGS, '--arch', 'dino_vits8', '--freeze_backbone', '--in_dim', '32',
-             '--kmeans_pixels_per_image', '32']
+# 64 px views with /8 patches have 64 feature cells: the default k-means sample (128) is fitted to them.
+VIT_FLAGS = [*TINY_FLAGS, '--arch', 'dino_vits8', '--freeze_backbone', '--in_dim', '32']
 EVAL_FLAGS = ['--device', 'cpu', '--num_workers', '0']
 
 
@@ -69,6 +68,8 @@ def test_frozen_vit_trains_only_its_head(vit_run):
     assert len(ckpt['optimizer']['state']) == 2
     # The classifiers live in the head's feature space.
     assert ckpt['classifiers']['view1']['weight'].shape[1] == 32
+    # The default k-means sample (128 cells of an image) fitted to the 8x8 patch grid of a 64 px image.
+    assert json.loads((run / 'config.json').read_text())['kmeans_pixels_per_image'] == 64
 
 
 def test_vit_run_has_no_batchnorm_calibration(vit_run):
@@ -173,8 +174,9 @@ def test_notebook_draws_a_vit_checkpoint(vit_run, tiny_demo, monkeypatch):
     (['--arch', 'dino_vits8', '--vit_head', 'none', '--in_dim', '64', '--kmeans_pixels_per_image', '32'],
      '--in_dim 64 needs a head'),
     (['--arch', 'dino_vits8', '--res1', '60'], '--res1 60 must be a multiple of 8, the patch size of --arch'),
-    (['--arch', 'dinov2_vits14', '--res', '56', '--res2', '112'], '--res1 64 must be a multiple of 14'),
-    (['--arch', 'dino_vits8'], '--kmeans_pixels_per_image 128 exceeds the 8x8 = 64 feature cells'),
+    (['--arch', 'dinov2_vits14', '--res1', '64'], '--res1 64 must be a multiple of 14'),
+    (['--arch', 'dino_vits8', '--kmeans_pixels_per_image', '128'],
+     '--kmeans_pixels_per_image 128 exceeds the 8x8 = 64 feature cells'),
     (['--arch', 'dino_vits8', '--calibrate_bn', '5', '--kmeans_pixels_per_image', '32'],
      '--arch dino_vits8 has no BatchNorm layers'),
     (['--arch', 'dinov3_vits16', '--pretrain', '--kmeans_pixels_per_image', '16'], 'DINOv3 licence'),

@@ -10,7 +10,7 @@ the fraction of feature-map cells whose cluster does not change:
 
     photometric P:  c(f(P x))  ==  c(f(x))          invariance
     geometric G:    c(f(G x))  ==  G(c(f(x)))       equivariance (G on the network's feature map)
-    paper views:    c(f(G(P1 x))) == c(G(f(P2 x)))  both views as training draws them
+    paper views:    c(f(view 1)) == c(G(f(view 2)))  both views as training draws them (ViewMaker.views)
 
 c is the nearest of the checkpoint's view-1 centroids (the training k-means's assignment), so a
 score is exactly the cross-view agreement PiCIE's loss asks for, transform by transform. The

@@ -23,10 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 from matplotlib.patches import Patch
 
+from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                    evaluated_classes, get_test_parser, parse_args)
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
-from config import (check_args, checkpoint_resolution, data_settings, eval_settings, evaluated_classes,
-                            get_test_parser, parse_args)
 from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, score_classifiers, val_loader
 from modules.networks import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
@@ -131,6 +131,7 @@ def main(argv=None) -> int:
             raise UserError(f"--n_images {args.n_images} must be at least 1")
         check_args(args, for_training=False)
         ckpt = load_checkpoint(args.eval_path)
+        check_label_set(args, ckpt)
         stuff, thing = evaluated_classes(args, ckpt)
         settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
         runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)

@@ -43,6 +43,20 @@ class CheckpointError(UserError):
     """A file is not a PiCIE checkpoint (of either format); the message names it."""
 
 
+def state_dict_differences(expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor], n: int = 3) -> str:
+    """Why `given` does not load into a network whose state dict is `expected`, in one line: the
+    first `n` missing and unexpected keys and tensors of another shape ('' when they fit)."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [f"{k} {list(getattr(given[k], 'shape', ()))} where the network has {list(expected[k].shape)}"
+                for k in expected if k in given and tuple(getattr(given[k], "shape", ())) != tuple(expected[k].shape)]
+    parts = [f"{len(keys)} {what.format('s' if len(keys) > 1 else '')} ({', '.join(keys[:n])}"
+             f"{', ...' if len(keys) > n else ''})"
+             for what, keys in (("key{} missing", missing), ("unexpected key{}", unexpected),
+                                ("tensor{} of another shape", reshaped)) if keys]
+    return "; ".join(parts)
+
+
 def atomic_save(obj, path) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
     a crash at any moment leaves either the old or the new file, never a torn one."""

@@ -154,13 +154,17 @@ def worker_error_message(exc: BaseException) -> str:
     return last
 
 
-def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
-    """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers.
+def usable_workers(num_workers: int) -> int:
+    """--num_workers capped at the CPUs this process may use: more only adds memory and switching
+    (and torch warns that it exceeds its 'suggested max number of worker')."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(num_workers, cpus)
 
-    Workers are capped at the CPUs this process may use: more only adds memory and switching.
-    """
-    num_workers = min(num_workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    return PassLoader(dataset, batch_size, sampler, num_workers, device)
+
+def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
+    """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers, at most
+    one worker per usable CPU (usable_workers)."""
+    return PassLoader(dataset, batch_size, sampler, usable_workers(num_workers), device)
 
 
 def feed_pass(feeds: Sequence, loader, batch_features: Callable, desc: str,

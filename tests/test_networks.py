@@ -1,52 +1,12 @@
-"""ResNet-FPN: shapes, feature size from the model, local weights, offline --pretrain message."""
+"""modules/networks.py, the ResNet-FPN's weights: a local file, the wrong depth, a missing file, the
+offline --pretrain message and torch's cache."""
 import pytest
 import torch
 import torchvision
 
-from modules import fpn, networks
-from modules.fpn import PretrainError
+from modules import networks
 from modules.networks import build_model
-
-
-@pytest.mark.parametrize('arch,dim', [('resnet18', 128), ('resnet34', 128), ('resnet50', 256)])
-def test_output_is_stride_4_with_the_architectures_feature_size(arch, dim):
-    model = build_model(arch).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 3, 96, 128))
-    assert out.shape == (2, dim, 24, 32) and model.feat_dim == dim
-
-
-def test_in_dim_overrides_feature_size():
-    assert build_model('resnet18', feat_dim=64).feat_dim == 64
-
-
-def test_fpn_adds_upsampled_coarse_maps_without_nonlinearity():
-    """Top-down sum of 1x1 laterals: the decoder is linear in the backbone outputs."""
-    decoder = fpn.FPNDecoder((4, 4, 4, 4), 3)
-    levels = [torch.randn(1, 4, s, s) for s in (16, 8, 4, 2)]
-    doubled = decoder(*[2 * x for x in levels]) - 2 * decoder(*levels)
-    bias_part = decoder(*[torch.zeros_like(x) for x in levels])
-    torch.testing.assert_close(doubled, -bias_part, atol=1e-5, rtol=1e-5)
-
-
-def test_fpn_is_the_hand_computed_top_down_sum():
-    """decoder(c1..c4) = l1(c1) + up(l2(c2) + up(l3(c3) + up(l4(c4)))): 1x1 laterals, bilinear
-    upsampling (align_corners=False) to the finer map's size, written out here step by step."""
-    torch.manual_seed(0)
-    decoder = fpn.FPNDecoder((4, 5, 6, 7), 3)
-    levels = [torch.randn(2, c, s, s + 1) for c, s in ((4, 16), (5, 8), (6, 4), (7, 2))]
-
-    def lateral(conv, x):
-        return torch.nn.functional.conv2d(x, conv.weight, conv.bias)
-
-    def up(x, like):
-        return torch.nn.functional.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=False)
-
-    l1, l2, l3, l4 = (lateral(conv, x) for conv, x in zip(
-        (decoder.lateral1, decoder.lateral2, decoder.lateral3, decoder.lateral4), levels))
-    expected = l1 + up(l2 + up(l3 + up(l4, l3), l2), l1)
-    with torch.no_grad():
-        torch.testing.assert_close(decoder(*levels), expected, atol=1e-6, rtol=1e-6)
+from utils.errors import PretrainError
 
 
 def test_pretrain_path_loads_torchvision_weights(tmp_path):

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 import train_mdc
 import train_picie
-from conftest import TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from modules.objectives import MDCObjective, ObjectiveSettings, PiCIEObjective, build_objective, picie_heads
@@ -104,18 +103,18 @@ def test_bad_method_flags(capsys, tmp_path):
         assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
 
 
-def _run(tiny_demo, save_root, name, *extra, entry=train_picie.cli):
-    argv = ['--data_root', str(tiny_demo), '--save_root', str(save_root), '--run_name', name, '--stuff',
-            '--K_train', '15', '--K_test', '15', '--num_epoch', '1', *TINY_FLAGS, *extra]
-    assert entry(argv) == 0
+def _run(train, tiny_demo, save_root, name, *extra, entry=None):
+    """A one-epoch tiny run through conftest's `train`: (last metrics record, checkpoint, final metrics)."""
+    assert train(tiny_demo, save_root, name, '--stuff', '--K_train', '15', '--K_test', '15', '--num_epoch', '1',
+                 *extra, entry=entry) == 0
     run = save_root / name
     record = json.loads((run / 'metrics.jsonl').read_text().splitlines()[-1])
     ckpt = torch.load(run / 'checkpoint.pth', weights_only=True)
     return record, ckpt, json.loads((run / 'final_metrics.json').read_text())
 
 
-def test_picie_h_run(tiny_demo, tmp_path):
-    record, ckpt, final = _run(tiny_demo, tmp_path, 'h', '--overcluster', '--K_aux', '40')
+def test_picie_h_run(tiny_demo, tmp_path, train):
+    record, ckpt, final = _run(train, tiny_demo, tmp_path, 'h', '--overcluster', '--K_aux', '40')
     assert record['loss'] == pytest.approx(0.5 * (record['loss_within'] + record['loss_cross']) + record['loss_aux'],
                                            rel=1e-5)
     assert len(record['kmeans_loss']) == 4
@@ -125,16 +124,16 @@ def test_picie_h_run(tiny_demo, tmp_path):
     assert final['K'] == 15 and len(final['per_class_iou']) == 15
 
 
-def test_mdc_run(tiny_demo, tmp_path):
-    record, ckpt, final = _run(tiny_demo, tmp_path, 'mdc', '--method', 'mdc')
+def test_mdc_run(tiny_demo, tmp_path, train):
+    record, ckpt, final = _run(train, tiny_demo, tmp_path, 'mdc', '--method', 'mdc')
     assert record['loss'] == pytest.approx(record['loss_ce']) and 'loss_within' not in record
     assert len(record['kmeans_loss']) == 1 and 'view2' not in record
     assert list(ckpt['classifiers']) == ['view1'] and ckpt['args']['method'] == 'mdc'
     assert 0 <= final['mIoU'] <= 100
 
 
-def test_train_mdc_entry_point_nonparametric(tiny_demo, tmp_path, capsys):
-    record, ckpt, _ = _run(tiny_demo, tmp_path, 'mdc_np', '--nonparametric', entry=train_mdc.cli)
+def test_train_mdc_entry_point_nonparametric(tiny_demo, tmp_path, capsys, train):
+    record, ckpt, _ = _run(train, tiny_demo, tmp_path, 'mdc_np', '--nonparametric', entry=train_mdc.cli)
     assert ckpt['args']['method'] == 'mdc' and ckpt['args']['nonparametric'] is True
     assert record['n_steps'] == 3
     assert train_mdc.cli(['--method', 'picie']) == 2

@@ -1,0 +1,91 @@
+"""Constants and plain functions the tests share (fixtures live in conftest.py): import them with
+`from helpers import ...`; pytest puts tests/ on the import path."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Real-data fixtures in the repository (8 COCO val pairs, one Cityscapes val pair; tests/fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / 'fixtures'
+
+#: Read-only real data beside the repository: <repo>/../shared/data.
+SHARED_DATA = REPO_ROOT.parent / 'shared' / 'data'
+
+#: A tiny, fast training run (CPU, fp32, low resolution, 1 epoch, a narrow ResNet-18): --preset tiny.
+TINY_FLAGS = ['--preset', 'tiny']
+
+#: The shared run's flags: two epochs with the initial evaluations, bit-exact on the CPU (the
+#: reference that every resumed run in test_reliability.py must reproduce), two final k-means.
+TINY_RUN_FLAGS = ['--stuff', '--K_train', '15', '--K_test', '15', '--num_epoch', '2', '--eval_init',
+                  '--deterministic', '--repeats', '2']
+
+
+def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = None, epoch: int = 1) -> Path:
+    """Save `model` as a toolkit checkpoint with the given classifiers ({name: centroids [K, C]})."""
+    from utils.checkpoint import checkpoint_state
+    optimizer = torch.optim.Adam(model.parameters())
+    torch.save(checkpoint_state(model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch,
+                                {'seed': 1}, classifiers, eval_config or {}), path)
+    return path
+
+
+def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_clusters: int = 27) -> Path:
+    """A checkpoint in the original project's on-disk format with seeded random weights, drawn by
+    the rule of the reference checkpoints whose original-code scores tests/fixtures/README.md gives:
+    tensors in the original state dict's order (DataParallel 'module.' names; the original's
+    decoder.layer<5-i> is this toolkit's lateral<i>, same order), from one generator seeded with
+    `seed` (classifier 1: seed + 1, classifier 2: seed + 2): num_batches_tracked 0, running_var
+    0.5 + U[0, 1), running_mean 0.1 N, BatchNorm weights 1 + 0.1 N, other vectors 0.05 N, conv
+    weights N * sqrt(2 / fan_in); no 'args'."""
+    from modules.networks import build_model
+
+    def draw(shapes, generator_seed):
+        generator = torch.Generator().manual_seed(generator_seed)
+        out = {}
+        for name, shape in shapes:
+            if name.endswith('num_batches_tracked'):
+                out[name] = torch.tensor(0)
+            elif name.endswith('running_var'):
+                out[name] = 0.5 + torch.rand(shape, generator=generator)
+            elif name.endswith('running_mean'):
+                out[name] = 0.1 * torch.randn(shape, generator=generator)
+            elif len(shape) == 1 and ('bn' in name or 'downsample.1' in name) and name.endswith('weight'):
+                out[name] = 1.0 + 0.1 * torch.randn(shape, generator=generator)
+            elif len(shape) == 1:
+                out[name] = 0.05 * torch.randn(shape, generator=generator)
+            else:
+                fan_in = int(torch.tensor(shape[1:]).prod())
+                out[name] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
+        return out
+
+    model = build_model(arch)
+    shapes = []
+    for key, value in model.state_dict().items():
+        if key.startswith('decoder.lateral'):
+            key = f'decoder.layer{5 - int(key[len("decoder.lateral")])}' + key[len('decoder.lateralN'):]
+        shapes.append(('module.' + key, list(value.shape)))
+    head = [('module.weight', [n_clusters, model.feat_dim, 1, 1]), ('module.bias', [n_clusters])]
+    n_params = sum(1 for name, _ in shapes if not name.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
+    torch.save({'epoch': 10, 'state_dict': draw(shapes, seed), 'classifier1_state_dict': draw(head, seed + 1),
+                'classifier2_state_dict': draw(head, seed + 2),
+                'optimizer': {'state': {}, 'param_groups': [{'lr': 1e-4, 'params': list(range(n_params))}]}}, path)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), for torchrun's rendezvous in DDP tests."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def run_script(name: str, env: dict, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """bash sh_files/NAME ARGS with `env` added to the environment (PYTHON: this interpreter), output captured."""
+    full_env = {**os.environ, 'PYTHON': sys.executable, **{k: str(v) for k, v in env.items()}}
+    return subprocess.run(['bash', str(REPO_ROOT / 'sh_files' / name), *args], capture_output=True, text=True,
+                          env=full_env, cwd=REPO_ROOT, timeout=timeout)
