@@ -10,7 +10,7 @@ class was matched to. --res (default: the checkpoint's evaluation resolution) is
 side the network sees; images are not cropped. --flip, --crf, --device, --batch_size_test and
 --num_workers work as in test_picie.py. Unreadable files are skipped and named at the end; an
 existing output stops the run before anything is written, unless --overwrite. How names,
-batches and sizes are chosen: modules/predict.py.
+batches and sizes are chosen: modules/segment.py (inputs and output names: data/image_files.py).
 """
 import sys
 from pathlib import Path
@@ -18,13 +18,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from modules.config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
+from config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
+from data.image_files import PredictError, check_output_folder
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
-from modules.fpn import model_from_checkpoint
-from modules.predict import PredictError, PredictReport, check_output_folder, describe, run_predict
+from modules.networks import model_from_checkpoint
+from modules.segment import PredictReport, describe, segment_images
 from utils.checkpoint import load_checkpoint
-from utils.errors import UserError
+from utils.cli import run_cli
 from utils.hold import Hold
 from utils.run import setup_logging
 from utils.runtime import make_runtime, script_main
@@ -50,7 +51,7 @@ def main(args) -> PredictReport:
     log.info("segmenting with %s (%s, epoch %s) at --res %d%s%s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
              settings.res, ", --flip" if settings.flip else "", ", --crf" if settings.crf else "")
     out_dir = Path(args.output)
-    report = run_predict(model, ckpt, args.input, out_dir, settings, runtime, checkpoint_path=str(args.eval_path))
+    report = segment_images(model, ckpt, args.input, out_dir, settings, runtime, checkpoint_path=str(args.eval_path))
     for line in describe(report, out_dir):
         log.info("%s", line)
     return report
@@ -58,14 +59,13 @@ def main(args) -> PredictReport:
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(get_predict_parser(), argv)
-    try:
+
+    def run() -> None:
         # One run at a time writes into an --output folder (utils/hold.py).
         with Hold(Path(args.output) if args.output else None, "--output"):
             main(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,18 @@ from typing import Collection, List, Optional, Sequence
 
 import torch
 
+from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                    evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
-from modules.config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
-                            evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings)
 from modules.crf import require_crf
 from modules.evaluation import (check_fresh_kmeans, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
-from modules.fpn import model_from_checkpoint
+from modules.networks import model_from_checkpoint
 from modules.probe import linear_probe
 from utils import dist
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.hold import Hold
 from utils.run import setup_logging, write_json
@@ -186,16 +187,13 @@ def test_argv(train_argv: Sequence[str]) -> List[str]:
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(get_test_parser(), argv)
-    try:
+
+    def run() -> None:
         # One run at a time writes a metrics file (utils/hold.py); nothing is held when none is written.
         with Hold(output_path(args), "--out" if args.out else "--save_root", enabled=dist.is_main()):
             main(args, given_flags(get_test_parser(), argv))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.cleanup()
-    return 0
+
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -5,176 +5,169 @@ Each epoch: (1) cluster both views with mini-batch k-means and (2) label every p
 balanced CE (train_one_epoch, modules/loss.py), (4) score each view's classifier, (5) checkpoint.
 After the last epoch: fresh k-means on the train images, scored on val (modules/evaluation.py).
 The same loop trains PiCIE+H (--overcluster) and the MDC baseline (--method mdc); what they
-change is in the objective (modules/objectives.py). Flags and presets: modules/config.py.
+change is in the objective (modules/objectives.py). Flags and presets: config/. The run folder,
+its logs and records: utils/run.py; errors and stop signals: utils/cli.py.
 """
 import json
 import logging
-import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from config import (OptimSettings, RunSettings, TrainSettings, eval_config, get_args_parser, parse_args,
+                    resolve_restart, settings_from_args)
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
-from data.validation import check_bad_images, check_training_images, scan_label_maps
-from modules.config import (FlagError, OptimSettings, RunSettings, config_to_json, default_run_name, eval_config,
-                            get_args_parser, parse_args, restart_args, settings_from_args)
-from modules.evaluation import (ExampleMaps, check_fresh_kmeans, evaluation_record, evaluation_runtime,
-                                fresh_cluster_evaluation, score_classifiers, val_loader)
-from modules.fpn import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
+from data.validation import check_skipped_images, check_training_images, record_bad_images, scan_label_maps
+from modules.evaluation import (check_fresh_kmeans, cluster_ids, evaluation_record, evaluation_runtime,
+                                example_images, fresh_cluster_evaluation, score_classifiers, val_loader)
 from modules.kmeans import require_points
+from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
                                    training_views)
 from modules.siamese import SiamesePair, features_of_views
 from utils import dist
-from utils.checkpoint import (checkpoint_state, classifier_entry, keep_epoch_checkpoints, load_checkpoint,
-                              match_thread_counts, restore_rng, save_checkpoint)
-from utils.errors import UserError
+from utils.checkpoint import (checkpoint_state, classifier_entry, epoch_matchings, keep_epoch_checkpoints,
+                              load_checkpoint, match_thread_counts, restore_rng, save_checkpoint)
+from utils.cli import run_cli
 from utils.hold import Hold
-from utils.loaders import make_loader
-from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, attach_log_file, check_run_folder, git_commit,
-                       prepare_run_folder, remove_stale_temp_files, resume_command, setup_logging, write_json)
+from utils.loaders import PassLoader, make_loader
+from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, brief_metrics, check_run_folder, finished, loggable,
+                       open_run, resume_command, setup_logging, write_json)
 from utils.runtime import Runtime, configure_determinism, make_runtime, script_main, seed_everything
-from utils.signals import GracefulStop, StopRequested, stop_requested
-from utils.tb import open_tensorboard
+from utils.signals import StopRequested, stop_requested
+from utils.tb import ExampleMaps, open_tensorboard
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf."""
 
 
+@dataclass
+class Training:
+    """What every training pass of a run uses, built once by main (step 3)."""
+
+    pair: torch.nn.Module               # the Siamese pair of the network (under DDP on several ranks)
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    loader: PassLoader                  # the training images, reshuffled every epoch
+    view_maker: ViewMaker
+    runtime: Runtime
+    settings: TrainSettings
+    class_weights: str                  # the cross-entropy's --class_weights (modules/loss.py)
+
+
 def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
-    """The run, holding its run folder from its first check to its end (utils/hold.py; rank 0 holds
-    it for every rank): a second run into the folder stops with one line naming this one."""
-    with Hold(Path(s.save_root) / s.run_name, "--run_name", enabled=dist.is_main()):
-        return run_training(s, progress)
-
-
-def run_training(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
-    # --- 1. Where the network runs; then every check that can fail, before anything is written --
-    configure_determinism(s.deterministic)
-    runtime = make_runtime(s.device, s.precision, s.deterministic)
-    eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
     run_folder = Path(s.save_root) / s.run_name
-    check_run_folder(run_folder, s.restart, s.overwrite)
-    tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; writes nothing yet
-    log = setup_logging() if not logging.getLogger().handlers else logging.getLogger("picie")
-    seed_everything(s.seed)
+    # --- 1. The run folder held (utils/hold.py); where the network runs; every check before any write --
+    with Hold(run_folder, "--run_name", enabled=dist.is_main()):  # one run at a time; rank 0 for all ranks
+        configure_determinism(s.deterministic)
+        runtime = make_runtime(s.device, s.precision, s.deterministic)
+        eval_runtime = evaluation_runtime(runtime, s.eval)  # float32 unless --eval_precision says otherwise
+        check_run_folder(run_folder, s.restart, s.overwrite)
+        tb = open_tensorboard(s.tensorboard, run_folder)  # a no-op without --tensorboard; writes nothing yet
+        log = setup_logging() if not logging.getLogger().handlers else logging.getLogger("picie")
+        seed_everything(s.seed)
 
-    # --- 2. Data: training images (both views are made on the device), labelled val images -----
-    source = build_source(s.data)
-    trainset = train_dataset(source, s.train.res2)
-    cluster_loader, train_loader = training_loaders(trainset, s, runtime)
-    evaluation_loader = val_loader(source, s.eval, runtime) if source.has_labels else None
-    log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
-             len(source.val_images), source.n_classes, source.name)
-    # Every label map and image header is checked now, so bad data stops the run before it starts.
-    label_report = (scan_label_maps(source.val_images, source.val_labels, source.label_valid, s.eval.bad_labels,
-                                    s.num_workers, source.label_lut) if source.has_labels else {})
-    check_training_images(trainset.image_paths, s.train.max_bad_fraction, s.num_workers)
+        # --- 2. Data: training images (both views are made on the device), labelled val images -----
+        source, trainset, cluster_loader, train_loader, evaluation_loader, label_report = load_data(s, runtime, log)
 
-    # --- 3. Network, optimiser, views, objective (its clustering heads) ------------------------------
-    checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
-    model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
-    # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
-    view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
-                           photometric_res=s.train.photometric_res)
-    objective = build_objective(s.train.method, s.kmeans.n_clusters, model.feat_dim, s.train.aux_clusters,
-                                s.train.nonparametric, lambda module: build_optimizer(module, s.optim), s.seed,
-                                s.train.loss_terms)
-    check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
-    if finished(run_folder, ckpt, s.train.num_epoch, log):
-        return json.loads((run_folder / "final_metrics.json").read_text())
+        # --- 3. Network, optimiser, views, objective (its clustering heads) ------------------------------
+        checkpoint_path = progress.checkpoint = run_folder / CHECKPOINT_NAME
+        model, optimizer, ckpt = build_or_resume(s, checkpoint_path, runtime, log)
+        # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
+        view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
+                               photometric_res=s.train.photometric_res)
+        objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
+                                    lambda module: build_optimizer(module, s.optim), s.seed)
+        check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
+        if finished(run_folder, ckpt, s.train.num_epoch):
+            return json.loads((run_folder / "final_metrics.json").read_text())
 
-    # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
-    record = open_run(s, runtime, run_folder, fresh=ckpt is None)
-    start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
-    run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
-    pair = training_pair(model, runtime)
-    log.info("method: %s, clusterings per epoch: %s", objective.name,
-             ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
-    labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
-                             str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
-    checkpoint_of = lambda epoch, centroids, matchings=None: checkpoint_state(  # noqa: E731 - what every save writes
-        model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch, record,
-        centroids, eval_config(s, source.class_names), run_log.history, matchings)
+        # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
+        record = open_run(run_folder, s.record, s.restart, s.overwrite, fresh=ckpt is None,
+                          where=f"{runtime.device}, autocast {runtime.amp_dtype}")
+        describe_run(s, objective, log)
+        start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
+        run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])
+        training = Training(training_pair(model, runtime), objective, optimizer, train_loader, view_maker, runtime,
+                            s.train, s.objective.class_weights)
+        labels = allocate_labels(len(trainset), view_maker.grid, objective.heads,
+                                 str(run_folder / f"pseudo_labels_rank{dist.rank()}"))
+        checkpoint_of = checkpoint_maker(model, optimizer, record, eval_config(s, source.class_names), run_log)
 
-    # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
-    progress.enter("initial evaluation and BatchNorm calibration")
-    if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
-        prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
-                          run_log, log)
-        if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
-            save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
-            progress.saved_epoch = 0
-    else:
-        restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
+        # --- 5. The untrained network for reference; BatchNorm statistics of a random init ------------
+        progress.enter("initial evaluation and BatchNorm calibration")
+        if ckpt is None:  # a resumed run (even from the epoch-0 checkpoint) has done this already
+            prepare_untrained(model, s, source, evaluation_loader, cluster_loader, view_maker, runtime, eval_runtime,
+                              run_log, log)
+            if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
+                save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
+                progress.saved_epoch = 0
+        else:
+            restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
 
-    # --- 6. Epochs: cluster and label, train, score, checkpoint -----------------------------------
-    example_maps = ExampleMaps(model, source, s.eval, eval_runtime)
-    for epoch in range(start_epoch or 0, s.train.num_epoch):
-        progress.start_epoch(epoch, s.train.num_epoch)
-        cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
-        dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
-        cluster_loader.skipped.clear()
-        train_loader.skipped.clear()
-        progress.enter("clustering and labelling")
-        clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, objective.heads, s.kmeans, runtime,
-                                     labels, s.seed, s.train.l2_normalize, s.train.feature_cache_bytes, progress.lap)
-        check_bad_images(_paths(trainset, cluster_loader.skipped), len(trainset), s.train.max_bad_fraction)
-        progress.enter("training")
-        epoch_record = train_one_epoch(pair, objective, optimizer, train_loader, view_maker, epoch, clusters, runtime,
-                                       s.train.l2_normalize, s.train.class_weights, s.train.skip_nonfinite,
-                                       should_stop=lambda: bool(stop_requested()))
-        if stop_requested():
-            raise StopRequested(stop_requested())
-        progress.lap("train")
-        record_bad_images(epoch_record, trainset, cluster_loader.skipped | train_loader.skipped,
-                          s.train.max_bad_fraction, epoch, log)
-        epoch_record.update(kmeans_loss=clusters.kmeans_loss, reused_features=clusters.reused_features,
-                            **clusters.stats)
-        progress.enter("evaluation")
-        if evaluation_loader is not None:
-            epoch_record.update(score_epoch(model, objective, clusters, source, s, eval_runtime, evaluation_loader,
-                                            epoch, progress.lap))
-        epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
-        run_log.add(epoch_record)
-        log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, _loggable(epoch_record))
-        progress.enter("checkpoint")
-        centroids = objective.named_centroids(clusters.centroids)
-        tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"],
-                                                        epoch_record.get("view1", {}).get("cluster_to_class")))
+        # --- 6. Epochs: cluster and label, train, score, checkpoint -----------------------------------
+        example_maps = tensorboard_maps(model, source, s, eval_runtime)
+        for epoch in range(start_epoch or 0, s.train.num_epoch):
+            progress.start_epoch(epoch, s.train.num_epoch)
+            cluster_loader.sampler.epoch = train_loader.sampler.epoch = epoch
+            dist.average_buffers(model)  # ranks' BatchNorm statistics drift apart in training
+            cluster_loader.skipped.clear()
+            train_loader.skipped.clear()
+            progress.enter("clustering and labelling")
+            clusters = cluster_and_label(model, cluster_loader, view_maker, epoch, objective.heads, labels,
+                                         s.pseudo_labels, runtime, progress.lap)
+            check_skipped_images(trainset.image_paths, cluster_loader.skipped, s.train.max_bad_fraction)
+            progress.enter("training")
+            epoch_record = train_one_epoch(training, epoch, clusters, should_stop=lambda: bool(stop_requested()))
+            if stop_requested():
+                raise StopRequested(stop_requested())
+            progress.lap("train")
+            record_bad_images(epoch_record, trainset.image_paths, cluster_loader.skipped | train_loader.skipped,
+                              s.train.max_bad_fraction, epoch, log)
+            epoch_record.update(kmeans_loss=clusters.kmeans_loss, reused_features=clusters.reused_features,
+                                **clusters.stats)
+            progress.enter("evaluation")
+            if evaluation_loader is not None:
+                epoch_record.update(score_epoch(model, objective, clusters, source, s, eval_runtime, evaluation_loader,
+                                                epoch, progress.lap))
+            epoch_record = {"epoch": epoch + 1, "stage": "train", **epoch_record, "phase_s": progress.rounded_phases()}
+            run_log.add(epoch_record)
+            log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, loggable(epoch_record))
+            progress.enter("checkpoint")
+            centroids = objective.named_centroids(clusters.centroids)
+            tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"], epoch_record))
+            if dist.is_main():
+                matchings = epoch_matchings(epoch_record, centroids, source.class_names)  # for predict.py
+                state = checkpoint_of(epoch + 1, centroids, matchings)
+                save_checkpoint(state, checkpoint_path)
+                progress.saved_epoch = epoch + 1
+                keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
+            dist.barrier()
+
+        # --- 7. Final evaluation: fresh k-means on the train images, scored on val --------------------
+        progress.epoch, progress.phase = None, "final evaluation"
+        final = dict(final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report,
+                                      len(trainset), log), git_commit=record["git_commit"])
         if dist.is_main():
-            # The epoch's cluster -> class matchings go with its centroids, so predict.py can name classes.
-            state = checkpoint_of(epoch + 1, centroids, epoch_matchings(epoch_record, centroids, source.class_names))
-            save_checkpoint(state, checkpoint_path)
-            progress.saved_epoch = epoch + 1
-            keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
-        dist.barrier()
-
-    # --- 7. Final evaluation: fresh k-means on the train images, scored on val --------------------
-    progress.epoch, progress.phase = None, "final evaluation"
-    final = final_evaluation(model, source, s, eval_runtime, evaluation_loader, run_log, label_report, len(trainset),
-                             log)
-    final["git_commit"] = record["git_commit"]
-    if dist.is_main():
-        write_json(run_folder / "final_metrics.json", final)
-        log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
-    tb.close(final)
-    return final
+            write_json(run_folder / "final_metrics.json", final)
+            log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
+        tb.close(final)
+        return final
 
 
-def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: ViewMaker, epoch: int,
-                    clusters: EpochClusters, runtime: Runtime, l2_normalize: bool, class_weights: str = "size",
-                    skip_nonfinite: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
-    """Step 3 of an epoch: train the network (the Siamese `pair`) against every head's pseudo-labels.
+def train_one_epoch(t: Training, epoch: int, clusters: EpochClusters,
+                    should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+    """Step 3 of an epoch: train the network (the Siamese pair t.pair) against every head's pseudo-labels.
 
     For each batch: the two views with this epoch's transform parameters (the clustering pass's,
     reused from its cache when there), z1 = f(view 1) and z2 = G(f(view 2)) (view 1 = P1(G x) by default,
@@ -183,21 +176,23 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     Returns averages over steps: loss, its parts (PiCIE: loss_within, loss_cross, + loss_aux for
     PiCIE+H; MDC: loss_ce), and counts of steps, skipped non-finite steps and unreadable images.
     """
+    pair, objective, optimizer, loader, runtime = t.pair, t.objective, t.optimizer, t.loader, t.runtime
     pair.train()
-    objective.start_epoch(clusters.centroids, clusters.counts, class_weights, runtime.device)
+    objective.start_epoch(clusters.centroids, clusters.counts, t.class_weights, runtime.device)
     sums: Dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
     n_steps = n_nonfinite = n_bad_images = 0
     for batch in runtime.bar(training_batches(loader, clusters), f"epoch {epoch} train", total=len(loader)):
         n_bad_images += batch.n_skipped  # unreadable, or not labelled this epoch
         if dist.any_over_ranks(batch.indices.numel() == 0):
             continue  # every rank skips together: DDP ranks must run the same steps
-        views, params = training_views(view_maker, batch, epoch, clusters, runtime)
-        feats = features_of_views(pair, view_maker, *views, params, runtime, l2_normalize, objective.n_views)
+        views, params = training_views(t.view_maker, batch, epoch, clusters, runtime)
+        feats = features_of_views(pair, t.view_maker, *views, params, runtime, t.settings.l2_normalize,
+                                  objective.n_views)
         loss, parts = objective(feats, batch_labels(clusters, batch.indices, runtime.device))
         optimizer.zero_grad(set_to_none=True)
         objective.zero_grad()
         if dist.any_over_ranks(not torch.isfinite(loss)):
-            if not skip_nonfinite:
+            if not t.settings.skip_nonfinite:
                 raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in epoch {epoch + 1}, training step "
                                          f"{n_steps + n_nonfinite + 1} of {len(loader)}")
             n_nonfinite += 1
@@ -219,38 +214,49 @@ def train_one_epoch(pair, objective: Objective, optimizer, loader, view_maker: V
     return averages
 
 
-def open_run(s: RunSettings, runtime: Runtime, run_folder: Path, fresh: bool) -> dict:
-    """The run record (the resolved flags + git commit), once every check has passed: the folder
-    created or reused (never losing what it holds), logging into its train.log, and for a fresh
-    run its config.json (a restart never rewrites the record of the run it continues)."""
-    prepare_run_folder(run_folder, s.restart, s.overwrite)
-    log = logging.getLogger("picie")
-    if dist.is_main():
-        attach_log_file(run_folder / "train.log")
-        remove_stale_temp_files(run_folder)
-    record = dict(s.record, git_commit=git_commit())
-    log.info("PiCIE run %s (git %s) on %s, autocast %s", run_folder, record["git_commit"], runtime.device,
-             runtime.amp_dtype)
-    log.info("config: %s", config_to_json(record))
+def load_data(s: RunSettings, runtime: Runtime, log):
+    """Step 2: (source, training images, clustering and training loaders, val loader or None,
+    label-map report). Every label map and image header is checked now, so bad data stops the
+    run before it starts."""
+    source = build_source(s.data)
+    trainset = train_dataset(source, s.train.res2)
+    cluster_loader, train_loader = training_loaders(trainset, s, runtime)
+    evaluation_loader = val_loader(source, s.eval, runtime) if source.has_labels else None
+    log.info("data: %d training images, %d evaluation images, %d classes (%s)", len(trainset),
+             len(source.val_images), source.n_classes, source.name)
+    label_report = (scan_label_maps(source.val_images, source.val_labels, source.label_valid, s.eval.bad_labels,
+                                    s.num_workers, source.label_lut) if source.has_labels else {})
+    check_training_images(trainset.image_paths, s.train.max_bad_fraction, s.num_workers)
+    return source, trainset, cluster_loader, train_loader, evaluation_loader, label_report
+
+
+def tensorboard_maps(model, source, s: RunSettings, runtime: Runtime) -> Callable[[torch.Tensor, Dict], object]:
+    """--tensorboard's cluster maps of the first val images: (view 1's centroids, the epoch's record
+    with view 1's matching) -> an image grid, drawn only when TensorBoard asks for it."""
+    maps = ExampleMaps(lambda: example_images(source, s.eval), lambda images, centroids: cluster_ids(
+        model, images, centroids, None, runtime, s.eval.l2_normalize).numpy(), source.n_classes)
+    return lambda centroids, record: maps(centroids, record.get("view1", {}).get("cluster_to_class"))
+
+
+def checkpoint_maker(model, optimizer, record: Dict, evaluation: Dict, run_log: RunLog) -> Callable[..., Dict]:
+    """(epoch, {head: centroids}, matchings=None) -> the checkpoint state every save writes: the
+    network, optimiser, run record, classifiers, evaluation config and history as they are now."""
+    return lambda epoch, centroids, matchings=None: checkpoint_state(
+        model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch, record, centroids, evaluation,
+        run_log.history, matchings)
+
+
+def describe_run(s: RunSettings, objective: Objective, log) -> None:
+    """The run's transforms and clusterings, and a warning when PiCIE's two views would be the same image."""
     log.info("transforms: photometric %s, geometric %s", list(s.augment.inv_list) or "none",
              list(s.augment.eqv_list) or "none")
-    if s.train.method == "picie" and not (s.augment.inv_list or s.augment.eqv_list):
+    if s.objective.method == "picie" and not (s.augment.inv_list or s.augment.eqv_list):
         log.warning("PiCIE without a photometric or a geometric transform: both views are the same image, so the "
                     "cross-view loss is the within-view loss and nothing asks for invariance or equivariance; pass "
                     "--preset paper or --inv_list/--eqv_list (e.g. --inv_list jitter,grey,blur --eqv_list "
                     "random_crop,h_flip)")
-    if fresh and dist.is_main():
-        (run_folder / "config.json").write_text(config_to_json(record))
-    return record
-
-
-def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int, log) -> bool:
-    """True (and said) when --restart finds the run done: its last epoch checkpointed and scored."""
-    if ckpt is None or ckpt["epoch"] < num_epoch or not (run_folder / "final_metrics.json").is_file():
-        return False
-    log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train further",
-             run_folder, ckpt["epoch"], num_epoch)
-    return True
+    log.info("method: %s, clusterings per epoch: %s", objective.name,
+             ", ".join(f"{h.name} (K={h.n_clusters})" for h in objective.heads))
 
 
 def training_pair(model, runtime: Runtime) -> torch.nn.Module:
@@ -347,36 +353,14 @@ def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s:
     scored = score_classifiers(model, evaluation_loader, classifiers, source, s.eval, runtime,
                                desc=f"epoch {epoch} eval")
     lap("eval")
-    out = {view: _brief(metrics) for view, metrics in scored.items()}
+    out = {view: brief_metrics(metrics) for view, metrics in scored.items()}
     if s.kmeans.n_clusters > s.eval.n_clusters:
         fresh = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader,
                                          desc=f"epoch {epoch} fresh", repeats=1)
-        out["fresh_K_test"] = dict(_brief(fresh), matching="hungarian", K=s.eval.n_clusters,
+        out["fresh_K_test"] = dict(brief_metrics(fresh), matching="hungarian", K=s.eval.n_clusters,
                                    protocol="fresh k-means on un-augmented train images, 1 repeat")
         lap("eval_fresh")
     return out
-
-
-def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[str, Dict]:
-    """{head: matching} of the heads score_epoch scored (as utils/checkpoint.classifier_entry stores it)."""
-    matchings = {}
-    for head, scores in epoch_record.items():
-        if head in centroids and isinstance(scores, dict) and "cluster_to_class" in scores:
-            matchings[head] = {"cluster_to_class": scores["cluster_to_class"], "class_names": list(class_names),
-                               "matching": scores.get("matching", "hungarian"),
-                               "cluster_to_class_majority": scores.get("majority", {}).get("cluster_to_class")}
-    return matchings
-
-
-def record_bad_images(epoch_record: Dict, trainset, skipped: set, max_fraction: float, epoch: int, log) -> None:
-    """Images unreadable in either pass (counted once) are not trained on this epoch; too many stop the run."""
-    bad_paths = _paths(trainset, skipped)
-    check_bad_images(bad_paths, len(trainset), max_fraction)
-    epoch_record["n_bad_images"] = len(bad_paths)
-    if bad_paths:
-        epoch_record["bad_images"] = bad_paths[:100]
-        log.warning("epoch %d: skipped %d unreadable training image(s): %s", epoch + 1, len(bad_paths),
-                    ", ".join(bad_paths[:5]) + (", ..." if len(bad_paths) > 5 else ""))
 
 
 def final_evaluation(model, source, s: RunSettings, runtime: Runtime, evaluation_loader, run_log: RunLog,
@@ -401,88 +385,24 @@ def final_evaluation(model, source, s: RunSettings, runtime: Runtime, evaluation
     return final
 
 
-def _brief(metrics: dict) -> dict:
-    keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching", "cluster_to_class")
-    brief = {k: metrics[k] for k in keep if k in metrics}
-    if "majority" in metrics:  # K_train > classes: many-to-one matching, labelled by its "matching" key
-        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "matching",
-                                                                 "cluster_to_class") if k in metrics["majority"]}
-    return brief
-
-
-def _loggable(record: dict) -> str:
-    """The record as one JSON line without the long per-class lists (nested ones included)."""
-    def short(value):
-        if isinstance(value, dict):
-            return {k: short(v) for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
-        return value
-    return json.dumps(short(record))
-
-
-def _paths(dataset, indices) -> list:
-    return [str(dataset.image_paths[i]) for i in sorted(indices)]
-
-
-def resolve_restart(args, argv, log) -> object:
-    """--restart continues the run its checkpoint records: its settings, except the flags given now.
-    A given flag that changes results and differs stops the restart (unless --accept_changes)."""
-    run_folder = Path(args.save_root) / (args.run_name or default_run_name(args))
-    if not (args.restart and (run_folder / CHECKPOINT_NAME).is_file()):
-        return args
-    recorded = load_checkpoint(run_folder / CHECKPOINT_NAME).get("args", {})
-    merged, conflicts, changes = restart_args(args, argv, recorded)
-    described = "; ".join(f"--{flag} {now} (the run: {then})" for flag, now, then in conflicts)
-    if conflicts and not args.accept_changes:
-        raise FlagError(f"--restart of {run_folder} with settings that change its results: {described}; drop them "
-                        "to continue the run as recorded, pass --accept_changes to continue with them, or start "
-                        "another run (--run_name)")
-    for flag, now, then in conflicts:
-        log.warning("--accept_changes: --%s is %s but the run used %s; the resumed epochs differ from an "
-                    "uninterrupted run", flag, now, then)
-    for flag, now, then in changes:
-        log.info("--restart: --%s is now %s (the run used %s; this does not change results)", flag, now, then)
-    return merged
-
-
 def cli(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--eval_only" in argv:  # the original's test_picie.sh calls train_picie.py --eval_only --eval_path
         import test_picie  # noqa: PLC0415 - only for this alias
         return test_picie.cli(test_picie.test_argv(argv))
-    log = setup_logging()  # to the console; into the run's train.log too once its folder exists
     progress = RunProgress(resume_with=resume_command(argv))
-    # Exit codes: 2 bad input, 3 non-finite numbers, 128 + signal number when stopped by a signal.
-    with GracefulStop():
-        try:
-            args = resolve_restart(parse_args(get_args_parser(), argv), argv, log)
-            settings = settings_from_args(args)
-            dist.init_distributed("cuda" if settings.device != "cpu" and torch.cuda.is_available() else "cpu")
-            if not dist.is_main():
-                setup_logging()  # ranks other than 0 log nothing
-            main(settings, progress)
-        except StopRequested as exc:
-            log.error(progress.stop_message(exc.signum))
-            return 128 + exc.signum
-        except KeyboardInterrupt:
-            log.error(progress.stop_message(signal.SIGINT))
-            return 128 + signal.SIGINT
-        except FloatingPointError as exc:  # NonFiniteLossError, or non-finite k-means centroids
-            log.error("%s; %s. Likely causes: a learning rate too high (lower --lr) or bf16 overflow (--precision "
-                      "fp32); --skip_nonfinite skips such training steps instead", exc, progress.kept())
-            return 3
-        except UserError as exc:
-            log.error("%s", exc)
-            return 2
-        except Exception:
-            # A stop signal sent to the whole process group (e.g. by a cluster scheduler) also kills the
-            # DataLoader workers, which surfaces here as a worker error: it is still the requested stop.
-            if stop_requested():
-                log.error(progress.stop_message(stop_requested()))
-                return 128 + stop_requested()
-            raise
-        finally:
-            dist.cleanup()
-    return 0
+
+    def run() -> None:
+        args = resolve_restart(parse_args(get_args_parser(), argv), argv, logging.getLogger("picie"))
+        settings = settings_from_args(args)
+        dist.init_distributed("cuda" if settings.device != "cpu" and torch.cuda.is_available() else "cpu")
+        if not dist.is_main():
+            setup_logging()  # ranks other than 0 log nothing
+        main(settings, progress)
+
+    return run_cli(run, progress, nonfinite_hint="Likely causes: a learning rate too high (lower --lr) or bf16 "
+                                                 "overflow (--precision fp32); --skip_nonfinite skips such training "
+                                                 "steps instead")
 
 
 if __name__ == "__main__":

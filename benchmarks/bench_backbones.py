@@ -46,7 +46,7 @@ def build(name: str, out_dim: int) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-init warning: expected here
         if name == "resnet18_fpn":
-            from modules.fpn import build_model
+            from modules.networks import build_model
             return build_model("resnet18", feat_dim=out_dim)
         from modules.vit import build_vit
         head = "nonlinear" if name.endswith("nonlinear") else "linear"

@@ -29,7 +29,7 @@ from typing import Dict, Optional
 import torch
 
 import train_picie
-from modules.config import get_args_parser, parse_args, settings_from_args
+from config import get_args_parser, parse_args, settings_from_args
 from utils.run import RunProgress
 
 

@@ -162,3 +162,26 @@ def check_bad_images(bad_paths: Sequence[str], n_total: int, max_fraction: float
         shown = ", ".join(str(p) for p in bad_paths[:3]) + (", ..." if len(bad_paths) > 3 else "")
         raise DataError(f"{len(bad_paths)} of {n_total} training images could not be read ({shown}), more than "
                         f"--max_bad_fraction {max_fraction}; replace or remove them, or raise --max_bad_fraction")
+
+
+def image_paths_of(image_paths: Sequence, indices) -> List[str]:
+    """The paths (as text) of the images `indices` of a dataset, in index order."""
+    return [str(image_paths[i]) for i in sorted(indices)]
+
+
+def check_skipped_images(image_paths: Sequence, skipped: set, max_fraction: float) -> None:
+    """check_bad_images of the images `skipped` (indices) of a dataset of `image_paths`."""
+    check_bad_images(image_paths_of(image_paths, skipped), len(image_paths), max_fraction)
+
+
+def record_bad_images(epoch_record: Dict, image_paths: Sequence, skipped: set, max_fraction: float, epoch: int,
+                      log) -> None:
+    """Training images unreadable in either pass of an epoch (counted once) are not trained on:
+    counted (and the first 100 listed) in the epoch's record, named in the log; too many stop the run."""
+    bad_paths = image_paths_of(image_paths, skipped)
+    check_bad_images(bad_paths, len(image_paths), max_fraction)
+    epoch_record["n_bad_images"] = len(bad_paths)
+    if bad_paths:
+        epoch_record["bad_images"] = bad_paths[:100]
+        log.warning("epoch %d: skipped %d unreadable training image(s): %s", epoch + 1, len(bad_paths),
+                    ", ".join(bad_paths[:5]) + (", ..." if len(bad_paths) > 5 else ""))

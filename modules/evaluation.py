@@ -1,15 +1,10 @@
-"""Evaluation: the confusion histogram of a classifier on labelled images, Hungarian matching,
-pixel accuracy and mIoU, and the paper's final protocol (fresh k-means on the train images).
+"""Evaluation: the confusion histograms of classifiers on labelled images, and the paper's final
+protocol (fresh k-means on the train images). The metrics of a histogram: modules/metrics.py.
 
 Protocol of every PiCIE table: features of the center crop, L2-normalised (cosine metric),
 logits = <feature, centroid> + bias, upsampled bilinearly (align_corners=False) to the label
-size, argmax per pixel; a histogram hist[class, cluster] over labelled pixels (labels outside
-0..n_classes-1 are ignored); a one-to-one matching of clusters to classes that maximises
-matched pixels; pixel accuracy = matched / labelled; IoU per class after the matching,
-averaged with nanmean (a class with no pixels and no prediction is skipped). Thing / stuff
-mIoU average the IoU of ground-truth classes 0-11 / 12-26 after matching (0-79 / 80-170 on
-COCO-Stuff-171; the original printed them in cluster order, which was meaningless). With more
-clusters than classes the many-to-one (majority) matching is reported beside it.
+size, argmax per pixel; a histogram hist[class, cluster] over labelled pixels; the Hungarian
+matching, pixel accuracy and mIoU of modules/metrics.py.
 
 Options of current papers, reported beside the plain protocol (never instead of it), as
 "variants" of one pass: "flip" averages the logits of each image and of its horizontal mirror
@@ -29,14 +24,14 @@ from data.datasets import EvalImages
 from data.source import DataSource
 from data.transforms import normalize
 from modules.crf import CRFSettings, crf_refine, require_crf
-from modules.fpn import forward_features
-from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass, require_points
+from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, require_points
 from modules.loss import centroid_logits
+from modules.metrics import confusion_histogram, metrics_from_hist, summarize_repeats, thing_stuff_ids
+from modules.networks import forward_features
 from utils import dist
 from utils.checkpoint import classifier_entry
-from utils.loaders import PassLoader, make_loader
+from utils.loaders import PassLoader, feed_pass, make_loader
 from utils.runtime import Runtime, select_amp_dtype
-from utils.viz import class_palette, colour_map, matched_colours, panel_grid
 
 
 PROTOCOL_RES = 320  # the evaluation size of every PiCIE table
@@ -47,22 +42,23 @@ class EvalSettings:
     """How a network is scored: evaluation crop --res, cosine (L2-normalised) features or not,
     the fresh k-means of the final protocol (K_test clusters, --repeats seeds from --seed),
     batch sizes, loader workers, the label-map policy, the evaluated COCO-Stuff classes and the
-    autocast precision of the forward passes (float32 by default, as the original evaluated)."""
+    autocast precision of the forward passes (--eval_precision). Built from the flags by
+    config/from_args.py: eval_settings; the defaults are the flags' (config/flags.py)."""
 
-    res: int = PROTOCOL_RES
-    l2_normalize: bool = True
-    kmeans: KMeansSettings = KMeansSettings(n_clusters=27)
-    repeats: int = 1
-    seed: int = 1
-    batch_size_test: int = 128
-    batch_size_cluster: int = 256
-    num_workers: int = 4
-    bad_labels: str = "error"
-    stuff: bool = True
-    thing: bool = True
-    precision: str = "fp32"
-    flip: bool = False                 # also score the flip-averaged logits (--flip)
-    crf: bool = False                  # also score the CRF-refined logits (--crf)
+    res: int                           # --res, else the protocol's PROTOCOL_RES
+    l2_normalize: bool
+    kmeans: KMeansSettings
+    repeats: int
+    seed: int
+    batch_size_test: int
+    batch_size_cluster: int
+    num_workers: int
+    bad_labels: str
+    stuff: bool
+    thing: bool
+    precision: str
+    flip: bool                         # also score the flip-averaged logits (--flip)
+    crf: bool                          # also score the CRF-refined logits (--crf)
 
     @property
     def n_clusters(self) -> int:
@@ -82,125 +78,6 @@ def evaluation_record(settings: EvalSettings, source: DataSource, matching: str 
             "metric": "cosine" if settings.l2_normalize else "euclidean", "split": source.eval_split,
             **({"label_set": source.label_set} if source.label_set else {}),
             "n_images": len(source.val_images), "n_classes": source.n_classes}
-
-
-def confusion_histogram(labels: torch.Tensor, preds: torch.Tensor, n_classes: int,
-                        n_clusters: Optional[int] = None) -> torch.Tensor:
-    """hist[class, cluster] (int64 [n_classes, n_clusters]) from labels and predictions of any
-    matching shape; pixels whose label is outside 0..n_classes-1 are ignored."""
-    n_clusters = n_clusters or n_classes
-    labels = labels.reshape(-1).long()
-    preds = preds.reshape(-1).long()
-    keep = (labels >= 0) & (labels < n_classes) & (preds >= 0) & (preds < n_clusters)
-    flat = labels[keep] * n_clusters + preds[keep]
-    return torch.bincount(flat, minlength=n_classes * n_clusters).reshape(n_classes, n_clusters)
-
-
-def hungarian_match(hist: np.ndarray) -> np.ndarray:
-    """One-to-one matching maximising matched pixels: cluster_of_class [n_classes] (-1 unmatched)."""
-    # Imported here: scipy.optimize takes ~0.5 s to import, paid by every command that never matches.
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
-
-    rows, cols = linear_sum_assignment(np.asarray(hist, dtype=np.float64), maximize=True)
-    cluster_of_class = np.full(hist.shape[0], -1, dtype=np.int64)
-    cluster_of_class[rows] = cols
-    return cluster_of_class
-
-
-def _iou_and_acc(hist: np.ndarray, class_of_cluster: np.ndarray) -> tuple:
-    """Per-class IoU and pixel accuracy once every cluster is mapped to a class (-1 = none)."""
-    n_classes = hist.shape[0]
-    # merged[c, c'] = pixels of class c predicted as (clusters mapped to) class c'
-    merged = np.zeros((n_classes, n_classes), dtype=np.float64)
-    for cluster, cls in enumerate(class_of_cluster):
-        if cls >= 0:
-            merged[:, cls] += hist[:, cluster]
-    tp = np.diag(merged)
-    fp = merged.sum(0) - tp
-    fn = hist.sum(1) - tp  # pixels of the class not predicted as it (incl. unmapped clusters)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = tp / (tp + fp + fn)
-        class_acc = tp / hist.sum(1)
-    total = hist.sum()
-    acc = tp.sum() / total if total > 0 else float("nan")
-    return iou, class_acc, acc
-
-
-def _nanmean(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-
-
-def segmentation_metrics(hist, class_names: Sequence[str], thing_classes: Sequence[int] = (),
-                         stuff_classes: Sequence[int] = (), matching: str = "hungarian") -> Dict:
-    """Metrics in percent from hist[class, cluster].
-
-    matching="hungarian": one-to-one (needs n_clusters >= n_classes for every class to get a
-    cluster); "majority": many-to-one, every cluster votes for the class it overlaps most
-    (for over-clustering, K_train > number of classes); "identity": prediction k is class k
-    (linear probe).
-    Returns acc, mIoU, per_class_iou {name: IoU}, mean_class_acc, thing_mIoU, stuff_mIoU,
-    cluster_to_class (list, -1 = unmatched) and matching.
-    """
-    hist = np.asarray(hist.cpu() if isinstance(hist, torch.Tensor) else hist, dtype=np.float64)
-    n_classes, n_clusters = hist.shape
-    if matching == "hungarian":
-        class_of_cluster = np.full(n_clusters, -1, dtype=np.int64)
-        cluster_of_class = hungarian_match(hist)
-        for cls, cluster in enumerate(cluster_of_class):
-            if cluster >= 0:
-                class_of_cluster[cluster] = cls
-    elif matching == "majority":
-        class_of_cluster = hist.argmax(0)
-        class_of_cluster[hist.sum(0) == 0] = -1
-    elif matching == "identity":
-        # Predictions are classes already (a supervised linear probe): prediction k is class k.
-        class_of_cluster = np.arange(n_clusters, dtype=np.int64)
-        class_of_cluster[class_of_cluster >= n_classes] = -1
-    else:
-        raise ValueError(f"unknown matching {matching!r}")
-    iou, class_acc, acc = _iou_and_acc(hist, class_of_cluster)
-    names = list(class_names) + [f"class_{i}" for i in range(len(class_names), n_classes)]
-    result = {
-        "matching": matching,
-        "acc": 100 * float(acc),
-        "mIoU": 100 * _nanmean(iou),
-        "mean_class_acc": 100 * _nanmean(class_acc),
-        "per_class_iou": {names[i]: (None if np.isnan(iou[i]) else 100 * float(iou[i])) for i in range(n_classes)},
-        "cluster_to_class": class_of_cluster.tolist(),
-        "n_pixels": int(hist.sum()),
-    }
-    thing = [c for c in thing_classes if c < n_classes]
-    stuff = [c for c in stuff_classes if c < n_classes]
-    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None
-    result["stuff_mIoU"] = 100 * _nanmean(iou[stuff]) if stuff else None
-    return result
-
-
-def summarize_repeats(results: List[Dict]) -> Dict:
-    """Mean and std (population, as numpy's default) of acc / mIoU over repeated clusterings."""
-    summary = {}
-    for key in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU"):
-        values = [r[key] for r in results if r.get(key) is not None]
-        if values:
-            summary[key] = float(np.mean(values))
-            summary[f"{key}_std"] = float(np.std(values))
-    summary["repeats"] = len(results)
-    return summary
-
-
-def thing_stuff_ids(source: DataSource) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Ground-truth class ids of the thing and stuff groups in evaluation numbering (COCO-Stuff with
-    both groups evaluated: 0-11 / 12-26 of 27, 0-79 / 80-170 of 171; else none)."""
-    return tuple(source.thing_classes), tuple(source.stuff_classes)
-
-
-def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids, stuff_ids) -> Dict:
-    """Hungarian metrics; also many-to-one (majority) when there are more clusters than classes."""
-    result = segmentation_metrics(hist, class_names, thing_ids, stuff_ids, matching="hungarian")
-    if hist.shape[1] > hist.shape[0]:
-        result["majority"] = segmentation_metrics(hist, class_names, thing_ids, stuff_ids, matching="majority")
-    return result
 
 
 def eval_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool) -> torch.Tensor:
@@ -233,10 +110,10 @@ def upsampled_logits(feats: torch.Tensor, weight: torch.Tensor, bias: Optional[t
 def flip_averaged_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool,
                            feats: Optional[torch.Tensor] = None) -> torch.Tensor:
     """--flip: the mean of the features of uint8 images [B, 3, H, W] and of their horizontal mirror
-    images, mirrored back -> [B, C, H/4, W/4]. The classifiers are linear in the features, so the
-    logits of this mean are the mean of the two passes' logits. W must be a multiple of the
-    network stride (4) for the mirrored feature grid to line up with the image's. `feats`: the
-    plain pass's eval_features when the caller has them already."""
+    images, mirrored back -> [B, C, H/s, W/s] (s = model.stride: 4 for the FPN, the patch size for
+    a ViT). The classifiers are linear in the features, so the logits of this mean are the mean of
+    the two passes' logits. W must be a multiple of s for the mirrored feature grid to line up
+    with the image's. `feats`: the plain pass's eval_features when the caller has them already."""
     feats = eval_features(model, images, runtime, l2_normalize) if feats is None else feats
     mirrored = eval_features(model, images.flip(-1), runtime, l2_normalize).flip(-1)
     return (feats + mirrored) / 2
@@ -324,8 +201,8 @@ def evaluate(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[t
     return hists["plain"]
 
 
-def predict(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], runtime: Runtime,
-            l2_normalize: bool) -> torch.Tensor:
+def cluster_ids(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], runtime: Runtime,
+                l2_normalize: bool) -> torch.Tensor:
     """Cluster id per pixel [B, H, W] (CPU, int64) of uint8 images [B, 3, H, W], as `evaluate` assigns them."""
     model.eval()
     with torch.inference_mode():
@@ -425,42 +302,18 @@ def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, 
     return summary
 
 
-class ExampleMaps:
-    """Cluster maps of a few fixed images, drawn once per epoch for TensorBoard: per image a row
-    image | ground truth | clusters coloured by their matched class (the first val images), or
-    image | clusters (each its own colour) when there are no labels (the first training images)."""
-
-    def __init__(self, model, source: DataSource, settings: EvalSettings, runtime: Runtime, n_images: int = 4):
-        self.model, self.source, self.settings, self.runtime = model, source, settings, runtime
-        self.n_images = n_images
-        self.images: Optional[torch.Tensor] = None   # uint8 [N, 3, res, res], read at the first call
-        self.labels: Optional[np.ndarray] = None     # [N, res, res] class ids (-1 unlabelled)
-
-    def _read(self) -> None:
-        if self.source.has_labels:
-            dataset = val_dataset(self.source, self.settings.res, self.settings.bad_labels)
-        else:
-            dataset = EvalImages(self.source.train_images, self.settings.res)
-        items = [dataset[i] for i in range(min(self.n_images, len(dataset)))]
-        self.images = torch.stack([image for _, image, _ in items]) if items else None
-        if self.source.has_labels and items:
-            self.labels = np.stack([label.numpy().astype(np.int64) for _, _, label in items])
-
-    def __call__(self, centroids: torch.Tensor, class_of_cluster: Optional[Sequence[int]]) -> Optional[np.ndarray]:
-        """centroids [K, C] of view 1 and its cluster -> class matching (None without labels) ->
-        the grid [H, W, 3] in [0, 1], or None when there is no image to draw."""
-        if self.images is None:
-            self._read()
-        if self.images is None:
-            return None
-        clusters = predict(self.model, self.images, centroids, None, self.runtime, self.settings.l2_normalize).numpy()
-        rows = []
-        for i in range(self.images.shape[0]):
-            panels = [self.images[i].permute(1, 2, 0).numpy().astype(np.float32) / 255]
-            if self.labels is not None and class_of_cluster is not None:
-                palette = class_palette(self.source.n_classes)
-                panels += [colour_map(self.labels[i], palette), matched_colours(clusters[i], class_of_cluster, palette)]
-            else:
-                panels.append(colour_map(clusters[i], class_palette(centroids.shape[0])))
-            rows.append(panels)
-        return panel_grid(rows)
+def example_images(source: DataSource, settings: EvalSettings, n_images: int = 4
+                   ) -> Tuple[Optional[torch.Tensor], Optional[np.ndarray]]:
+    """The images the TensorBoard example maps show (utils/tb.py: ExampleMaps): uint8 [N, 3, res, res]
+    of the first val images and their class ids [N, res, res] (-1 unlabelled), or without labels
+    the first training images and None; (None, None) when there is no image."""
+    if source.has_labels:
+        dataset = val_dataset(source, settings.res, settings.bad_labels)
+    else:
+        dataset = EvalImages(source.train_images, settings.res)
+    items = [dataset[i] for i in range(min(n_images, len(dataset)))]
+    if not items:
+        return None, None
+    images = torch.stack([image for _, image, _ in items])
+    labels = np.stack([label.numpy().astype(np.int64) for _, _, label in items]) if source.has_labels else None
+    return images, labels

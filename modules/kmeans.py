@@ -21,7 +21,7 @@ import torch
 
 from utils import dist
 from utils.errors import UserError
-from utils.runtime import Runtime, register_thread_pool
+from utils.runtime import register_thread_pool
 
 try:  # faiss is a hard requirement of the project, but keep torch-only use possible.
     import faiss
@@ -406,24 +406,6 @@ class OnlineKMeansFeed:
         if self.pending:
             self._update()
         return self.kmeans
-
-
-def feed_pass(feeds: Sequence[OnlineKMeansFeed], loader, batch_features: Callable, desc: str,
-              runtime: Runtime) -> None:
-    """Run one pass of `loader`, feeding `batch_features(batch) -> [feats per feed]` to the feeds;
-    batches with no readable image, and batches this rank lacks, are fed as empty."""
-    n_local = 0
-    for batch in runtime.bar(loader, desc):
-        n_local += 1
-        if batch.indices.numel() == 0:
-            for feed in feeds:
-                feed.add_empty()
-            continue
-        for feed, feats in zip(feeds, batch_features(batch)):
-            feed.add(feats, batch.indices)
-    for _ in range(dist.max_over_ranks(n_local) - n_local):
-        for feed in feeds:
-            feed.add_empty()
 
 
 def require_points(n_points: int, n_clusters: int, flag: str, what: str) -> None:

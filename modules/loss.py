@@ -30,7 +30,9 @@ def centroid_logits(feats: torch.Tensor, centroids: torch.Tensor, bias: Optional
 
 
 CLASS_WEIGHTS = ("size", "inverse", "none")
-LOSS_TERMS = ("within_cross", "within", "cross")
+# --loss_terms: which terms form the loss (the paper: their mean); the only spelling of each.
+WITHIN_CROSS, WITHIN, CROSS = "within_cross", "within", "cross"
+LOSS_TERMS = (WITHIN_CROSS, WITHIN, CROSS)
 
 
 def class_weights(counts: torch.Tensor, mode: str = "size") -> Optional[torch.Tensor]:
@@ -66,11 +68,11 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
 
 class PiCIELoss(nn.Module):
     """Within-view + cross-view balanced CE. Feature maps are L2-normalised by the caller
-    (cosine metric) and pixel-aligned: z2 already has G applied. `terms` ("within_cross", the
-    paper's; "within" or "cross" for the component ablations) says which terms form the loss;
+    (cosine metric) and pixel-aligned: z2 already has G applied. `terms` (WITHIN_CROSS, the
+    paper's; WITHIN or CROSS for the component ablations) says which terms form the loss;
     both parts are always returned, for the log."""
 
-    def __init__(self, terms: str = "within_cross"):
+    def __init__(self, terms: str = WITHIN_CROSS):
         super().__init__()
         if terms not in LOSS_TERMS:
             raise ValueError(f"loss terms {terms!r}: choose one of {', '.join(LOSS_TERMS)}")
@@ -92,5 +94,5 @@ class PiCIELoss(nn.Module):
                         + weighted_cross_entropy(logits_22, labels_view2, weights_view2))
         cross = 0.5 * (weighted_cross_entropy(logits_12, labels_view2, weights_view2)
                        + weighted_cross_entropy(logits_21, labels_view1, weights_view1))
-        loss = {"within_cross": 0.5 * (within + cross), "within": within, "cross": cross}[self.terms]
-        return loss, {"within": within.detach(), "cross": cross.detach()}
+        loss = {WITHIN_CROSS: 0.5 * (within + cross), WITHIN: within, CROSS: cross}[self.terms]
+        return loss, {WITHIN: within.detach(), CROSS: cross.detach()}

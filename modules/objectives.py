@@ -26,13 +26,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.loss import PiCIELoss, centroid_logits, class_weights
+from modules.loss import WITHIN_CROSS, PiCIELoss, centroid_logits, class_weights
 from utils import dist
 from utils.errors import UserError
 
 METHODS = ("picie", "mdc")
 # Offset of the k-means seeds of the auxiliary heads, so they never repeat a main head's seed.
 AUX_SEED_OFFSET = 10 ** 6
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """Which objective a run trains: --method, PiCIE+H's K_aux (0: plain PiCIE; --overcluster),
+    MDC's --nonparametric, PiCIE's --loss_terms and the cross-entropy's --class_weights
+    (modules/loss.py). The defaults are the flags' (config/flags.py reads them from here)."""
+
+    method: str = "picie"
+    aux_clusters: int = 0
+    nonparametric: bool = False
+    loss_terms: str = WITHIN_CROSS
+    class_weights: str = "size"
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,7 @@ class Objective:
 class PiCIEObjective(Objective):
     """PiCIE, and PiCIE+H when aux_clusters > 0 (a second PiCIE loss on K_aux clusterings)."""
 
-    def __init__(self, n_clusters: int, aux_clusters: int = 0, loss_terms: str = "within_cross"):
+    def __init__(self, n_clusters: int, aux_clusters: int = 0, loss_terms: str = WITHIN_CROSS):
         super().__init__()
         self.name = "picie_h" if aux_clusters else "picie"
         self.heads = picie_heads(n_clusters, 2, aux_clusters)
@@ -188,16 +201,15 @@ class MDCObjective(Objective):
         self.optimizer.step()
 
 
-def build_objective(method: str, n_clusters: int, feat_dim: int, aux_clusters: int = 0,
-                    nonparametric: bool = False,
+def build_objective(settings: ObjectiveSettings, n_clusters: int, feat_dim: int,
                     make_optimizer: Optional[Callable[[nn.Module], torch.optim.Optimizer]] = None,
-                    seed: int = 0, loss_terms: str = "within_cross") -> Objective:
-    """The objective of --method (picie, mdc); aux_clusters > 0 gives PiCIE+H; loss_terms picks
-    PiCIE's within- and/or cross-view terms (component ablations)."""
-    if method == "picie":
-        return PiCIEObjective(n_clusters, aux_clusters, loss_terms)
-    if method == "mdc":
-        if aux_clusters:
+                    seed: int = 0) -> Objective:
+    """The objective of settings.method (picie, mdc) with K_train = n_clusters; aux_clusters > 0
+    gives PiCIE+H; loss_terms picks PiCIE's within- and/or cross-view terms (component ablations)."""
+    if settings.method == "picie":
+        return PiCIEObjective(n_clusters, settings.aux_clusters, settings.loss_terms)
+    if settings.method == "mdc":
+        if settings.aux_clusters:
             raise UserError("--overcluster is PiCIE+H: use it with --method picie")
-        return MDCObjective(n_clusters, feat_dim, nonparametric, make_optimizer, seed)
-    raise UserError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+        return MDCObjective(n_clusters, feat_dim, settings.nonparametric, make_optimizer, seed)
+    raise UserError(f"unknown --method {settings.method!r}; choose from {', '.join(METHODS)}")

@@ -29,7 +29,8 @@ from torch import nn
 from data.datasets import EvalImages
 from data.source import DataSource
 from data.validation import DataError
-from modules.evaluation import EvalSettings, confusion_histogram, eval_features, segmentation_metrics, thing_stuff_ids
+from modules.evaluation import EvalSettings, eval_features
+from modules.metrics import confusion_histogram, segmentation_metrics, thing_stuff_ids
 from utils import dist
 from utils.loaders import make_loader
 from utils.runtime import Runtime

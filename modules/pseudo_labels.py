@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from data.transforms import ViewMaker, make_views
-from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, feed_pass, flatten_pixels
+from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed, flatten_pixels
 from modules.objectives import Head
 from modules.siamese import SiamesePair, embed_views, features_of_views
 from utils import dist
-from utils.loaders import Batch
+from utils.loaders import Batch, feed_pass
 from utils.runtime import Runtime
 
 
@@ -70,6 +70,19 @@ class PassCache:
         self.batches = [(indices, views, ()) for indices, views, _ in self.batches]
 
 
+@dataclass(frozen=True)
+class PseudoLabelSettings:
+    """How an epoch's pseudo-labels are made: the k-means schedule (its n_clusters is replaced by
+    each head's), the run's --seed (each head's k-means seed derives from it and the epoch; see
+    Head.kmeans_seed), cosine features or not (--metric_train) and the budget of the PassCache
+    (--feature_cache_gb, in bytes)."""
+
+    kmeans: KMeansSettings
+    seed: int
+    l2_normalize: bool
+    feature_cache_bytes: float
+
+
 @dataclass
 class EpochClusters:
     """Result of the clustering and labelling passes of one epoch; one entry per head
@@ -86,22 +99,22 @@ class EpochClusters:
 
 
 def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, heads: Sequence[Head],
-                      settings: KMeansSettings, runtime: Runtime, label_arrays: Sequence[np.ndarray], seed: int,
-                      l2_normalize: bool, feature_cache_bytes: float,
+                      label_arrays: Sequence[np.ndarray], settings: PseudoLabelSettings, runtime: Runtime,
                       lap: Callable[[str], None] = lambda phase: None) -> EpochClusters:
     """Steps 1-2 of an epoch: online k-means of every head in one pass, then label every pixel.
 
-    heads: the clusterings, (view, K) each (the objective's); settings: the k-means schedule
-    (its n_clusters is replaced by each head's); label_arrays: one array [N, h, w] per head,
-    filled in place with the pseudo-labels; lap(phase): told when k-means and labelling end.
+    heads: the clusterings, (view, K) each (the objective's); label_arrays: one array [N, h, w]
+    per head, filled in place with the pseudo-labels; lap(phase): told when k-means and
+    labelling end.
     """
     n_views = max(head.view for head in heads) + 1
-    kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(head.n_clusters, settings.n_iter,
-                                                     seed=head.kmeans_seed(seed, epoch), backend=settings.backend,
+    schedule, seed, l2_normalize = settings.kmeans, settings.seed, settings.l2_normalize
+    kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(head.n_clusters, schedule.n_iter,
+                                                     seed=head.kmeans_seed(seed, epoch), backend=schedule.backend,
                                                      device=runtime.device),
-                                     replace(settings, n_clusters=head.n_clusters),
+                                     replace(schedule, n_clusters=head.n_clusters),
                                      seed=head.kmeans_seed(seed, epoch), dim=model.feat_dim) for head in heads]
-    cache = PassCache(feature_cache_bytes, channels_last=runtime.channels_last)
+    cache = PassCache(settings.feature_cache_bytes, channels_last=runtime.channels_last)
     pair = SiamesePair(model)
     model.eval()  # BatchNorm statistics stay fixed while clustering (the original drifted them)
 

@@ -2,7 +2,7 @@
 # preset, the one-run helper and the closing comparison report. Settings from the environment:
 #
 #   PRESET=paper  (default) train_picie.py --preset paper: COCO-Stuff at datasets/coco/, ImageNet
-#                 init, res 320, 10 epochs, K 27 (values in modules/config.py's PRESETS)
+#                 init, res 320, 10 epochs, K 27 (values in config/presets.py)
 #   PRESET=demo   --preset demo: the generated demo set (made in datasets/demo if missing), the
 #                 demo's budget and settings, the untrained network scored too
 #   PRESET=tiny   (or TINY=1) --preset tiny: a tiny generated set, 1 epoch, CPU fp32: seconds a
@@ -42,7 +42,7 @@ FAILED=()
 
 # preset_values FLAG...: the values the preset (and the environment's overrides) give these flags.
 preset_values() {
-  "$PYTHON" -m modules.config --preset "${PRESET}" "${ENV_FLAGS[@]}" --get "$@"
+  "$PYTHON" -m config --preset "${PRESET}" "${ENV_FLAGS[@]}" --get "$@"
 }
 
 # Print a command (shell-quoted) instead of running it under DRY_RUN=1.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train PiCIE with the paper's settings (--preset paper: the original sh_files/train_picie.sh's
-# values, written once in modules/config.py's PRESETS).
+# values, written once in config/presets.py).
 #   nohup ./sh_files/train_picie.sh > logs/picie_train.out &
 # Paths and a few knobs come from the environment; extra flags are passed through and win:
 #   DATA_ROOT=/data/coco SAVE_ROOT=/scratch/results ./sh_files/train_picie.sh --restart

@@ -46,7 +46,7 @@ def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_
     `seed` (classifier 1: seed + 1, classifier 2: seed + 2): num_batches_tracked 0, running_var
     0.5 + U[0, 1), running_mean 0.1 N, BatchNorm weights 1 + 0.1 N, other vectors 0.05 N, conv
     weights N * sqrt(2 / fan_in); no 'args'."""
-    from modules.fpn import build_model
+    from modules.networks import build_model
 
     def draw(shapes, generator_seed):
         generator = torch.Generator().manual_seed(generator_seed)

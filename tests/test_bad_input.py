@@ -8,7 +8,7 @@ import torch
 
 import test_picie
 from helpers import write_checkpoint
-from modules.fpn import build_model
+from modules.networks import build_model
 
 
 def _with_stderr(code, capsys):

@@ -14,7 +14,7 @@ from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_pat
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
 from data.transforms import ViewMaker
-from modules.config import augment_config, get_args_parser, settings_from_args
+from config import augment_config, get_args_parser, settings_from_args
 
 
 N_TRAIN = 3  # copies of the real frame in the train split of the fixture root

@@ -1,4 +1,4 @@
-"""modules/config.py: every flag declared once with its role, presets in one place, the docs generated from it,
+"""config/: every flag declared once with its role, presets in one place, the docs generated from it,
 and defaults that fit the network of every --arch."""
 from types import SimpleNamespace
 
@@ -7,8 +7,8 @@ from torch import nn
 
 import train_picie
 from helpers import REPO_ROOT
-from modules.config import (FLAGS, PRESETS, ROLES, FlagError, check_args, feature_stride, get_args_parser,
-                            get_test_parser, parse_args, restart_args, roles_markdown, settings_from_args)
+from config import (FLAGS, PRESETS, ROLES, FlagError, check_args, feature_stride, get_args_parser, get_test_parser,
+                    parse_args, restart_args, roles_markdown, settings_from_args)
 from modules.fpn import ARCHS
 from modules.vit import VIT_ARCHS
 
@@ -29,7 +29,7 @@ def test_presets_set_only_declared_flags_and_the_command_line_wins():
 
 
 def test_the_configuration_page_shows_the_roles_as_declared():
-    """docs/configuration.md's tables are python -m modules.config --roles: regenerate them after changing FLAGS."""
+    """docs/configuration.md's tables are python -m config --roles: regenerate them after changing FLAGS."""
     page = (REPO_ROOT / 'docs' / 'configuration.md').read_text()
     assert roles_markdown() in page
 

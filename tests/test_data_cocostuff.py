@@ -12,7 +12,7 @@ from data.cocostuff_classes import (FINE171_NAMES, FINE171_VALUES, FINE_TO_COARS
                                     UNUSED_FINE, fine171_lut)
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
-from modules.evaluation import confusion_histogram, segmentation_metrics
+from modules.metrics import confusion_histogram, segmentation_metrics
 from utils.dist import EpochSampler
 from utils.loaders import PassLoader
 

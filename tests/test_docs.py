@@ -139,7 +139,7 @@ def project_vocabulary():
     words = set()
     for file in ROOT.glob('*.py'):
         words |= _vocabulary(file)
-    for package in ('modules', 'data', 'utils', 'tools', 'benchmarks', 'tests'):
+    for package in ('config', 'modules', 'data', 'utils', 'tools', 'benchmarks', 'tests'):
         for file in (ROOT / package).rglob('*.py'):
             words |= _vocabulary(file)
             words.add('.'.join(file.relative_to(ROOT).with_suffix('').parts))  # tools.seed_summary

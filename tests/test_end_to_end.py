@@ -13,7 +13,7 @@ import test_picie
 import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS
 from data.cocostuff_classes import FINE171_NAMES
-from modules.fpn import build_model
+from modules.networks import build_model
 
 
 def _metrics(run):

@@ -12,10 +12,11 @@ import test_picie
 import train_picie
 from helpers import write_checkpoint
 from data.build import build_source, val_dataset
-from modules.config import data_settings, get_test_parser, parse_args
+from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
-from modules.evaluation import confusion_histogram, eval_features, segmentation_metrics, upsampled_logits
-from modules.fpn import build_model
+from modules.evaluation import eval_features, upsampled_logits
+from modules.metrics import confusion_histogram, segmentation_metrics
+from modules.networks import build_model
 from utils.runtime import make_runtime
 
 CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0', '--res', '64', '--stuff']

@@ -12,7 +12,7 @@ import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS
 from helpers import run_script as _script
 from tools import compare_runs, visualize
-from modules import config
+import config
 
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
 

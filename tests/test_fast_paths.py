@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from config import get_args_parser, parse_args, settings_from_args
 from data.datasets import EvalImages, TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules.evaluation import evaluate
-from modules.fpn import build_model
+from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed
 from modules.objectives import PiCIEObjective
-from modules.pseudo_labels import allocate_labels, cluster_and_label
+from modules.pseudo_labels import PseudoLabelSettings, allocate_labels, cluster_and_label
 from modules.siamese import SiamesePair
-from train_picie import train_one_epoch
+from train_picie import Training, train_one_epoch
 from utils.dist import EpochSampler
 from utils.loaders import make_loader
 from utils.runtime import Runtime
@@ -45,9 +46,10 @@ def _cluster(setup, cache_bytes):
     dataset, loader, model, settings = setup
     heads = PiCIEObjective(settings.n_clusters).heads
     labels = allocate_labels(len(dataset), 16, heads)
-    clusters = cluster_and_label(model, loader, ViewMaker(CFG, 64, seed=1), 0, heads, settings,
-                                 Runtime(CPU, progress=False), labels, seed=1, l2_normalize=True,
-                                 feature_cache_bytes=cache_bytes)
+    clusters = cluster_and_label(model, loader, ViewMaker(CFG, 64, seed=1), 0, heads, labels,
+                                 PseudoLabelSettings(settings, seed=1, l2_normalize=True,
+                                                     feature_cache_bytes=cache_bytes),
+                                 Runtime(CPU, progress=False))
     return clusters
 
 
@@ -70,9 +72,11 @@ def test_training_on_cached_views_equals_recomputed_views(setup):
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
         train_sampler = EpochSampler(len(dataset), seed=1, shuffle=True, reshuffle=True)
         train_loader = make_loader(dataset, 4, train_sampler, 0, CPU)
-        stats = train_one_epoch(SiamesePair(net), PiCIEObjective(settings.n_clusters), optimizer, train_loader,
-                                ViewMaker(CFG, 64, seed=1), 0, clusters, Runtime(CPU, progress=False),
-                                l2_normalize=True)
+        # The flags' defaults: cosine features (--metric_train), stop at a non-finite loss.
+        train = settings_from_args(parse_args(get_args_parser(), [])).train
+        training = Training(SiamesePair(net), PiCIEObjective(settings.n_clusters), optimizer, train_loader,
+                            ViewMaker(CFG, 64, seed=1), Runtime(CPU, progress=False), train, class_weights='size')
+        stats = train_one_epoch(training, 0, clusters)
         results.append((stats, net.state_dict()))
     (stats_a, state_a), (stats_b, state_b) = results
     assert stats_a['n_steps'] == stats_b['n_steps'] == 3

@@ -15,7 +15,7 @@ import train_picie
 from helpers import TINY_FLAGS, write_checkpoint
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.folder import find_images, folder_source
-from modules.fpn import build_model
+from modules.networks import build_model
 from tools import visualize
 
 FLAGS = [*TINY_FLAGS, '--dataset', 'folder', '--K_train', '8', '--K_test', '8', '--num_epoch', '1']

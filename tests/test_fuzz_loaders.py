@@ -179,5 +179,5 @@ def test_label_maps_load_or_raise_dataerror_naming_them(case):
 
 @pytest.mark.parametrize('policy', ['fix', 'resize'])
 def test_fuzz_policies_are_accepted_by_the_parser(policy):
-    from modules.config import get_args_parser
+    from config import get_args_parser
     assert get_args_parser().parse_args(['--bad_labels', policy]).bad_labels == policy

@@ -9,8 +9,8 @@ import torch
 
 import test_picie
 from helpers import write_checkpoint
-from modules.fpn import build_model
-from modules.evaluation import segmentation_metrics
+from modules.networks import build_model
+from modules.metrics import segmentation_metrics
 
 PROBE_FLAGS = ['--linear_probe', '--probe_epochs', '3', '--probe_lr', '3e-3', '--res', '64', '--device', 'cpu',
                '--precision', 'fp32', '--num_workers', '0', '--batch_size_test', '16']

@@ -12,7 +12,7 @@ from data.cocostuff import build_cocostuff
 from data.cocostuff_classes import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, STUFF_CLASSES
 from tools.make_demo import (CURATED_NAME, DEMO_CLASSES, IMAGE_SIZE, N_CLASSES, N_REGIONS, SPLITS, generate_demo,
                              image_rng, main, render_image)
-from modules.evaluation import confusion_histogram, segmentation_metrics
+from modules.metrics import confusion_histogram, segmentation_metrics
 
 N_TRAIN, N_VAL = 6, 4
 

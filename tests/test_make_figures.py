@@ -3,7 +3,7 @@ the 12 + 6 image demo set, an untrained checkpoint, the COCO-Stuff fixtures at 6
 from PIL import Image
 
 from helpers import write_checkpoint
-from modules.fpn import build_model
+from modules.networks import build_model
 from tools import make_figures
 
 

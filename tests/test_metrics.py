@@ -1,4 +1,4 @@
-"""Tests for modules/evaluation.py (metrics): confusion histogram, Hungarian / majority matching, acc, mIoU,
+"""Tests for modules/metrics.py: confusion histogram, Hungarian / majority matching, acc, mIoU,
 thing/stuff mIoU over ground-truth classes."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from modules.evaluation import confusion_histogram, hungarian_match, segmentation_metrics, summarize_repeats
+from modules.metrics import confusion_histogram, hungarian_match, segmentation_metrics, summarize_repeats
 
 THING = list(range(12))
 STUFF = list(range(12, 27))

@@ -18,11 +18,11 @@ import test_picie
 from helpers import write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
-from modules.config import data_settings, get_test_parser, parse_args
+from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
-from modules.evaluation import eval_features, predict as evaluation_predict, upsampled_logits
-from modules.fpn import build_model, model_from_checkpoint
-from modules.predict import UNMATCHED, network_size
+from modules.evaluation import cluster_ids, eval_features, upsampled_logits
+from modules.networks import build_model, model_from_checkpoint
+from modules.segment import UNMATCHED, network_size
 from utils.checkpoint import load_checkpoint
 from utils.runtime import make_runtime
 
@@ -138,7 +138,7 @@ def test_maps_agree_with_test_picie(trained, tiny_demo, tmp_path, capsys):
     model = model_from_checkpoint(ckpt)
     runtime = make_runtime('cpu', 'fp32', False)
     entry = ckpt['classifiers']['view1']
-    clusters = evaluation_predict(model, torch.stack(images), entry['weight'], entry['bias'], runtime, True).numpy()
+    clusters = cluster_ids(model, torch.stack(images), entry['weight'], entry['bias'], runtime, True).numpy()
     lut = np.array([c if c >= 0 else UNMATCHED for c in result['cluster_to_class']])
     correct = labelled = 0
     for i, label in enumerate(labels):
@@ -157,7 +157,7 @@ def _expected_logits(ckpt, path, res, flip):
     runtime = make_runtime('cpu', 'fp32', False)
     entry = ckpt['classifiers']['view1']
     image = load_rgb(path)
-    width, height = network_size(*image.size, res)
+    width, height = network_size(*image.size, res, model.stride)
     x = pil_to_uint8_tensor(TF.resize(image, [height, width]))[None]
     with torch.inference_mode():
         logits = upsampled_logits(eval_features(model, x, runtime, True), entry['weight'], entry['bias'],

@@ -7,10 +7,10 @@ import torch
 from data.datasets import TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules import pseudo_labels
-from modules.fpn import build_model
+from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans
 from modules.objectives import PiCIEObjective
-from modules.pseudo_labels import allocate_labels, cluster_and_label
+from modules.pseudo_labels import PseudoLabelSettings, allocate_labels, cluster_and_label
 from utils.dist import EpochSampler
 from utils.loaders import make_loader
 from utils.runtime import Runtime
@@ -30,8 +30,9 @@ def loader(tiny_demo):
 def _cluster(model, loader, epoch, seed):
     heads = PiCIEObjective(SETTINGS.n_clusters).heads
     labels = allocate_labels(len(loader.sampler.indices()), 8, heads)
-    return cluster_and_label(model, loader, ViewMaker(VIEWS, 32, seed=seed), epoch, heads, SETTINGS,
-                             Runtime(CPU, progress=False), labels, seed, l2_normalize=True, feature_cache_bytes=0)
+    return cluster_and_label(model, loader, ViewMaker(VIEWS, 32, seed=seed), epoch, heads, labels,
+                             PseudoLabelSettings(SETTINGS, seed, l2_normalize=True, feature_cache_bytes=0),
+                             Runtime(CPU, progress=False))
 
 
 def test_clustering_pass_leaves_batchnorm_statistics_untouched(loader):

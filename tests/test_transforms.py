@@ -1,5 +1,5 @@
 """Tests for data/transforms.py (batched photometric/geometric ops, seeded view parameters,
-ViewMaker) and for the transform-list resolution in modules/config.py."""
+ViewMaker) and for the transform-list resolution in config/from_args.py."""
 
 import dataclasses
 
@@ -11,7 +11,7 @@ import torchvision.transforms.v2.functional as TF
 
 from data import transforms as T
 from data.transforms import IMAGENET_STD, AugmentConfig, ViewMaker
-from modules import config
+import config
 
 CPU = torch.device("cpu")
 MEAN = torch.tensor(T.IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -514,7 +514,7 @@ def test_views_without_equivariance_share_geometry():
 
 
 # ----------------------------------------------------------------------------------------
-# Transform lists from the command line (modules/config.py)
+# Transform lists from the command line (config/from_args.py)
 # ----------------------------------------------------------------------------------------
 def _args(*argv):
     return config.get_args_parser().parse_args(list(argv))

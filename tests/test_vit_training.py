@@ -16,8 +16,8 @@ import test_picie
 import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS, shallow_vits
 from data.transforms import AugmentConfig, ViewMaker, make_views
-from modules import config
-from modules.fpn import model_from_checkpoint
+import config
+from modules.networks import model_from_checkpoint
 from modules.siamese import SiamesePair, features_of_views
 from tools import invariance, visualize
 from utils.checkpoint import load_checkpoint

@@ -42,14 +42,14 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from modules.config import RESUME_SAFE, ROLES
+from config import RESUME_SAFE, ROLES
 
 # Shown first when they differ, and listed under "common settings" when they do not.
 MAIN_KEYS = ("data_root", "dataset", "photometric", "geometric", "pretrain", "K_train", "K_test", "num_epoch", "lr",
              "batch_size_train", "batch_size_cluster", "res", "res1", "res2", "num_init_batches", "kmeans_n_iter",
              "min_scale", "seed", "repeats")
 # Config keys that never explain a difference in results: the flags whose role is "safe to change on
-# resume" (paths, speed, bookkeeping; modules/config.py), except the main ones above, and what is shown
+# resume" (paths, speed, bookkeeping; config/flags.py), except the main ones above, and what is shown
 # in resolved form instead: the original on/off switches and the raw --inv_list/--eqv_list strings are
 # summarised by the resolved "photometric" and "geometric" lists of augment_config.
 HIDDEN_KEYS = ({flag for flag, role in ROLES.items() if role == RESUME_SAFE} - set(MAIN_KEYS)) | {

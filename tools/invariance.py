@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader
 from data.build import build_source
 from data.datasets import TrainImages
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, make_views
-from modules.config import data_settings, evaluated_classes, get_test_parser, parse_args
-from modules.fpn import forward_features, model_from_checkpoint
+from config import data_settings, evaluated_classes, get_test_parser, parse_args
+from modules.networks import forward_features, model_from_checkpoint
 from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
 from utils.checkpoint import load_checkpoint

@@ -411,7 +411,7 @@ def main(argv=None):
                         help="the data of train_picie.py's --preset demo|tiny: its data_root, sizes and seed")
     args = parser.parse_args(argv)
     if args.preset:
-        from modules.config import DEMO_SETS, PRESETS  # noqa: PLC0415 - only for --preset
+        from config import DEMO_SETS, PRESETS  # noqa: PLC0415 - only for --preset
         args = argparse.Namespace(**dict(vars(args), root=PRESETS[args.preset]["data_root"], **DEMO_SETS[args.preset]))
     start = time.perf_counter()
     try:

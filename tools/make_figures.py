@@ -40,10 +40,10 @@ from PIL import Image  # noqa: E402
 
 from data.build import DataSettings, build_source, cluster_dataset, train_dataset, val_dataset  # noqa: E402
 from data.transforms import IMAGENET_MEAN, AugmentConfig, ViewMaker  # noqa: E402
-from modules.evaluation import (confusion_histogram, eval_features, hungarian_match, predict,  # noqa: E402
-                                segmentation_metrics)
-from modules.fpn import build_model, calibrate_batchnorm, model_from_checkpoint  # noqa: E402
+from modules.evaluation import cluster_ids, eval_features  # noqa: E402
 from modules.kmeans import nearest_centroid, torch_kmeans  # noqa: E402
+from modules.metrics import confusion_histogram, hungarian_match, segmentation_metrics  # noqa: E402
+from modules.networks import build_model, calibrate_batchnorm, model_from_checkpoint  # noqa: E402
 from utils import dist  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
@@ -54,7 +54,7 @@ from utils.viz import IGNORED, UNMATCHED, class_palette, colour_map, matched_col
 FIXTURE_COCO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cocostuff"
 # The worked example of understanding_picie.md section 5: training seed 1, epoch 0, image 7.
 EXAMPLE_SEED, EXAMPLE_EPOCH, EXAMPLE_IMAGE = 1, 0, 7
-# The demo preset's transforms (modules/config.py PRESETS["demo"]), used when a checkpoint records none.
+# The demo preset's transforms (config/presets.py PRESETS["demo"]), used when a checkpoint records none.
 DEMO_AUGMENT = dict(inv_list=("brightness", "contrast", "saturation", "hue", "grey", "blur"),
                     eqv_list=("random_crop", "h_flip"), hue_range=0.5, grey_p=0.5)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -132,7 +132,7 @@ def matched_clusters(model, fit_images: torch.Tensor, images: torch.Tensor, labe
     points = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
     centroids, _ = torch_kmeans(points, n_clusters, n_iter, seed)
     with torch.inference_mode():
-        clusters = torch.cat([predict(model, images[i:i + 32], centroids, None, runtime, True)
+        clusters = torch.cat([cluster_ids(model, images[i:i + 32], centroids, None, runtime, True)
                               for i in range(0, images.shape[0], 32)])
     present = present_classes(labels, len(class_names))
     hist = confusion_histogram(torch.from_numpy(labels), clusters, len(class_names), n_clusters).numpy()[present]

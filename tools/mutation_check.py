@@ -44,13 +44,13 @@ MUTATIONS = (
     Mutation("FPN top-down path removed (only the finest lateral)",
              "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
              "return fine",
-             ("tests/test_model.py::test_fpn_is_the_hand_computed_top_down_sum",)),
+             ("tests/test_fpn.py::test_fpn_is_the_hand_computed_top_down_sum",)),
     Mutation("FPN upsampling switched to nearest",
              "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
              'return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest") + fine',
-             ("tests/test_model.py::test_fpn_is_the_hand_computed_top_down_sum",)),
+             ("tests/test_fpn.py::test_fpn_is_the_hand_computed_top_down_sum",)),
     Mutation("thing/stuff mIoU in cluster order (the original's defect)",
-             "modules/evaluation.py", '    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None\n'
+             "modules/metrics.py", '    result["thing_mIoU"] = 100 * _nanmean(iou[thing]) if thing else None\n'
              '    result["stuff_mIoU"] = 100 * _nanmean(iou[stuff]) if stuff else None',
              '    result["thing_mIoU"] = 100 * _nanmean(iou[class_of_cluster[thing]]) if thing else None\n'
              '    result["stuff_mIoU"] = 100 * _nanmean(iou[class_of_cluster[stuff]]) if stuff else None',
@@ -70,25 +70,25 @@ MUTATIONS = (
              "modules/objectives.py",
              "        self.weights = [None if w is None else w.to(device) for w in (class_weights(c, weighting) for c in counts)]",
              "        self.weights = [None for c in counts]",
-             ("tests/test_methods.py", "tests/test_loss.py")),
+             ("tests/test_objectives.py", "tests/test_loss.py")),
     # What a shared session run writes (tests/conftest.py: tiny_run, tiny_run_copy) is trusted by every test
     # that reads it, so each breakage of its outputs must be noticed by one of those readers.
     Mutation("shared run: the checkpoint stores view 2's classifier as view 1's",
-             "train_picie.py", "        centroids = objective.named_centroids(clusters.centroids)",
-             "        centroids = dict(zip(objective.named_centroids(clusters.centroids),\n"
-             "                             reversed(objective.named_centroids(clusters.centroids).values())))",
+             "train_picie.py", "            centroids = objective.named_centroids(clusters.centroids)",
+             "            centroids = dict(zip(objective.named_centroids(clusters.centroids),\n"
+             "                                 reversed(objective.named_centroids(clusters.centroids).values())))",
              ("tests/test_end_to_end.py::test_checkpoint_evaluates_with_test_picie",)),
     Mutation("shared run: the checkpoint stores no cluster -> class matching",
-             "train_picie.py", "checkpoint_of(epoch + 1, centroids, epoch_matchings(epoch_record, centroids, source.class_names))",
-             "checkpoint_of(epoch + 1, centroids, {})",
+             "train_picie.py", "matchings = epoch_matchings(epoch_record, centroids, source.class_names)",
+             "matchings = {}",
              ("tests/test_predict.py::test_checkpoint_stores_the_matching_of_its_evaluation",)),
     Mutation("shared run: metrics.jsonl misses the BatchNorm-calibrated untrained record",
              "utils/run.py", "        self.history.append(record)\n        if dist.is_main():",
              "        self.history.append(record)\n        if dist.is_main() and record.get(\"stage\") != \"init_bn\":",
              ("tests/test_end_to_end.py::test_demo_run_writes_metrics_and_checkpoint",)),
     Mutation("shared run's copy: a resumed run forgets the history its checkpoint holds",
-             "train_picie.py", '    run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])',
-             "    run_log = RunLog(run_folder, [])",
+             "train_picie.py", '        run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])',
+             "        run_log = RunLog(run_folder, [])",
              ("tests/test_end_to_end.py::test_restart_continues_from_checkpoint",)),
 )
 

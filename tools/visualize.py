@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 from matplotlib.patches import Patch
 
+from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
+                    evaluated_classes, get_test_parser, parse_args)
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
-from modules.config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
-                            evaluated_classes, get_test_parser, parse_args)
-from modules.evaluation import EvalSettings, evaluation_runtime, predict, score_classifiers, val_loader
-from modules.fpn import model_from_checkpoint
+from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, score_classifiers, val_loader
+from modules.networks import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
 from utils.runtime import make_runtime, script_main
@@ -64,7 +64,7 @@ def render(model, ckpt: dict, source, settings: EvalSettings, runtime, out_dir: 
         names = [f"cluster {k}" for k in range(weight.shape[0])]
     for i in range(min(n_images, len(dataset))):
         _, image, label = dataset[i]
-        clusters = predict(model, image[None], weight, bias, runtime, settings.l2_normalize)[0].numpy()
+        clusters = cluster_ids(model, image[None], weight, bias, runtime, settings.l2_normalize)[0].numpy()
         label = label.numpy().astype(np.int64) if metrics is not None else None
         panels = cluster_panels(image, clusters, label, class_of_cluster, palette)
         rows.append((dataset.image_paths[i].name, panels))

@@ -196,6 +196,18 @@ def classifier_entry(centroids: torch.Tensor, matching: Optional[Dict] = None) -
     return entry
 
 
+def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[str, Dict]:
+    """{head: matching} of the heads an epoch scored (its record's {head: metrics}), as
+    classifier_entry stores them beside the centroids, so predict.py can name classes."""
+    matchings = {}
+    for head, scores in epoch_record.items():
+        if head in centroids and isinstance(scores, dict) and "cluster_to_class" in scores:
+            matchings[head] = {"cluster_to_class": scores["cluster_to_class"], "class_names": list(class_names),
+                               "matching": scores.get("matching", "hungarian"),
+                               "cluster_to_class_majority": scores.get("majority", {}).get("cluster_to_class")}
+    return matchings
+
+
 def save_checkpoint(state: Dict, path: Path) -> None:
     """atomic_save; a write error (full disk, lost mount) becomes one clear line, and the
     previous file at `path` is intact (atomic_save only ever renames a complete file over it)."""

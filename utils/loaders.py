@@ -7,12 +7,14 @@ workers in small chunks (bounded prefetch memory) and joined on the device. Data
 """
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
+from utils import dist
 from utils.errors import UserError
+from utils.runtime import Runtime
 from utils.signals import check_stop, ignore_interrupts
 
 
@@ -163,3 +165,23 @@ def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: tor
     """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers, at most
     one worker per usable CPU (usable_workers)."""
     return PassLoader(dataset, batch_size, sampler, usable_workers(num_workers), device)
+
+
+def feed_pass(feeds: Sequence, loader, batch_features: Callable, desc: str,
+              runtime: Runtime) -> None:
+    """Run one pass of `loader`, feeding `batch_features(batch) -> [feats per feed]` to the feeds
+    (modules/kmeans.py: OnlineKMeansFeed, or anything with add(feats, indices) and add_empty());
+    batches with no readable image, and batches this rank lacks, are fed as empty, so that every
+    DDP rank feeds as many batches."""
+    n_local = 0
+    for batch in runtime.bar(loader, desc):
+        n_local += 1
+        if batch.indices.numel() == 0:
+            for feed in feeds:
+                feed.add_empty()
+            continue
+        for feed, feats in zip(feeds, batch_features(batch)):
+            feed.add(feats, batch.indices)
+    for _ in range(dist.max_over_ranks(n_local) - n_local):
+        for feed in feeds:
+            feed.add_empty()

@@ -278,3 +278,53 @@ class RunProgress:
         redo = self.redo()
         return (f"stopped by {signal_name(signum)} {where}; {self.kept()}" + (f", and {redo}" if redo else "")
                 + f".\nresume with: {self.resume_with}")
+
+
+def config_to_json(record: Dict) -> str:
+    """A run's record (resolved flags, git commit) as config.json holds it: keys sorted, indented."""
+    return json.dumps({k: v for k, v in sorted(record.items())}, indent=2, default=str)
+
+
+def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fresh: bool, where: str) -> Dict:
+    """The run record (`record`, the resolved flags, + git commit), once every check has passed: the
+    folder created or reused (never losing what it holds), logging into its train.log, and for a
+    fresh run its config.json (a restart never rewrites the record of the run it continues).
+    `where`: the device and autocast, for the first log line."""
+    prepare_run_folder(run_folder, restart, overwrite)
+    if dist.is_main():
+        attach_log_file(run_folder / "train.log")
+        remove_stale_temp_files(run_folder)
+    record = dict(record, git_commit=git_commit())
+    log.info("PiCIE run %s (git %s) on %s", run_folder, record["git_commit"], where)
+    log.info("config: %s", config_to_json(record))
+    if fresh and dist.is_main():
+        (run_folder / "config.json").write_text(config_to_json(record))
+    return record
+
+
+def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int) -> bool:
+    """True (and said) when --restart finds the run done: its last epoch checkpointed and scored."""
+    if ckpt is None or ckpt["epoch"] < num_epoch or not (run_folder / "final_metrics.json").is_file():
+        return False
+    log.info("%s is finished (epoch %d of %d, final_metrics.json): nothing to do; pass --num_epoch N to train further",
+             run_folder, ckpt["epoch"], num_epoch)
+    return True
+
+
+def brief_metrics(metrics: Dict) -> Dict:
+    """The scores of a classifier as an epoch's record keeps them (no per-image or per-repeat detail)."""
+    keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching", "cluster_to_class")
+    brief = {k: metrics[k] for k in keep if k in metrics}
+    if "majority" in metrics:  # K_train > classes: many-to-one matching, labelled by its "matching" key
+        brief["majority"] = {k: metrics["majority"][k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "matching",
+                                                                 "cluster_to_class") if k in metrics["majority"]}
+    return brief
+
+
+def loggable(record: Dict) -> str:
+    """The record as one JSON line without the long per-class lists (nested ones included)."""
+    def short(value):
+        if isinstance(value, dict):
+            return {k: short(v) for k, v in value.items() if k not in ("per_class_iou", "cluster_to_class")}
+        return value
+    return json.dumps(short(record))

@@ -4,20 +4,21 @@ Writes to <run folder>/tensorboard: per epoch the losses (total, within-view, cr
 views' k-means loss, the per-epoch metrics (each view's classifier with Hungarian matching, the
 many-to-one matching when K_train exceeds the classes, the fresh K_test clustering when it is
 run, view-1 per-class IoU), the time of each phase, and an image grid the caller draws (the
-training loop passes cluster maps of a few fixed val images, modules/evaluation.py's
-ExampleMaps); at the end the final fresh-k-means scores and the untrained network's. Start it
+training loop passes ExampleMaps below: cluster maps of a few fixed val images); at the end the final fresh-k-means scores and the untrained network's. Start it
 with `tensorboard --logdir <save_root>`.
 
 The tensorboard package is optional: without --tensorboard nothing here imports it, and with
 --tensorboard and no package the run stops before it starts, with one line saying what to do.
 """
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from utils import dist
 from utils.errors import UserError
+from utils.viz import class_palette, colour_map, matched_colours, panel_grid
 
 TB_FOLDER = "tensorboard"
 
@@ -118,3 +119,40 @@ def _scalars(record: Dict) -> Dict[str, float]:
     for phase, seconds in (record.get("phase_s") or {}).items():
         out[f"time_s/{phase}"] = float(seconds)
     return out
+
+
+class ExampleMaps:
+    """Cluster maps of a few fixed images, drawn once per epoch for TensorBoard: per image a row
+    image | ground truth | clusters coloured by their matched class (labelled images), or
+    image | clusters (each its own colour) when there are no labels.
+
+    read() -> (uint8 images [N, 3, H, W] or None, class ids [N, H, W] (-1 unlabelled) or None) is
+    called at the first drawing (modules/evaluation.py: example_images); clusters_of(images,
+    centroids) -> cluster id per pixel [N, H, W] (modules/evaluation.py: cluster_ids)."""
+
+    def __init__(self, read: Callable[[], Tuple[Optional[torch.Tensor], Optional[np.ndarray]]],
+                 clusters_of: Callable[[torch.Tensor, torch.Tensor], np.ndarray], n_classes: int):
+        self.read, self.clusters_of, self.n_classes = read, clusters_of, n_classes
+        self.images: Optional[torch.Tensor] = None   # uint8 [N, 3, res, res], read at the first call
+        self.labels: Optional[np.ndarray] = None     # [N, res, res] class ids (-1 unlabelled)
+        self._read_done = False
+
+    def __call__(self, centroids: torch.Tensor, class_of_cluster: Optional[Sequence[int]]) -> Optional[np.ndarray]:
+        """centroids [K, C] of view 1 and its cluster -> class matching (None without labels) ->
+        the grid [H, W, 3] in [0, 1], or None when there is no image to draw."""
+        if not self._read_done:
+            self.images, self.labels = self.read()
+            self._read_done = True
+        if self.images is None:
+            return None
+        clusters = self.clusters_of(self.images, centroids)
+        rows = []
+        for i in range(self.images.shape[0]):
+            panels = [self.images[i].permute(1, 2, 0).numpy().astype(np.float32) / 255]
+            if self.labels is not None and class_of_cluster is not None:
+                palette = class_palette(self.n_classes)
+                panels += [colour_map(self.labels[i], palette), matched_colours(clusters[i], class_of_cluster, palette)]
+            else:
+                panels.append(colour_map(clusters[i], class_palette(centroids.shape[0])))
+            rows.append(panels)
+        return panel_grid(rows)

@@ -2,7 +2,7 @@
 
 Everything here turns arrays of ids into numpy colour arrays (colours in [0, 1]); nothing opens
 a window, so callers choose the backend (Agg for files, inline in the notebook). What the ids
-are (clusters predicted by modules/evaluation.py's `predict`) is decided by the callers.
+are (clusters predicted by modules/evaluation.py's `cluster_ids`) is decided by the callers.
 """
 from typing import List, Optional, Sequence, Tuple
 

@@ -1,11 +1,12 @@
-"""Segment arbitrary images with a trained checkpoint (predict.py's logic).
+"""Segment arbitrary images with a trained checkpoint at full resolution (predict.py's logic).
 
 Per image:
 1. read as RGB whatever its mode (data/datasets.py's load_rgb: greyscale, RGBA on black, 16-bit,
    ...), turned upright by its EXIF orientation, so that the maps line up with the image as
    viewers show it;
 2. resized (bilinear, as the evaluation images) so that the shorter side is --res, both sides
-   rounded to a multiple of 4, the network's stride; never cropped. A strip longer than
+   rounded to a multiple of the network's stride (4 for the FPN, the patch size for a ViT);
+   never cropped. A strip longer than
    MAX_ASPECT times its width is scaled so that its long side is MAX_ASPECT x --res instead
    (its shorter side then falls below --res), which bounds the memory of such inputs;
 3. the evaluation feature path (modules/evaluation.py's eval_features; with --flip
@@ -21,18 +22,13 @@ images and MAX_BATCH_PIXELS full-resolution pixels); others run one by one. Padd
 sizes into one batch would change the features near the padded borders, so a batch is never
 padded; photos from one camera (the common case) still run together.
 
-Outputs in the --output folder, named after the input: for an image given directly or listed in
-a .txt file its stem, for an image found in a folder its path below that folder (so a/x.jpg and
-b/x.jpg of one folder give a/x.png and b/x.png). Names that would still collide (x.jpg and
-x.png, or two x.jpg given from different folders) get "-" and 8 hex digits of a hash of the
-image's absolute path. Per image <name>.png (the index map, single channel, full size; uint8,
+Outputs in the --output folder, named after the input (data/image_files.py: which files, which
+names, nothing replaced without --overwrite). Per image <name>.png (the index map, single channel, full size; uint8,
 or 16-bit for cluster maps with more than 255 clusters) and <name>_overlay.jpg (the image
 blended with the index colours) unless --no_overlay; per run legend.png (index -> colour and
 name) and predict.json (the index meaning, matching, class names, settings, every image's files
-and every skipped file with its reason). Existing outputs are never replaced without
---overwrite: the run stops before writing anything and names the first one.
+and every skipped file with its reason).
 """
-import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,10 +42,11 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 
 from data.datasets import MAX_ASPECT, load_rgb, pil_to_uint8_tensor
+from data.image_files import (IMAGE_SUFFIXES, InputImage, PredictError, collect_inputs, output_files,
+                              prepare_output)
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
 from utils.checkpoint import CheckpointError
-from utils.errors import UserError
 from utils.loaders import usable_workers
 from utils.run import write_json
 from utils.runtime import Runtime
@@ -57,45 +54,31 @@ from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
 
 log = logging.getLogger("picie")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 UNMATCHED = 255            # index of pixels whose cluster no class was matched to (class maps)
-STRIDE = 4                 # the network's output stride: input sides are multiples of it
 MAX_BATCH_PIXELS = 2 ** 26  # full-resolution pixels one batch may hold (its images: 192 MiB as uint8 RGB)
-RUN_FILES = ("legend.png", "predict.json")
 # EXIF orientation -> the transpose that makes the image upright (PIL.ImageOps.exif_transpose's table).
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
             8: Image.Transpose.ROTATE_90}
 
 
-class PredictError(UserError):
-    """Bad --input / --output / --matching for predict.py; the message names the path or flag."""
-
-
 @dataclass(frozen=True)
 class PredictSettings:
     """How predict.py segments: network input size (--res, the shorter side), --flip, the CRF
     (None: off), the stored matching used (--matching), overlays, --overwrite, batches, workers
-    and the feature normalisation of evaluation (--metric_test)."""
+    and the feature normalisation of evaluation (--metric_test). Built from the flags by
+    config/from_args.py: predict_settings; the defaults are the flags' (config/flags.py)."""
 
-    res: int = 320
-    flip: bool = False
-    crf: Optional[CRFSettings] = None
-    matching: str = "hungarian"
-    overlay: bool = True
-    overwrite: bool = False
-    batch_size: int = 8
-    num_workers: int = 0
-    l2_normalize: bool = True
-    overlay_alpha: float = 0.5
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """An image to segment and its output name (posix path below the output folder, no suffix)."""
-
-    path: Path
-    name: str
+    res: int
+    flip: bool
+    crf: Optional[CRFSettings]
+    matching: str
+    overlay: bool
+    overwrite: bool
+    batch_size: int                    # --batch_size_test
+    num_workers: int
+    l2_normalize: bool
+    overlay_alpha: float = 0.5         # not a flag: how strongly the overlays show the index colours
 
 
 @dataclass
@@ -115,101 +98,6 @@ class Indexing:
     dtype: type = np.uint8
 
 
-# -- inputs and output names ----------------------------------------------------------------------
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def collect_inputs(paths: Sequence[str]) -> Tuple[List[InputImage], int]:
-    """The images of --input (files, folders searched recursively, .txt lists) with unique output
-    names, and the number of files in folders skipped for not having an image suffix. A path
-    given on the command line that does not exist is an error; a listed one that does not exist
-    is kept, to be reported as unreadable with the rest."""
-    entries: List[Tuple[Path, str]] = []   # (image path, wanted name)
-    ignored = 0
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                if _is_image_name(file):
-                    entries.append((file, file.relative_to(path).with_suffix("").as_posix()))
-                else:
-                    ignored += 1
-        elif path.is_file() and path.suffix.lower() == ".txt":
-            for line in path.read_text(errors="replace").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    listed = Path(line) if Path(line).is_absolute() else path.parent / line
-                    entries.append((listed, listed.stem))
-        elif path.is_file():
-            entries.append((path, path.stem))
-        else:
-            raise PredictError(f"--input {text}: no such file or folder; pass image files, folders or .txt lists")
-    return unique_names(entries), ignored
-
-
-def unique_names(entries: Sequence[Tuple[Path, str]]) -> List[InputImage]:
-    """One InputImage per distinct file (a file given twice is segmented once). A wanted name
-    shared by several files (compared without case, for case-insensitive file systems) or equal
-    to a run file's stem gets "-<8 hex digits of the path's hash>", so no output overwrites another."""
-    seen, kept = set(), []
-    for path, name in entries:
-        key = str(path.resolve())
-        if key not in seen:
-            seen.add(key)
-            kept.append((path, name))
-    counts: Dict[str, int] = {}
-    for _, name in kept:
-        counts[name.lower()] = counts.get(name.lower(), 0) + 1
-    reserved = {Path(f).stem for f in RUN_FILES}
-    out = []
-    for path, name in kept:
-        if counts[name.lower()] > 1 or name.lower() in reserved:
-            name = f"{name}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-        out.append(InputImage(path, name))
-    return out
-
-
-def output_files(image: InputImage, out_dir: Path, overlay: bool) -> List[Path]:
-    """The files predict.py writes for one image: <name>.png and, with overlays, <name>_overlay.jpg."""
-    files = [out_dir / f"{image.name}.png"]
-    if overlay:
-        files.append(out_dir / f"{image.name}_overlay.jpg")
-    return files
-
-
-def check_output_folder(out_dir: Path) -> None:
-    """--output must be a folder (or a path where one can be made): an existing file is named as one."""
-    for path in (out_dir, *out_dir.parents):
-        if path.exists():
-            if not path.is_dir():
-                where = f"--output {out_dir}" if path == out_dir else f"--output {out_dir} cannot be written: {path}"
-                raise PredictError(f"{where} is a file, not a folder; choose a folder for the maps (it is created "
-                                   "if missing)")
-            return
-
-
-def prepare_output(out_dir: Path, images: Sequence[InputImage], overwrite: bool, overlay: bool) -> None:
-    """Create --output and check that it can be written and that no output exists (unless --overwrite)."""
-    check_output_folder(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".predict_write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PredictError(f"--output {out_dir} cannot be written ({exc.strerror or exc}); "
-                           "choose a folder you can write to") from None
-    if overwrite:
-        return
-    planned = [out_dir / f for f in RUN_FILES] + [f for image in images for f in output_files(image, out_dir, overlay)]
-    existing = [path for path in planned if path.exists()]
-    if existing:
-        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
-        raise PredictError(f"{existing[0]} exists{more}; nothing was written: pass --overwrite to replace them, "
-                           "or choose another --output")
-
-
 # -- image sizes, loading, batches ----------------------------------------------------------------
 def upright_size(path: Path) -> Tuple[int, int, int]:
     """(width, height, EXIF orientation) of an image as viewers show it, from its header only;
@@ -225,16 +113,16 @@ def upright_size(path: Path) -> Tuple[int, int, int]:
     return width, height, orientation
 
 
-def network_size(width: int, height: int, res: int) -> Tuple[int, int]:
+def network_size(width: int, height: int, res: int, stride: int) -> Tuple[int, int]:
     """(width, height) the network sees: shorter side `res`, the aspect ratio kept, both sides
-    rounded to a multiple of the stride (4, at least 4). Strips longer than MAX_ASPECT times
+    rounded to a multiple of `stride` (the network's, model.stride; at least one stride). Strips longer than MAX_ASPECT times
     their width are scaled to a long side of MAX_ASPECT x res instead."""
     scale = res / min(width, height)
     if max(width, height) * scale > MAX_ASPECT * res:
         scale = MAX_ASPECT * res / max(width, height)
 
     def side(n: int) -> int:
-        return max(STRIDE, int(round(n * scale / STRIDE)) * STRIDE)
+        return max(stride, int(round(n * scale / stride)) * stride)
 
     return side(width), side(height)
 
@@ -395,7 +283,7 @@ def read_headers(images: Sequence[InputImage], report: PredictReport
     return readable, sizes, orientations
 
 
-def run_predict(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, settings: PredictSettings,
+def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, settings: PredictSettings,
                 runtime: Runtime, checkpoint_path: str = "") -> PredictReport:
     """Segment every image of `inputs` (see collect_inputs) and write the outputs to out_dir."""
     started = time.perf_counter()
@@ -415,7 +303,7 @@ def run_predict(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, setting
                  len(indexing.names) - 1)
 
     readable, full_sizes, orientations = read_headers(images, report)
-    sizes = [network_size(width, height, settings.res) for width, height in full_sizes]
+    sizes = [network_size(width, height, settings.res, model.stride) for width, height in full_sizes]
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)

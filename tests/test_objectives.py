@@ -9,7 +9,7 @@ import train_mdc
 import train_picie
 from data.transforms import AugmentConfig, ViewMaker
 from modules.loss import PiCIELoss, centroid_logits, class_weights
-from modules.objectives import MDCObjective, PiCIEObjective, build_objective, picie_heads
+from modules.objectives import MDCObjective, ObjectiveSettings, PiCIEObjective, build_objective, picie_heads
 from modules.siamese import SiamesePair, features_of_views
 from utils.runtime import Runtime
 
@@ -94,7 +94,7 @@ def test_mdc_classifier_is_trained_and_reinitialised_every_epoch():
 
 def test_bad_method_flags(capsys, tmp_path):
     with pytest.raises(ValueError, match='--overcluster'):
-        build_objective('mdc', 27, C, aux_clusters=100)
+        build_objective(ObjectiveSettings(method='mdc', aux_clusters=100), 27, C)
     for extra, fragment in ((['--nonparametric'], '--nonparametric applies to --method mdc'),
                             (['--method', 'mdc', '--overcluster'], '--overcluster'),
                             (['--overcluster', '--K_aux', '1'], '--K_aux 1')):

@@ -1,0 +1,176 @@
+"""From the parsed flags to the typed settings the functions of modules/ and data/ take, in one
+step (settings_from_args for a training run; data_settings, eval_settings, predict_settings and
+probe_settings for the evaluation scripts and tools). The parsed namespace is never changed.
+The original's switches (--augment --jitter ..., --no_balance, --cityscapes) are translated
+here, and only here."""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from config.checks import check_args, vit_head
+from config.flags import FlagError
+from config.settings import ModelSettings, OptimSettings, RunSettings, TrainSettings
+from data.build import DataSettings
+from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
+from modules.crf import CRFSettings
+from modules.evaluation import PROTOCOL_RES, EvalSettings
+from modules.kmeans import KMeansSettings
+from modules.objectives import ObjectiveSettings
+from modules.segment import PredictSettings
+from modules.probe import ProbeSettings
+from modules.vit import VIT_ARCHS
+
+
+def _split_list(text: str) -> List[str]:
+    """'a,b c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
+    items = [t for t in text.replace(",", " ").split() if t]
+    return [] if items == ["none"] else items
+
+
+def resolve_transform_lists(args) -> Tuple[List[str], List[str]]:
+    """Photometric and geometric lists from the original switches plus --inv_list/--eqv_list."""
+    inv, eqv = [], []
+    if args.augment:
+        inv += list(JITTER_OPS) if args.jitter else []
+        inv += ["grey"] if args.grey else []
+        inv += ["blur"] if args.blur else []
+    if args.equiv:
+        eqv += [name for name in ("random_crop", "h_flip", "v_flip") if getattr(args, name)]
+    for name in _split_list(args.inv_list or ""):
+        for op in (JITTER_OPS if name == "jitter" else (name,)):
+            if op not in PHOTOMETRIC_OPS:
+                raise FlagError(f"--inv_list: unknown transform {op!r}; choose from jitter, {', '.join(PHOTOMETRIC_OPS)}")
+            inv.append(op)
+    for name in _split_list(args.eqv_list or ""):
+        if name not in GEOMETRIC_OPS:
+            raise FlagError(f"--eqv_list: unknown transform {name!r}; choose from {', '.join(GEOMETRIC_OPS)}")
+        eqv.append(name)
+    # Fixed canonical order so two spellings of one set give the same config.
+    return [n for n in PHOTOMETRIC_OPS if n in inv], [n for n in GEOMETRIC_OPS if n in eqv]
+
+
+def augment_config(args) -> AugmentConfig:
+    inv, eqv = resolve_transform_lists(args)
+    return AugmentConfig(inv_list=tuple(inv), eqv_list=tuple(eqv), jitter_strength=args.jitter_strength,
+                         hue_range=args.hue_range, jitter_p=args.jitter_p, grey_p=args.grey_p,
+                         blur_p=args.blur_p, blur_sigma=tuple(args.blur_sigma), min_scale=args.min_scale)
+
+
+
+def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
+                  need_train: bool = True) -> DataSettings:
+    """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's);
+    need_train=False when only the evaluation split is read (scoring a stored classifier)."""
+    if stuff is None and thing is None:
+        stuff, thing = evaluated_groups(args)
+    return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
+                        stuff=stuff, thing=thing, fullcoco=args.fullcoco, coco_classes=args.coco_classes,
+                        cityscapes_train_splits=tuple(args.cityscapes_train_splits),
+                        cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
+                        n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1),
+                        need_train=need_train)
+
+
+def evaluated_groups(args) -> Tuple[bool, bool]:
+    """(stuff, thing) evaluated: both when neither flag is given."""
+    if args.stuff is None and args.thing is None:
+        return True, True
+    return bool(args.stuff), bool(args.thing)
+
+
+def evaluated_classes(args, ckpt: Dict[str, Any]) -> Tuple[bool, bool]:
+    """(stuff, thing) to score a checkpoint on: the command line's --stuff/--thing, else those the
+    checkpoint was evaluated with, else all classes."""
+    if args.stuff is not None or args.thing is not None:
+        return bool(args.stuff), bool(args.thing)
+    saved = ckpt.get("eval_config", {})
+    stuff, thing = bool(saved.get("stuff", True)), bool(saved.get("thing", True))
+    return (stuff, thing) if (stuff or thing) else (True, True)
+
+
+def checkpoint_resolution(args, ckpt: Dict[str, Any]) -> int:
+    """The evaluation size to score a checkpoint at: --res, else the checkpoint's own evaluation
+    size, else (original checkpoints record none) the protocol's 320. Every tool uses this."""
+    return int(args.res or ckpt.get("eval_config", {}).get("res") or PROTOCOL_RES)
+
+
+def kmeans_settings(args, n_clusters: int) -> KMeansSettings:
+    return KMeansSettings(n_clusters=n_clusters, n_iter=args.kmeans_n_iter, num_init_batches=args.num_init_batches,
+                          num_batches=args.num_batches, pixels_per_image=args.kmeans_pixels_per_image,
+                          init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
+
+
+def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
+                  thing: Optional[bool] = None) -> EvalSettings:
+    """How to score: the flags, with the resolution and the evaluated classes given here when the
+    caller resolved them (test_picie.py takes them from the checkpoint)."""
+    if stuff is None and thing is None:
+        stuff, thing = evaluated_groups(args)
+    return EvalSettings(res=res or args.res or PROTOCOL_RES, l2_normalize=args.metric_test == "cosine",
+                        kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
+                        batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
+                        num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing,
+                        precision=args.eval_precision, flip=getattr(args, "flip", False),
+                        crf=getattr(args, "crf", False))
+
+
+def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
+    """predict.py's typed settings; --res defaults to the checkpoint's evaluation resolution
+    (checkpoint_resolution: eval_config["res"], 320 for the original's checkpoints)."""
+    return PredictSettings(res=checkpoint_resolution(args, ckpt), flip=args.flip,
+                           crf=CRFSettings() if args.crf else None, matching=args.matching,
+                           overlay=not args.no_overlay, overwrite=args.overwrite, batch_size=args.batch_size_test,
+                           num_workers=args.num_workers, l2_normalize=args.metric_test == "cosine")
+
+
+def probe_settings(args) -> ProbeSettings:
+    return ProbeSettings(epochs=args.probe_epochs, lr=args.probe_lr, cache_bytes=args.feature_cache_gb * 2 ** 30)
+
+
+def default_run_name(args) -> str:
+    method = args.method + ("_h" if args.overcluster else "")
+    arch = args.arch + ("_frozen" if args.freeze_backbone else "")
+    return f"{method}_{arch}_K{args.K_train}_seed{args.seed}"
+
+
+def settings_from_args(args) -> RunSettings:
+    """The typed settings of a training run from train_picie.py's parsed flags (checked first)."""
+    check_args(args)
+    augment = augment_config(args)
+    data = data_settings(args)
+    run_name = args.run_name or default_run_name(args)
+    # BatchNorm statistics need setting only in a randomly initialised network that has BatchNorm.
+    no_batchnorm = args.arch in VIT_ARCHS
+    calibrate = (args.calibrate_bn if args.calibrate_bn >= 0
+                 else (0 if (args.pretrain or args.pretrain_path or no_batchnorm) else 10))
+    head = vit_head(args)
+    evaluation = eval_settings(args)
+    record = dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing, run_name=run_name,
+                  res=evaluation.res, augment_config=augment.to_dict(), vit_head=head)
+    return RunSettings(
+        data=data, augment=augment,
+        model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate,
+                            vit_head=head or "linear", freeze_backbone=args.freeze_backbone),
+        optim=OptimSettings(args.optim_type, args.lr, args.weight_decay, args.momentum),
+        objective=ObjectiveSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
+                                    nonparametric=args.nonparametric, loss_terms=args.loss_terms,
+                                    class_weights="none" if args.no_balance else args.class_weights),
+        kmeans=kmeans_settings(args, args.K_train),
+        train=TrainSettings(num_epoch=args.num_epoch,
+                            batch_size_cluster=args.batch_size_cluster, batch_size_train=args.batch_size_train,
+                            l2_normalize=args.metric_train == "cosine",
+                            skip_nonfinite=args.skip_nonfinite, feature_cache_bytes=args.feature_cache_gb * 2 ** 30,
+                            max_bad_fraction=args.max_bad_fraction, res1=args.res1, res2=args.res2,
+                            photometric_res=args.photometric_res),
+        eval=evaluation, probe=ProbeSettings(cache_bytes=args.feature_cache_gb * 2 ** 30),
+        seed=args.seed, device=args.device, precision=args.precision, deterministic=args.deterministic,
+        num_workers=args.num_workers, save_root=args.save_root, run_name=run_name, restart=args.restart,
+        overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints, tensorboard=args.tensorboard,
+        eval_init=args.eval_init, record=record)
+
+
+def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, Any]:
+    """What a checkpoint records about its evaluation (test_picie.py reads it back)."""
+    return {"res": settings.eval.res, "metric_test": "cosine" if settings.eval.l2_normalize else "euclidean",
+            "K_test": settings.eval.n_clusters, "stuff": settings.eval.stuff, "thing": settings.eval.thing,
+            "dataset": settings.data.dataset, "coco_classes": settings.data.coco_classes,
+            "class_names": list(class_names)}
+
