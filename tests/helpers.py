@@ -1,7 +1,9 @@
 """Constants and plain functions the tests share (fixtures live in conftest.py): import them with
 `from helpers import ...`; pytest puts tests/ on the import path."""
 import contextlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -126,3 +128,20 @@ def shallow_vits(depth: int = 2):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ViTConfig.__init__, '__defaults__', (*defaults[:-1], depth))
         yield
+
+
+def train_commands(stdout: str) -> dict:
+    """The train_picie.py command lines a script's DRY_RUN printed, parsed: {run_name: args}."""
+    import config
+    runs = {}
+    for line in stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) > 1 and words[1] == 'train_picie.py':
+            args = config.parse_args(config.get_args_parser(), words[2:])
+            runs[args.run_name] = args
+    return runs
+
+
+def run_records(run: Path) -> list:
+    """The records of a run folder's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]

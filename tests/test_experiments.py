@@ -1,35 +1,19 @@
-"""Experiment tooling: the 2-transform, ablation and sweep scripts (dry run and tiny end-to-end
-runs), over-clustering metrics, tools/compare_runs.py, tools/visualize.py, TensorBoard logging
-and the visualize.ipynb notebook."""
+"""Experiment tooling: the training and 2-transform scripts, the transform ablation (dry run and a tiny
+end-to-end run), tools/compare_runs.py, tools/visualize.py, TensorBoard logging and the visualize.ipynb
+notebook. The component ablation: test_ablate_components.py; the sweep: test_sweep_hparams.py."""
 import importlib.util
 import json
-import shlex
 import sys
 
 import pytest
 
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS, run_records, train_commands
 from helpers import run_script as _script
 from tools import compare_runs, visualize
 import config
 
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
-
-
-def _train_commands(stdout):
-    """The train_picie.py command lines a DRY_RUN printed, parsed: {run_name: args}."""
-    runs = {}
-    for line in stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) > 1 and words[1] == 'train_picie.py':
-            args = config.parse_args(config.get_args_parser(), words[2:])
-            runs[args.run_name] = args
-    return runs
-
-
-def _metrics(run):
-    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
 
 
 # ----------------------------------------------------------------------------------------
@@ -104,7 +88,7 @@ def test_variant_scripts_are_train_picie_with_only_their_changes(script, env, en
 def test_cityscapes_script_defaults_to_its_own_data_root():
     done = _script('train_picie_cityscapes.sh', {'DRY_RUN': 1})
     assert done.returncode == 0, done.stderr
-    assert _train_commands(done.stdout)['picie_cityscapes'].data_root == 'datasets/cityscapes/'
+    assert train_commands(done.stdout)['picie_cityscapes'].data_root == 'datasets/cityscapes/'
 
 
 @pytest.mark.parametrize('script, variable', [('train_picie.sh', 'DATA_ROOT'), ('test_picie.sh', 'EVAL_PATH')])
@@ -121,7 +105,7 @@ def test_test_script_honours_dry_run(tmp_path):
 def test_train_script_dry_run_prints_the_command_and_passes_flags_through(tmp_path):
     done = _script('train_picie.sh', {'DRY_RUN': 1, 'SAVE_ROOT': tmp_path / 'runs', 'SEED': 3}, '--restart')
     assert done.returncode == 0, done.stderr
-    args = _train_commands(done.stdout)['picie']
+    args = train_commands(done.stdout)['picie']
     assert (args.seed, args.restart, args.pretrain, args.K_train, args.batch_size_cluster) == (3, True, True, 27, 256)
     assert not (tmp_path / 'runs').exists()  # nothing written by a dry run
 
@@ -140,7 +124,7 @@ def test_2aug_script_rejects_anything_but_one_transform_each(env, fragment, tmp_
 def test_ablation_dry_run_covers_every_combination_with_one_budget():
     done = _script('ablate_transforms.sh', {'DRY_RUN': 1, 'PRESET': 'demo'})
     assert done.returncode == 0, done.stderr
-    runs = _train_commands(done.stdout)
+    runs = train_commands(done.stdout)
     jitter = ['brightness', 'contrast', 'saturation', 'hue']
     photo_all, geo_all = jitter + ['grey', 'blur'], ['random_crop', 'h_flip']
     expected = {'none': ([], []), 'photometric': (photo_all, []), 'geometric': ([], geo_all),
@@ -157,7 +141,7 @@ def test_ablation_dry_run_covers_every_combination_with_one_budget():
     assert (settings[0]['K_train'], settings[0]['K_test'], settings[0]['class_weights']) == (6, 6, 'none')  # the demo's
     assert 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
     # The paper preset: train_picie.sh's settings.
-    paper = _train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
+    paper = train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
     assert (paper.pretrain, paper.res1, paper.K_train, paper.num_epoch, paper.batch_size_cluster) == (True, 320, 27, 10, 256)
 
 
@@ -166,127 +150,12 @@ def test_ablation_rejects_unknown_combination():
     assert done.returncode == 2 and "'jitter+rotate'" in done.stderr
 
 
-def test_component_ablation_dry_run_changes_one_component_per_row_for_every_seed():
-    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo'})
-    assert done.returncode == 0, done.stderr
-    runs = _train_commands(done.stdout)
-    rows = ['paper', 'no_photometric', 'no_geometric', 'within_only', 'weights_size', 'weights_inverse', 'one_plus_one']
-    assert list(runs) == [f'{row}_seed{seed}' for seed in (1, 2, 3) for row in rows]  # seed by seed
-    photo_all = ['brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur']
-    geo_all = ['random_crop', 'h_flip']
-    # What each row changes against the paper row of its seed, and nothing else (the demo's own
-    # class weights are none, so weights_none is the paper row and is not trained twice).
-    expected = {'paper': {}, 'no_photometric': {'photometric': []}, 'no_geometric': {'geometric': []},
-                'within_only': {'loss_terms': 'within'}, 'weights_size': {'class_weights': 'size'},
-                'weights_inverse': {'class_weights': 'inverse'},
-                'one_plus_one': {'photometric': ['brightness', 'contrast', 'saturation', 'hue'],
-                                 'geometric': ['random_crop']}}
-
-    def resolved(args):
-        photo, geo = config.resolve_transform_lists(args)
-        skip = {'run_name', 'inv_list', 'eqv_list'}
-        return {'photometric': photo, 'geometric': geo, **{k: v for k, v in vars(args).items() if k not in skip}}
-
-    for seed in (1, 2, 3):
-        paper = resolved(runs[f'paper_seed{seed}'])
-        assert (paper['photometric'], paper['geometric'], paper['seed']) == (photo_all, geo_all, seed)
-        assert (paper['loss_terms'], paper['class_weights'], paper['num_epoch'], paper['K_train']) == \
-            ('within_cross', 'none', 8, 6)  # the demo preset's
-        for row in rows:
-            args = resolved(runs[f'{row}_seed{seed}'])
-            assert {k: v for k, v in args.items() if paper[k] != v} == expected[row], row
-    assert all(args.save_root == 'results/ablate_components_demo' for args in runs.values())
-    assert 'tools.invariance' in done.stdout and 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
-    # The paper preset's own weights are the original's cluster sizes: there the 'none' row is trained.
-    paper_preset = _train_commands(_script('ablate_components.sh', {'DRY_RUN': 1, 'SEEDS': '2'}).stdout)
-    assert 'weights_none_seed2' in paper_preset and 'weights_size_seed2' not in paper_preset
-    assert paper_preset['paper_seed2'].class_weights == 'size' and paper_preset['paper_seed2'].pretrain
-    assert paper_preset['weights_none_seed2'].class_weights == 'none'
-
-
-@pytest.mark.parametrize('env, fragment', [
-    ({'ROWS': 'paper no_cross'}, "'no_cross'"),
-    ({'ROWS': 'weights_none', 'PRESET': 'demo'}, 'weights_none is the demo preset'),
-    ({'SEEDS': '1 two'}, 'SEEDS=1 two'),
-])
-def test_component_ablation_rejects_unknown_rows_and_seeds(env, fragment):
-    done = _script('ablate_components.sh', {'DRY_RUN': 1, **env})
-    assert done.returncode == 2 and done.stderr.count('error:') == 1 and fragment in done.stderr, done.stderr
-
-
-def test_component_ablation_picks_rows_and_seeds():
-    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'SEEDS': '4', 'ROWS': 'within_only paper',
-                                            'PHOTO_1': 'grey', 'GEO_1': 'h_flip'})
-    assert done.returncode == 0, done.stderr
-    assert list(_train_commands(done.stdout)) == ['paper_seed4', 'within_only_seed4']  # the script's order
-    done = _script('ablate_components.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'SEEDS': '1', 'ROWS': 'one_plus_one',
-                                            'PHOTO_1': 'grey', 'GEO_1': 'h_flip'})
-    args = _train_commands(done.stdout)['one_plus_one_seed1']
-    assert config.resolve_transform_lists(args) == (['grey'], ['h_flip'])
-
-
-def test_sweep_dry_run_changes_one_setting_per_run():
-    done = _script('sweep_hparams.sh', {'DRY_RUN': 1})
-    assert done.returncode == 0, done.stderr
-    runs = _train_commands(done.stdout)
-    base = vars(runs.pop('base'))
-    changed = {}
-    for name, args in runs.items():
-        diff = {k: v for k, v in vars(args).items() if base[k] != v and k != 'run_name'}
-        changed[name] = diff
-    assert changed['K_train_54'] == {'K_train': 54} and changed['K_train_100'] == {'K_train': 100}
-    assert runs['K_train_100'].K_test == 27  # over-clustering, scored with 27 classes
-    assert changed['lr_1e-3'] == {'lr': 1e-3}
-    assert changed['num_init_batches_40'] == {'num_init_batches': 40}
-    assert changed['kmeans_n_iter_50'] == {'kmeans_n_iter': 50}
-    assert changed['min_scale_0.25'] == {'min_scale': 0.25}
-    assert changed['batch_size_train_256'] == {'batch_size_train': 256}
-    assert changed['res1_448'] == {'res1': 448, 'res2': 896}
-    assert 'K_train_27' not in runs and 'lr_1e-4' not in runs  # the base value is the base run
-    done = _script('sweep_hparams.sh', {'DRY_RUN': 1, 'PARAMS': 'K_train learning_rate'})
-    assert done.returncode == 2 and "'learning_rate'" in done.stderr
-
-
-def test_sweep_scores_a_holdout_unless_told_to_use_val(tmp_path):
-    """Tuning on val biases the reported val number: by default every run of the sweep reads a hold-out of
-    the training images (made by tools/make_holdout.py), and the report folder follows SAVE_ROOT."""
-    env = {'DRY_RUN': 1, 'PRESET': 'demo', 'PARAMS': 'lr', 'LRS': '1e-3', 'DATA_ROOT': tmp_path / 'demo'}
-    done = _script('sweep_hparams.sh', {**env, 'SAVE_ROOT': 'results/mine'})
-    assert done.returncode == 0, done.stderr
-    assert f'tools.make_holdout --data_root {tmp_path}/demo --out {tmp_path}/demo_holdout --fraction 0.2' in done.stdout
-    runs = _train_commands(done.stdout)
-    assert {args.data_root for args in runs.values()} == {f'{tmp_path}/demo_holdout'}
-    assert '--out reports/mine ' in done.stdout
-    holdout = tmp_path / 'ready'
-    holdout.mkdir()
-    (holdout / 'HOLDOUT.json').write_text('{}')
-    done = _script('sweep_hparams.sh', {**env, 'DATA_ROOT': holdout})
-    assert 'make_holdout' not in done.stdout
-    assert {args.data_root for args in _train_commands(done.stdout).values()} == {str(holdout)}
-    assert '--out reports/sweep_hparams_demo_holdout ' in done.stdout
-    done = _script('sweep_hparams.sh', {**env, 'SCORE_ON_VAL': 1})
-    assert 'make_holdout' not in done.stdout and 'val split' in done.stdout
-    assert {args.data_root for args in _train_commands(done.stdout).values()} == {f'{tmp_path}/demo'}
-    assert '--out reports/sweep_hparams_demo_val ' in done.stdout
-    paper = _script('sweep_hparams.sh', {'DRY_RUN': 1, 'PARAMS': 'lr', 'LRS': '1e-3'})
-    assert '--data_root datasets/coco --out datasets/coco_holdout --n_holdout 2000' in paper.stdout
-
-
 def test_2aug_script_runs_on_the_demo_preset(tmp_path):
     done = _script('train_picie_2aug.sh', {'DRY_RUN': 1, 'PRESET': 'demo', 'PHOTO': 'hue'})
     assert done.returncode == 0, done.stderr
-    args = _train_commands(done.stdout)['picie_2aug_demo_hue_random_crop']
+    args = train_commands(done.stdout)['picie_2aug_demo_hue_random_crop']
     assert args.preset == 'demo' and args.lr == 3e-4 and args.data_root == 'datasets/demo'
     assert config.resolve_transform_lists(args) == (['hue'], ['random_crop'])
-
-
-def test_tiny_preset_uses_the_test_suites_tiny_flags():
-    runs = _train_commands(_script('sweep_hparams.sh', {'DRY_RUN': 1, 'TINY': 1, 'PARAMS': 'lr'}).stdout)
-    tiny = vars(config.parse_args(config.get_args_parser(), TINY_FLAGS))
-    base = vars(runs['base'])
-    for key in ('res', 'res1', 'res2', 'batch_size_cluster', 'batch_size_train', 'batch_size_test',
-                'num_init_batches', 'kmeans_n_iter', 'num_workers', 'device', 'precision'):
-        assert base[key] == tiny[key], key
 
 
 # ----------------------------------------------------------------------------------------
@@ -296,15 +165,6 @@ def test_tiny_preset_uses_the_test_suites_tiny_flags():
 def ablation(tiny_ablation):
     """The session's tiny transform ablation (conftest's tiny_ablation: runs 'none' and 'jitter+random_crop')."""
     return tiny_ablation
-
-
-@pytest.fixture(scope='module')
-def sweep(tiny_demo, tmp_path_factory):
-    root = tmp_path_factory.mktemp('sweep')
-    done = _script('sweep_hparams.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
-                                        'REPORT_DIR': root / 'report', 'PARAMS': 'K_train'})
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root, done.stdout
 
 
 def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
@@ -320,7 +180,7 @@ def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
         assert f"transforms: photometric {inv or 'none'}, geometric {eqv or 'none'}" in log
         assert (run / 'final_metrics.json').is_file()
     # Without transforms both views are one image: the cross-view loss equals the within-view loss.
-    record = _metrics(root / 'runs' / 'none')[-1]
+    record = run_records(root / 'runs' / 'none')[-1]
     assert record['loss_cross'] == pytest.approx(record['loss_within'], rel=1e-5)
     report = (root / 'report' / 'report.md').read_text()
     assert '| none |' in report and '| jitter+random_crop |' in report
@@ -330,47 +190,6 @@ def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
     again = _script('ablate_transforms.sh', {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': root / 'runs',
                                              'REPORT_DIR': root / 'report', 'COMBOS': 'none'})
     assert again.returncode == 0 and 'finished before: kept' in again.stdout
-
-
-def test_tiny_component_ablation_runs_end_to_end_over_seeds(tiny_demo, tmp_path):
-    # One row over two seeds: the rows' flags are checked without training by the dry-run tests above.
-    env = {'TINY': 1, 'DATA_ROOT': tiny_demo, 'SAVE_ROOT': tmp_path / 'runs', 'REPORT_DIR': tmp_path / 'report',
-           'SEEDS': '1 2', 'ROWS': 'within_only'}
-    done = _script('ablate_components.sh', env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for name in ('within_only_seed1', 'within_only_seed2'):
-        assert f'[{name}] done' in done.stdout
-        assert (tmp_path / 'runs' / name / 'final_metrics.json').is_file()
-    saved = json.loads((tmp_path / 'runs' / 'within_only_seed2' / 'config.json').read_text())
-    assert (saved['seed'], saved['loss_terms']) == (2, 'within')
-    # Only the within-view term trains; both parts are still logged.
-    record = _metrics(tmp_path / 'runs' / 'within_only_seed1')[-1]
-    assert record['loss'] == pytest.approx(record['loss_within'], rel=1e-5) and 'loss_cross' in record
-    # The seeds of a row are one group of the report, and every checkpoint has its invariance column.
-    report = (tmp_path / 'report' / 'report.md').read_text()
-    assert '## Across training seeds' in report and '| 1, 2 |' in report
-    invariance = json.loads((tmp_path / 'report' / 'invariance.json').read_text())
-    assert sorted(invariance['results']) == ['within_only_seed1', 'within_only_seed2']
-    assert all('paper views' in scores and 'chance' in scores for scores in invariance['results'].values())
-
-
-def test_overclustering_epochs_report_majority_and_fresh_k_test(sweep):
-    root, stdout = sweep
-    assert '[base] done' in stdout and '[K_train_30] done' in stdout
-    record = _metrics(root / 'runs' / 'K_train_30')[-1]
-    for view in ('view1', 'view2'):
-        assert record[view]['matching'] == 'hungarian'
-        assert len(record[view]['cluster_to_class']) == 30
-        assert record[view]['majority']['matching'] == 'majority'
-        assert record[view]['majority']['acc'] >= record[view]['acc'] - 1e-9  # many-to-one can only gain
-    fresh = record['fresh_K_test']
-    assert fresh['K'] == 15 and fresh['matching'] == 'hungarian' and 'fresh k-means' in fresh['protocol']
-    assert len(fresh['per_class_iou']) == 15 and 0 <= fresh['mIoU'] <= 100
-    assert 'eval_fresh' in record['phase_s']
-    base = _metrics(root / 'runs' / 'base')[-1]
-    assert 'fresh_K_test' not in base and 'majority' not in base['view1']
-    report = (root / 'report' / 'report.md').read_text()
-    assert 'Settings that differ: `K_train`' in report and 'fresh K_test' in report
 
 
 # ----------------------------------------------------------------------------------------
@@ -468,14 +287,6 @@ def test_visualize_draws_cluster_maps(ablation, tiny_demo, tmp_path, capsys):
     # One-to-one only: there are not more clusters than classes for a many-to-one matching.
     assert visualize.main(argv + ['--matching', 'majority']) == 2
     assert 'needs more clusters than classes' in capsys.readouterr().err
-
-
-def test_visualize_majority_matching_of_an_overclustered_run(sweep, tiny_demo, tmp_path):
-    checkpoint = sweep[0] / 'runs' / 'K_train_30' / 'checkpoint.pth'
-    argv = ['--eval_path', str(checkpoint), '--data_root', str(tiny_demo), '--n_images', '1',
-            '--out_dir', str(tmp_path), '--device', 'cpu', '--num_workers', '0', '--matching', 'majority']
-    assert visualize.main(argv) == 0
-    assert (tmp_path / 'cluster_map_000.png').is_file()
 
 
 def test_visualize_bad_checkpoint_is_one_line(tmp_path, capsys):
