@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 from config.flags import roles_markdown
 from config.parsers import get_args_parser, parse_args
+from utils.runtime import script_main
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -29,4 +30,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

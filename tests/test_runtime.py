@@ -7,8 +7,9 @@ import pytest
 from helpers import REPO_ROOT
 from utils.runtime import script_main
 
-SCRIPTS = ('train_picie.py', 'test_picie.py', 'predict.py', 'tools/invariance.py', 'tools/visualize.py',
-           'tools/make_figures.py', 'benchmarks/fingerprint.py')
+SCRIPTS = ('train_picie.py', 'test_picie.py', 'predict.py', 'config/__main__.py', 'tools/invariance.py',
+           'tools/visualize.py', 'tools/make_figures.py', 'tools/compare_runs.py', 'tools/seed_summary.py',
+           'benchmarks/fingerprint.py')
 
 
 def test_script_main_freezes_what_was_imported_and_exits_with_the_code():

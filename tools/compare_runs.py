@@ -43,6 +43,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from config import RESUME_SAFE, ROLES
+from utils.runtime import script_main
 
 # Shown first when they differ, and listed under "common settings" when they do not.
 MAIN_KEYS = ("data_root", "dataset", "photometric", "geometric", "pretrain", "K_train", "K_test", "num_epoch", "lr",
@@ -502,4 +503,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

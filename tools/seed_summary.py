@@ -24,6 +24,7 @@ import numpy as np
 
 from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, seed_groups
 from utils.errors import UserError
+from utils.runtime import script_main
 
 SEED_SUFFIX = re.compile(r"_seed\d+$")
 
@@ -137,4 +138,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)
