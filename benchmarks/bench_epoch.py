@@ -115,7 +115,9 @@ def kmeans_working_set_mb(batch: int, init_batches: int, grid: int, dim: int, pi
             "both_views_peak_mb": 2 * max(2 * init, online) / 2 ** 20}
 
 
-def main(argv=None) -> dict:
+def main(argv=None, progress: Optional[PhaseMemory] = None) -> dict:
+    """Run, print and return the benchmark; `progress` (default a PhaseMemory) receives the run's
+    phases (benchmarks/bench_efficiency.py passes one that also files the network's calls)."""
     parser = argparse.ArgumentParser("bench_epoch", parents=[get_args_parser(add_help=False)])
     parser.add_argument("--bench_json", type=str, default=None, help="write the results as JSON here")
     parser.add_argument("--project_images", type=int, default=49629,
@@ -128,7 +130,7 @@ def main(argv=None) -> dict:
     settings = settings_from_args(args)
 
     started = time.perf_counter()
-    progress = PhaseMemory()
+    progress = progress if progress is not None else PhaseMemory()
     final = train_picie.main(settings, progress)
     total_s = time.perf_counter() - started
     run = Path(settings.save_root) / settings.run_name

@@ -116,3 +116,37 @@ def test_suite_cost_counts_what_a_run_writes_and_enforces_its_bounds(tmp_path, c
     assert cost['exit_code'] == 0 and cost['written_mb'] >= 2.9 and cost['cpu_s'] > 0
     assert suite_cost.main(['--max_written_mb', '1', *argv]) == 1
     assert 'over the bound of 1 MB (--max_written_mb)' in capsys.readouterr().out
+
+
+def test_call_flops_counts_the_forward_and_the_backward_of_a_convolution():
+    """A 3x3 convolution, 3 -> 8 channels on a 16 x 16 image: 2 * 3 * 8 * 9 * 256 FLOPs forward; with
+    gradients the backward adds the weight gradient (the input needs none): twice that in all. A
+    batch of 4 is four images."""
+    from benchmarks.bench_efficiency import call_flops
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    forward = 2 * 3 * 8 * 9 * 16 * 16
+    assert call_flops(conv, ((4, 3, 16, 16), False, None), torch.device('cpu')) == 4 * forward
+    assert call_flops(conv, ((1, 3, 16, 16), True, None), torch.device('cpu')) == 2 * forward
+    assert conv.weight.grad is None  # counting leaves no gradients behind
+
+
+def test_bench_efficiency_files_every_network_call_under_its_phase(tiny_demo, tmp_path, capsys):
+    from benchmarks import bench_efficiency
+    result = bench_efficiency.main(['--gemm_size', '512', '--data_root', str(tiny_demo), '--stuff', *TINY_FLAGS,
+                                    '--num_epoch', '1', '--repeats', '1', '--K_train', '5', '--K_test', '5',
+                                    '--feature_cache_gb', '0', '--save_root', str(tmp_path)])
+    eff = result['efficiency']
+    assert eff['gemm_gflop_per_s']['float32'] > 0.1
+    phases = {(row['epoch'], row['phase']): row for row in eff['phases']}
+    assert {(0, 'untrained evaluations'), (1, 'kmeans'), (1, 'label'), (1, 'train'), (1, 'eval'),
+            (2, 'final evaluation')} <= set(phases)
+    # The clustering pass forwards both views of the 12 images, labelling both again, training
+    # forwards and backpropagates both; all of them at the tiny preset's 64 px.
+    kmeans, label, train = phases[(1, 'kmeans')], phases[(1, 'label')], phases[(1, 'train')]
+    assert kmeans['images'] == label['images'] == train['images'] == 2 * 12
+    assert kmeans['gflop'] == pytest.approx(label['gflop'])
+    assert 2 * kmeans['gflop'] < train['gflop'] < 4 * kmeans['gflop']  # backward ~ twice the forward
+    for row in phases.values():
+        assert row['gflop'] > 0 and row['s'] > 0 and 0 < row['fraction_of_gemm'] < 2, row
+    printed = capsys.readouterr().out
+    assert 'machine rate (512^2 matrix multiply' in printed and 'untrained evaluations' in printed

@@ -1,0 +1,185 @@
+"""How close each phase of a PiCIE run comes to what the machine can do: the FLOPs of its network
+passes, the FLOP/s achieved and that as a fraction of the machine's matrix-multiply rate measured
+in the same process. The fraction holds across machines; seconds do not.
+
+    python -m benchmarks.bench_efficiency --data_root ../shared/data/cocostuff_mini --fullcoco \
+        --res 320 --res1 320 --res2 640 --batch_size_cluster 16 --batch_size_train 8 \
+        --batch_size_test 16 --num_init_batches 4 --num_batches 1 --kmeans_n_iter 20 \
+        --K_train 27 --K_test 27 --num_workers 2 --seed 1 --num_epoch 2 --repeats 3
+
+Every flag of train_picie.py is accepted (benchmarks/bench_epoch.py runs it). What is measured:
+
+1. The machine's rate: a square float32 matrix multiply (--gemm_size) on the threads the run uses,
+   the best of several timings, as FLOP/s; the same in bfloat16 where the run's autocast is bf16
+   (a CPU with bf16 units, or CUDA).
+2. The run, with every call of the network recorded (a forward pre-hook): the input's shape,
+   whether gradients were on, the autocast dtype, and the phase it ran in (k-means, label, train,
+   eval of each epoch, as metrics.jsonl's phase_s; the untrained evaluations and BatchNorm
+   calibration before the first epoch; the final evaluation after the last).
+3. FLOPs: torch.utils.flop_counter counts one call of each recorded shape (forward only, or
+   forward and backward where gradients were on) once; a phase's FLOPs are the sum over its calls.
+   Only the network is counted: k-means distances, losses, data loading and augmentation are
+   work that the FLOP/s figure charges to the phase's time without counting.
+"""
+import argparse
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import train_picie
+from benchmarks.bench_epoch import PhaseMemory
+from benchmarks.bench_epoch import main as bench_epoch_main
+
+Call = Tuple[Tuple[int, ...], bool, Optional[str]]  # (input shape, gradients on, autocast dtype or None)
+
+
+def gemm_flops_per_s(dtype: torch.dtype, size: int, device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of a [size, size] @ [size, size] multiply in `dtype`: the best of `repeats` timings
+    (each long enough to be timed), 2 * size^3 FLOPs a multiply."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):  # warm-up: thread pools, oneDNN kernels
+        a @ b
+    sync()
+    start = time.perf_counter()
+    a @ b
+    sync()
+    inner = max(1, int(0.2 / max(time.perf_counter() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        sync()
+        best = min(best, (time.perf_counter() - start) / inner)
+    return 2 * size ** 3 / best
+
+
+def autocast_dtype(device_type: str) -> Optional[str]:
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return str(torch.get_autocast_dtype(device_type)).replace("torch.", "")
+
+
+@dataclass
+class NetworkCalls(PhaseMemory):
+    """PhaseMemory that also files every network call under its phase: calls[(epoch, phase)] =
+    [Call, ...]; epoch 0 holds what ran before the first epoch (phase "untrained evaluations"),
+    epoch num_epoch + 1 what ran after the last (phase "final evaluation"). seconds[(epoch, phase)]
+    is the phase's wall time."""
+
+    calls: Dict[Tuple[int, str], List[Call]] = field(default_factory=lambda: defaultdict(list))
+    seconds: Dict[Tuple[int, str], float] = field(default_factory=dict)
+    _pending: List[Call] = field(default_factory=list)
+    _started: float = field(default_factory=time.perf_counter)
+
+    def record(self, module, inputs) -> None:
+        x = inputs[0]
+        self._pending.append((tuple(x.shape), torch.is_grad_enabled(), autocast_dtype(x.device.type)))
+
+    def _file(self, key: Tuple[int, str], seconds: float) -> None:
+        self.calls[key].extend(self._pending)
+        self._pending = []
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    def start_epoch(self, epoch: int, num_epoch: int) -> None:
+        if not self.seconds:  # the run's first epoch: what ran before it
+            self._file((0, "untrained evaluations"), time.perf_counter() - self._started)
+        super().start_epoch(epoch, num_epoch)
+
+    def lap(self, name: str) -> None:
+        started = self._tick
+        super().lap(name)
+        self._file((self.epoch, name), self._tick - started)
+
+    def finish(self) -> None:
+        """After the run: what ran since the last lap (the last checkpoint, the final evaluation)."""
+        self._file((self.num_epoch + 1, "final evaluation"), time.perf_counter() - self._tick)
+
+
+def call_flops(model: torch.nn.Module, call: Call, device: torch.device) -> float:
+    """FLOPs of one network call of this shape: the forward, plus the backward where gradients were
+    on (counted on one image and scaled: every op here is linear in the batch)."""
+    shape, grad, _ = call
+    x = torch.zeros((1, *shape[1:]), device=device)
+    was_training = model.training
+    model.train(grad)
+    with FlopCounterMode(display=False) as counter:
+        with torch.set_grad_enabled(grad):
+            out = model(x)
+            if grad:
+                out.float().sum().backward()
+    model.train(was_training)
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() * shape[0]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser("bench_efficiency", add_help=False)
+    parser.add_argument("--gemm_size", type=int, default=1024, choices=[512, 1024, 2048],
+                        help="side of the square matrices of the machine-rate measurement")
+    own, rest = parser.parse_known_args(argv)
+
+    progress = NetworkCalls()
+    built = {}
+    real_build = train_picie.build_model
+
+    def recording_build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        model.register_forward_pre_hook(progress.record)
+        built["model"] = model
+        return model
+
+    train_picie.build_model = recording_build
+    try:
+        result = bench_epoch_main(rest, progress=progress)
+    finally:
+        train_picie.build_model = real_build
+    progress.finish()
+    model = built["model"]
+    device = next(model.parameters()).device
+
+    rates = {"float32": gemm_flops_per_s(torch.float32, own.gemm_size, device)}
+    if any(dtype == "bfloat16" for calls in progress.calls.values() for _, _, dtype in calls):
+        rates["bfloat16"] = gemm_flops_per_s(torch.bfloat16, own.gemm_size, device)
+
+    cache: Dict[Call, float] = {}
+    rows = []
+    for (epoch, phase), calls in progress.calls.items():  # in the order the run went through them
+        flops = 0.0
+        for call in calls:
+            key = ((1, *call[0][1:]), call[1], call[2])
+            if key not in cache:
+                cache[key] = call_flops(model, (key[0], call[1], call[2]), device)
+            flops += cache[key] * call[0][0]
+        seconds = progress.seconds.get((epoch, phase), 0.0)
+        dtypes = {dtype or "float32" for _, _, dtype in calls} or {"float32"}
+        peak = rates.get("bfloat16" if "bfloat16" in dtypes else "float32")
+        achieved = flops / seconds if seconds else 0.0
+        rows.append({"epoch": epoch, "phase": phase, "s": seconds, "images": sum(c[0][0] for c in calls),
+                     "gflop": flops / 1e9, "gflop_per_s": achieved / 1e9, "dtype": "/".join(sorted(dtypes)),
+                     "fraction_of_gemm": achieved / peak if peak else None})
+    result["efficiency"] = {"gemm_gflop_per_s": {k: v / 1e9 for k, v in rates.items()}, "gemm_size": own.gemm_size,
+                            "threads": torch.get_num_threads(), "phases": rows}
+    print_efficiency(result["efficiency"])
+    return result
+
+
+def print_efficiency(eff: dict) -> None:
+    gemm = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["gemm_gflop_per_s"].items())
+    print(f"\nmachine rate ({eff['gemm_size']}^2 matrix multiply, {eff['threads']} threads): {gemm}")
+    print(f"{'epoch':>5} {'phase':<24} {'s':>7} {'images':>7} {'GFLOP':>8} {'GFLOP/s':>8} {'dtype':>9} "
+          f"{'of GEMM':>8}")
+    for row in eff["phases"]:
+        share = f"{100 * row['fraction_of_gemm']:.0f} %" if row["fraction_of_gemm"] is not None else "-"
+        print(f"{row['epoch']:>5} {row['phase']:<24} {row['s']:>7.1f} {row['images']:>7} {row['gflop']:>8.1f} "
+              f"{row['gflop_per_s']:>8.1f} {row['dtype']:>9} {share:>8}")
+
+
+if __name__ == "__main__":
+    main()
