@@ -159,11 +159,10 @@ def main(argv=None) -> dict:
             flops += cache[key] * call[0][0]
         seconds = progress.seconds.get((epoch, phase), 0.0)
         dtypes = {dtype or "float32" for _, _, dtype in calls} or {"float32"}
-        peak = rates.get("bfloat16" if "bfloat16" in dtypes else "float32")
         achieved = flops / seconds if seconds else 0.0
         rows.append({"epoch": epoch, "phase": phase, "s": seconds, "images": sum(c[0][0] for c in calls),
                      "gflop": flops / 1e9, "gflop_per_s": achieved / 1e9, "dtype": "/".join(sorted(dtypes)),
-                     "fraction_of_gemm": achieved / peak if peak else None})
+                     "fraction_of_gemm": {name: achieved / rate for name, rate in rates.items()}})
     result["efficiency"] = {"gemm_gflop_per_s": {k: v / 1e9 for k, v in rates.items()}, "gemm_size": own.gemm_size,
                             "threads": torch.get_num_threads(), "phases": rows}
     print_efficiency(result["efficiency"])
@@ -173,12 +172,13 @@ def main(argv=None) -> dict:
 def print_efficiency(eff: dict) -> None:
     gemm = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["gemm_gflop_per_s"].items())
     print(f"\nmachine rate ({eff['gemm_size']}^2 matrix multiply, {eff['threads']} threads): {gemm}")
-    print(f"{'epoch':>5} {'phase':<24} {'s':>7} {'images':>7} {'GFLOP':>8} {'GFLOP/s':>8} {'dtype':>9} "
-          f"{'of GEMM':>8}")
+    names = list(eff["gemm_gflop_per_s"])
+    print(f"{'epoch':>5} {'phase':<22} {'s':>6} {'images':>6} {'GFLOP':>7} {'GFLOP/s':>7} {'autocast':>16} "
+          + " ".join(f"{'of ' + name:>11}" for name in names))
     for row in eff["phases"]:
-        share = f"{100 * row['fraction_of_gemm']:.0f} %" if row["fraction_of_gemm"] is not None else "-"
-        print(f"{row['epoch']:>5} {row['phase']:<24} {row['s']:>7.1f} {row['images']:>7} {row['gflop']:>8.1f} "
-              f"{row['gflop_per_s']:>8.1f} {row['dtype']:>9} {share:>8}")
+        shares = " ".join(f"{100 * row['fraction_of_gemm'][name]:>9.0f} %" for name in names)
+        print(f"{row['epoch']:>5} {row['phase']:<22} {row['s']:>6.1f} {row['images']:>6} {row['gflop']:>7.0f} "
+              f"{row['gflop_per_s']:>7.1f} {row['dtype']:>16} {shares}")
 
 
 if __name__ == "__main__":
