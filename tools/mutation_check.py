@@ -90,6 +90,10 @@ MUTATIONS = (
              "train_picie.py", '        run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])',
              "        run_log = RunLog(run_folder, [])",
              ("tests/test_end_to_end.py::test_restart_continues_from_checkpoint",)),
+    Mutation("shared ablation: the 'none' combination trains with every photometric transform",
+             "sh_files/ablate_transforms.sh", 'ALL_COMBOS=("none|none|none" ',
+             'ALL_COMBOS=("none|${PHOTO_ALL}|none" ',
+             ("tests/test_experiments.py::test_tiny_ablation_runs_end_to_end",)),
 )
 
 
