@@ -152,11 +152,11 @@ def main(argv=None) -> dict:
     rows = []
     for (epoch, phase), calls in progress.calls.items():  # in the order the run went through them
         flops = 0.0
-        for call in calls:
-            key = ((1, *call[0][1:]), call[1], call[2])
-            if key not in cache:
-                cache[key] = call_flops(model, (key[0], call[1], call[2]), device)
-            flops += cache[key] * call[0][0]
+        for shape, grad, dtype in calls:
+            one_image = ((1, *shape[1:]), grad, dtype)  # counted once per shape, scaled by the batch
+            if one_image not in cache:
+                cache[one_image] = call_flops(model, one_image, device)
+            flops += cache[one_image] * shape[0]
         seconds = progress.seconds.get((epoch, phase), 0.0)
         dtypes = {dtype or "float32" for _, _, dtype in calls} or {"float32"}
         achieved = flops / seconds if seconds else 0.0
