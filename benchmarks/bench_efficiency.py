@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import train_picie
 from benchmarks.bench_epoch import PhaseMemory
 from benchmarks.bench_epoch import main as bench_epoch_main
+from utils.runtime import script_main
 
 Call = Tuple[Tuple[int, ...], bool, Optional[str]]  # (input shape, gradients on, autocast dtype or None)
 
@@ -181,5 +182,10 @@ def print_efficiency(eff: dict) -> None:
               f"{row['gflop_per_s']:>7.1f} {row['dtype']:>16} {shares}")
 
 
-if __name__ == "__main__":
+def cli() -> int:
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(cli)  # the process set up as train_picie.py's is (utils/runtime.py)

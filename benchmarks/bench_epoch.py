@@ -31,6 +31,7 @@ import torch
 import train_picie
 from config import get_args_parser, parse_args, settings_from_args
 from utils.run import RunProgress
+from utils.runtime import script_main
 
 
 def peak_rss_mb(progress: "PhaseMemory") -> dict:
@@ -223,5 +224,10 @@ def print_table(result: dict) -> None:
               f"{p['epoch_s']:.0f} s = {p['epoch_min']:.1f} min")
 
 
-if __name__ == "__main__":
+def cli() -> int:
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    script_main(cli)  # the process set up as train_picie.py's is (utils/runtime.py)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from utils import dist
 from utils.errors import UserError
-from utils.runtime import Runtime
+from utils.runtime import Runtime, limit_worker_memory
 from utils.signals import check_stop, ignore_interrupts
 
 
@@ -94,7 +94,7 @@ class PassLoader:
         self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
                                  collate_fn=collate_skip_bad, pin_memory=device.type == "cuda",
                                  persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None,
-                                 worker_init_fn=ignore_interrupts if num_workers > 0 else None)
+                                 worker_init_fn=start_worker if num_workers > 0 else None)
 
     def __len__(self) -> int:
         return len(self.batch_sampler.batches())
@@ -159,6 +159,12 @@ def usable_workers(num_workers: int) -> int:
     (and torch warns that it exceeds its 'suggested max number of worker')."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(num_workers, cpus)
+
+
+def start_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: Ctrl-C is the main process's to handle; bounded kept memory."""
+    ignore_interrupts(worker_id)
+    limit_worker_memory()
 
 
 def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
