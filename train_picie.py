@@ -93,8 +93,9 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
             return json.loads((run_folder / "final_metrics.json").read_text())
 
         # --- 4. The run folder (created, or continued) and its record, the pseudo-label arrays ------------
-        record = open_run(run_folder, s.record, s.restart, s.overwrite, fresh=ckpt is None,
-                          where=f"{runtime.device}, autocast {runtime.amp_dtype}")
+        # What --precision auto chose is recorded: a --restart keeps it (config/restart.py).
+        record = open_run(run_folder, dict(s.record, autocast=runtime.precision_name), s.restart, s.overwrite,
+                          fresh=ckpt is None, where=f"{runtime.device}, autocast {runtime.amp_dtype}")
         describe_run(s, objective, log)
         start_epoch = progress.saved_epoch = ckpt["epoch"] if ckpt else None
         run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])

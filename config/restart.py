@@ -33,6 +33,8 @@ def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[s
     for dest in ROLES:
         if dest in recorded and dest not in given and dest not in INVOCATION_FLAGS and dest in merged:
             merged[dest] = recorded[dest]
+    if merged.get("precision") == "auto" and "precision" not in given and recorded.get("autocast"):
+        merged["precision"] = recorded["autocast"]  # what auto chose when the run started: it must not change
     conflicts, changes = [], []
     for dest in sorted(given):
         if dest in INVOCATION_FLAGS or dest not in recorded:

@@ -111,6 +111,18 @@ def test_restart_with_a_preset_and_coco171_keeps_the_runs_k(tmp_path):
     assert ('coco_classes', 171, 27) in conflicts
 
 
+def test_restart_keeps_the_precision_auto_chose_when_the_run_started():
+    """--precision auto measures the CPU (utils/runtime.py: bf16_speedup); a resumed run must not
+    switch between bf16 and float32 on a measurement that came out the other way."""
+    recorded = dict(vars(parse_args(get_args_parser(), ['--precision', 'auto'])), autocast='bf16')
+    argv = ['--restart']
+    merged, conflicts, _ = restart_args(parse_args(get_args_parser(), argv), argv, recorded)
+    assert merged.precision == 'bf16' and conflicts == []
+    argv = ['--restart', '--precision', 'fp32', '--accept_changes']  # given now: the user's choice wins
+    merged, _, _ = restart_args(parse_args(get_args_parser(), argv), argv, recorded)
+    assert merged.precision == 'fp32'
+
+
 @pytest.mark.parametrize('argv', [['--dataset', 'cityscapes'], ['--cityscapes'],
                                   ['--dataset', 'folder', '--data_root', 'x']])
 def test_coco_classes_is_for_cocostuff_only(argv):

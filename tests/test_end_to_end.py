@@ -186,6 +186,7 @@ def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch, train):
     records = [r for r in _metrics(run) if r['stage'] == 'train']
     assert all(math.isfinite(r['loss']) and r['n_steps'] == 3 for r in records)
     assert json.loads((run / 'final_metrics.json').read_text())['evaluation']['precision'] == 'fp32'
+    assert json.loads((run / 'config.json').read_text())['autocast'] == 'bf16'  # what --restart keeps
 
 
 # -- COCO-Stuff-171: train, score and segment on the real sample -------------------------------------------

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import REPO_ROOT
+from utils import runtime
 from utils.runtime import MALLOC_ENV, keep_freed_memory, script_main
 
 SCRIPTS = ('train_picie.py', 'test_picie.py', 'predict.py', 'config/__main__.py', 'tools/invariance.py',
@@ -78,3 +80,19 @@ def test_keep_freed_memory_removes_the_page_faults_of_training_steps_unless_mall
 def test_keep_freed_memory_leaves_malloc_alone_when_the_user_set_it(monkeypatch):
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '65536')  # as benchmarks/bench_epoch.py's memory mode
     assert keep_freed_memory() is False
+
+
+@pytest.mark.parametrize('speedup, chosen', [(0.8, None), (1.2, None), (1.9, torch.bfloat16)])
+def test_precision_auto_on_a_cpu_trains_in_bf16_only_where_it_measures_faster(monkeypatch, speedup, chosen):
+    """The avx512_bf16 flag alone is not enough: one such machine ran bf16 slower than float32."""
+    monkeypatch.setattr(runtime, 'cpu_has_bf16', lambda: True)
+    monkeypatch.setattr(runtime, 'bf16_speedup', lambda: speedup)
+    assert runtime.select_amp_dtype('auto', torch.device('cpu'), deterministic=False) is chosen
+    assert runtime.select_amp_dtype('bf16', torch.device('cpu'), deterministic=False) is torch.bfloat16
+    assert runtime.select_amp_dtype('auto', torch.device('cpu'), deterministic=True) is None
+
+
+def test_bf16_speedup_is_a_positive_ratio_measured_once():
+    runtime.bf16_speedup.cache_clear()
+    first = runtime.bf16_speedup()
+    assert first > 0 and runtime.bf16_speedup() == first  # cached: one measurement per process

@@ -7,6 +7,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, Iterable, NoReturn, Optional
 
@@ -30,6 +31,11 @@ class Runtime:
     amp_dtype: Optional[torch.dtype] = None
     channels_last: bool = False
     progress: bool = True
+
+    @property
+    def precision_name(self) -> str:
+        """The --precision value that gives this runtime's autocast: "bf16" or "fp32"."""
+        return "fp32" if self.amp_dtype is None else {torch.bfloat16: "bf16"}.get(self.amp_dtype, str(self.amp_dtype))
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -87,7 +93,8 @@ def select_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast is ~2x faster."""
+    """True on CPUs that declare bf16 arithmetic (AVX512-BF16 or AMX); whether it is faster than
+    float32 there is measured (bf16_speedup)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -95,14 +102,39 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+BF16_MIN_SPEEDUP = 1.3  # --precision auto trains in bf16 on a CPU only when it measures this much faster
+
+
+@lru_cache(maxsize=None)
+def bf16_speedup(repeats: int = 7) -> float:
+    """How much faster this CPU runs a convolution layer of the network under bf16 autocast than
+    in float32 (the ratio of the best of `repeats` timings each; ~0.1 s in all). The CPU flags alone
+    do not say it: one machine with AVX512-BF16 measured bf16 1.7x faster an epoch, another of the
+    same model 0.8x (docs/measurements.md). Measured once per process, with the threads torch has."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    images = torch.randn(4, 64, 40, 40).contiguous(memory_format=torch.channels_last)
+
+    def best_seconds(dtype: Optional[torch.dtype]) -> float:
+        best = float("inf")
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            for step in range(repeats + 2):  # two warm-up calls: oneDNN builds its kernels
+                started = time.perf_counter()
+                conv(images)
+                if step >= 2:
+                    best = min(best, time.perf_counter() - started)
+        return best
+    return best_seconds(None) / best_seconds(torch.bfloat16)
+
+
 def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> Optional[torch.dtype]:
     """Autocast dtype of --precision: fp32 -> None, bf16 -> bfloat16, auto -> bfloat16 on CUDA and
-    on CPUs with bf16 units, else None. --deterministic always runs in float32."""
+    on CPUs with bf16 units where bf16 measures at least BF16_MIN_SPEEDUP times faster, else None.
+    --deterministic always runs in float32."""
     if precision == "fp32" or deterministic:
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16() and bf16_speedup() >= BF16_MIN_SPEEDUP):
         return torch.bfloat16
     return None
 
