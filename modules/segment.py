@@ -307,7 +307,7 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=usable_workers(settings.num_workers),
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=usable_workers(settings.num_workers, runtime.device),
                         collate_fn=list)
     weight, bias = entry["weight"].to(runtime.device), entry.get("bias")
     model.eval()

@@ -5,6 +5,7 @@ workers in small chunks (bounded prefetch memory) and joined on the device. Data
 (index, image[, label]) items, with image None for an unreadable training file;
 `collate_skip_bad` drops those and the Batch records which indices were skipped.
 """
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -154,11 +155,28 @@ def worker_error_message(exc: BaseException) -> str:
     return last
 
 
-def usable_workers(num_workers: int) -> int:
+def usable_workers(num_workers: int, device: torch.device) -> int:
     """--num_workers capped at the CPUs this process may use: more only adds memory and switching
-    (and torch warns that it exceeds its 'suggested max number of worker')."""
+    (and torch warns that it exceeds its 'suggested max number of worker'). Where the network runs
+    on the CPU, workers only get the CPUs torch's threads leave free: on 2 cores running 2 threads,
+    workers forked from the training process cost more (copy-on-write faults of its memory, cores
+    shared with the network) than decoding in the main process does: a benchmark run took 79 s
+    with 2 workers, 81 s with 1 and 70 s with none (docs/measurements.md). Fewer threads
+    (OMP_NUM_THREADS) leave cores for workers. Which images a batch holds does not depend on it."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(num_workers, cpus)
+    usable = min(num_workers, cpus)
+    if device.type == "cpu":
+        usable = min(usable, max(cpus - torch.get_num_threads(), 0))
+        if usable < num_workers and not _SAID["workers"]:
+            _SAID["workers"] = True
+            logging.getLogger("picie").info(
+                "--num_workers %d: %d DataLoader worker(s), since the network runs on the CPU with %d torch "
+                "threads on %d CPUs; the main process decodes what workers would have (OMP_NUM_THREADS=N sets "
+                "fewer threads)", num_workers, usable, torch.get_num_threads(), cpus)
+    return usable
+
+
+_SAID = {"workers": False}  # the workers line is logged once per process
 
 
 def start_worker(worker_id: int) -> None:
@@ -169,8 +187,8 @@ def start_worker(worker_id: int) -> None:
 
 def make_loader(dataset, batch_size: int, sampler, num_workers: int, device: torch.device) -> PassLoader:
     """Loader of the toolkit: chunked loading, pinned memory on CUDA, persistent workers, at most
-    one worker per usable CPU (usable_workers)."""
-    return PassLoader(dataset, batch_size, sampler, usable_workers(num_workers), device)
+    one worker per usable CPU, on the CPU per CPU the network leaves free (usable_workers)."""
+    return PassLoader(dataset, batch_size, sampler, usable_workers(num_workers, device), device)
 
 
 def feed_pass(feeds: Sequence, loader, batch_features: Callable, desc: str,
