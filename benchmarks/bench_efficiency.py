@@ -9,9 +9,10 @@ in the same process. The fraction holds across machines; seconds do not.
 
 Every flag of train_picie.py is accepted (benchmarks/bench_epoch.py runs it). What is measured:
 
-1. The machine's rate: a square float32 matrix multiply (--gemm_size) on the threads the run uses,
-   the best of several timings, as FLOP/s; the same in bfloat16 where the run's autocast is bf16
-   (a CPU with bf16 units, or CUDA).
+1. The machine's rate: a square float32 matrix multiply (--gemm_size) and a 1x1 convolution
+   (conv_flops_per_s) on the threads the run uses, the best of several timings each, as FLOP/s;
+   the same in bfloat16 where the run's autocast is bf16 (a CPU with bf16 units, or CUDA). A
+   phase's share is of the larger of the two ("fraction_of_peak"; "fraction_of_gemm" too).
 2. The run, with every call of the network recorded (a forward pre-hook): the input's shape,
    whether gradients were on, the autocast dtype, and the phase it ran in (k-means, label, train,
    eval of each epoch, as metrics.jsonl's phase_s; the untrained evaluations and BatchNorm
@@ -59,6 +60,27 @@ def gemm_flops_per_s(dtype: torch.dtype, size: int, device: torch.device, repeat
         sync()
         best = min(best, (time.perf_counter() - start) / inner)
     return 2 * size ** 3 / best
+
+
+def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of a 1x1 convolution, 256 -> 256 channels on [16, 256, 64, 64] channels-last input
+    (a matrix multiply done by oneDNN / cuDNN, as the network's layers are), in `dtype` (bf16 under
+    autocast, so the conversion of the input is counted as the network's is). torch's CPU matrix
+    multiply goes through MKL, which on some CPUs (AMD EPYC here) runs well below oneDNN: the
+    machine's rate is the larger of the two."""
+    conv = torch.nn.Conv2d(256, 256, 1, bias=False).to(device).to(memory_format=torch.channels_last)
+    images = torch.randn(16, 256, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    best = float("inf")
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        for step in range(repeats + 2):  # two warm-up calls
+            sync()
+            start = time.perf_counter()
+            conv(images)
+            sync()
+            if step >= 2:
+                best = min(best, time.perf_counter() - start)
+    return 2 * 16 * 64 * 64 * 256 * 256 / best
 
 
 def autocast_dtype(device_type: str) -> Optional[str]:
@@ -145,9 +167,12 @@ def main(argv=None) -> dict:
     model = built["model"]
     device = next(model.parameters()).device
 
-    rates = {"float32": gemm_flops_per_s(torch.float32, own.gemm_size, device)}
+    dtypes = {"float32": torch.float32}
     if any(dtype == "bfloat16" for calls in progress.calls.values() for _, _, dtype in calls):
-        rates["bfloat16"] = gemm_flops_per_s(torch.bfloat16, own.gemm_size, device)
+        dtypes["bfloat16"] = torch.bfloat16
+    rates = {name: gemm_flops_per_s(dtype, own.gemm_size, device) for name, dtype in dtypes.items()}
+    conv_rates = {name: conv_flops_per_s(dtype, device) for name, dtype in dtypes.items()}
+    peaks = {name: max(rates[name], conv_rates[name]) for name in dtypes}
 
     cache: Dict[Call, float] = {}
     rows = []
@@ -163,8 +188,10 @@ def main(argv=None) -> dict:
         achieved = flops / seconds if seconds else 0.0
         rows.append({"epoch": epoch, "phase": phase, "s": seconds, "images": sum(c[0][0] for c in calls),
                      "gflop": flops / 1e9, "gflop_per_s": achieved / 1e9, "dtype": "/".join(sorted(dtypes)),
-                     "fraction_of_gemm": {name: achieved / rate for name, rate in rates.items()}})
+                     "fraction_of_gemm": {name: achieved / rate for name, rate in rates.items()},
+                     "fraction_of_peak": {name: achieved / rate for name, rate in peaks.items()}})
     result["efficiency"] = {"gemm_gflop_per_s": {k: v / 1e9 for k, v in rates.items()}, "gemm_size": own.gemm_size,
+                            "conv_gflop_per_s": {k: v / 1e9 for k, v in conv_rates.items()},
                             "threads": torch.get_num_threads(), "phases": rows}
     print_efficiency(result["efficiency"])
     return result
@@ -172,12 +199,14 @@ def main(argv=None) -> dict:
 
 def print_efficiency(eff: dict) -> None:
     gemm = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["gemm_gflop_per_s"].items())
-    print(f"\nmachine rate ({eff['gemm_size']}^2 matrix multiply, {eff['threads']} threads): {gemm}")
+    conv = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["conv_gflop_per_s"].items())
+    print(f"\nmachine rate ({eff['threads']} threads): {eff['gemm_size']}^2 matrix multiply {gemm}; "
+          f"1x1 convolution {conv}; a phase's share is of the larger of the two")
     names = list(eff["gemm_gflop_per_s"])
     print(f"{'epoch':>5} {'phase':<22} {'s':>6} {'images':>6} {'GFLOP':>7} {'GFLOP/s':>7} {'autocast':>16} "
           + " ".join(f"{'of ' + name:>11}" for name in names))
     for row in eff["phases"]:
-        shares = " ".join(f"{100 * row['fraction_of_gemm'][name]:>9.0f} %" for name in names)
+        shares = " ".join(f"{100 * row['fraction_of_peak'][name]:>9.0f} %" for name in names)
         print(f"{row['epoch']:>5} {row['phase']:<22} {row['s']:>6.1f} {row['images']:>6} {row['gflop']:>7.0f} "
               f"{row['gflop_per_s']:>7.1f} {row['dtype']:>16} {shares}")
 
