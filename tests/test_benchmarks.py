@@ -136,7 +136,7 @@ def test_bench_efficiency_files_every_network_call_under_its_phase(tiny_demo, tm
                                     '--num_epoch', '1', '--repeats', '1', '--K_train', '5', '--K_test', '5',
                                     '--feature_cache_gb', '0', '--save_root', str(tmp_path)])
     eff = result['efficiency']
-    assert eff['gemm_gflop_per_s']['float32'] > 0.1
+    assert eff['gemm_gflop_per_s']['float32'] > 0.1 and eff['conv_gflop_per_s']['float32'] > 0.1
     phases = {(row['epoch'], row['phase']): row for row in eff['phases']}
     assert {(0, 'untrained evaluations'), (1, 'kmeans'), (1, 'label'), (1, 'train'), (1, 'eval'),
             (2, 'final evaluation')} <= set(phases)
@@ -148,5 +148,53 @@ def test_bench_efficiency_files_every_network_call_under_its_phase(tiny_demo, tm
     assert 2 * kmeans['gflop'] < train['gflop'] < 4 * kmeans['gflop']  # backward ~ twice the forward
     for row in phases.values():
         assert row['gflop'] > 0 and row['s'] > 0 and 0 < row['fraction_of_gemm']['float32'] < 2, row
+        assert 0 < row['fraction_of_peak']['float32'] <= row['fraction_of_gemm']['float32'], row
     printed = capsys.readouterr().out
-    assert 'machine rate (512^2 matrix multiply' in printed and 'untrained evaluations' in printed
+    assert '512^2 matrix multiply' in printed and '1x1 convolution' in printed and 'untrained evaluations' in printed
+
+
+_FAKE_ORIGINAL = '''import sys
+print("args", " ".join(sys.argv[1:]))
+print("Average overall pixel accuracy [NEW] : 15.442 +/- 0.443.")
+print("Average mIoU [NEW] : 3.767 +/- 0.184. ")
+'''
+
+
+def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
+    """The script runs the original (here a stand-in that prints the original's last two lines) and
+    this toolkit with the same flags, and reports each time, score and original / toolkit."""
+    import subprocess
+    from helpers import REPO_ROOT
+    original = tmp_path / 'original'
+    original.mkdir()
+    (original / 'train_picie.py').write_text(_FAKE_ORIGINAL)
+    quick = ('--res 64 --res1 64 --res2 96 --batch_size_cluster 4 --batch_size_train 4 --batch_size_test 4 '
+             '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff')
+    env = {'PATH': '/usr/bin:/bin', 'ORIGINAL': str(original), 'ORIGINAL_DATA': str(tmp_path / 'data'),
+           'OUT': str(tmp_path / 'out'), 'DATA': str(tiny_demo), 'PRECISIONS': 'fp32', 'EXTRA': quick,
+           'PYTHON': __import__('sys').executable}
+    done = subprocess.run(['benchmarks/bench_vs_original.sh', '3'], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / 'out' / 'summary.txt').read_text().splitlines()
+    assert summary[2].startswith('original: ') and summary[2].endswith(' s, acc 15.442, mIoU 3.767')
+    assert summary[3].startswith('toolkit --precision fp32 (trained in fp32): ') and 'original / toolkit = ' in summary[3]
+    seen = (tmp_path / 'out' / 'original.log').read_text()
+    assert '--fullcoco --res 320' in seen and '--seed 3' in seen and '--res 64' in seen  # the flags both get
+
+
+def test_bench_compile_reports_both_kinds_of_step(monkeypatch, capsys):
+    """The plumbing and the report, with torch.compile replaced by the identity (compiling takes a
+    minute on 2 cores): the 'compiled' side then times the eager network again."""
+    from benchmarks import bench_compile
+    compiled = []
+    monkeypatch.setattr(bench_compile.torch, 'compile', lambda model, mode: compiled.append(mode) or model)
+    results = bench_compile.main(['--res', '128', '--batch', '4', '--steps', '2'])
+    assert compiled == ['default']
+    for side in ('eager', 'compiled'):
+        for kind in ('train', 'forward'):
+            first, median = results[side][kind]
+            assert first > 0 and median > 0
+    printed = capsys.readouterr().out
+    assert 'resnet18, 4 x 128 px per view, cpu' in printed
+    assert printed.count('compile ') == 2 and 'eager' in printed
