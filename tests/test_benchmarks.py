@@ -169,7 +169,7 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
     original.mkdir()
     (original / 'train_picie.py').write_text(_FAKE_ORIGINAL)
     quick = ('--res 64 --res1 64 --res2 96 --batch_size_cluster 4 --batch_size_train 4 --batch_size_test 4 '
-             '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff')
+             '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff --arch resnet18_tiny')
     env = {'PATH': '/usr/bin:/bin', 'ORIGINAL': str(original), 'ORIGINAL_DATA': str(tmp_path / 'data'),
            'OUT': str(tmp_path / 'out'), 'DATA': str(tiny_demo), 'PRECISIONS': 'fp32', 'EXTRA': quick,
            'PYTHON': __import__('sys').executable}
