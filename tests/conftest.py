@@ -28,6 +28,18 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def worker_core():
+    """For tests of DataLoader workers: on the CPU a run only starts workers on the cores torch's
+    threads leave free (utils/loaders.py: usable_workers). Under `make test` each process has fewer
+    threads than the machine has cores; a single pytest process using every core skips the test
+    rather than pass it without workers."""
+    from utils.loaders import usable_workers
+    if usable_workers(1, torch.device('cpu')) == 0:
+        pytest.skip('no CPU left for a DataLoader worker beside torch\'s threads: run under make test '
+                    '(or with OMP_NUM_THREADS=1)')
+
+
 @pytest.fixture(scope='session')
 def shared_data_if_present():
     """Path of ../shared/data (read-only real data) where it is beside the clone, else None: every

@@ -86,7 +86,7 @@ def test_a_second_run_into_a_held_folder_stops_and_the_first_finishes(tiny_demo,
     assert not lock_file(run).exists()  # the hold ended with the run
 
 
-def test_a_run_killed_with_sigkill_leaves_no_hold(tiny_demo, tmp_path):
+def test_a_run_killed_with_sigkill_leaves_no_hold(tiny_demo, tmp_path, worker_core):
     """Killed while its DataLoader workers run: they outlive it by seconds, and must not keep the hold."""
     first = _start('KILL@bar:epoch 0 train:1', _argv(tiny_demo, tmp_path, '--num_workers', '2'))
     first.communicate(timeout=600)

@@ -200,7 +200,7 @@ def test_sigterm_finishes_the_step_keeps_the_checkpoint_and_says_how_to_resume(r
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_the_process_group_with_workers(reference, tiny_demo, tmp_path, signum, train):
+def test_signal_to_the_process_group_with_workers(reference, tiny_demo, tmp_path, signum, train, worker_core):
     """The signal reaches the DataLoader workers too (Ctrl-C in a terminal, a scheduler's SIGTERM
     to the job): workers ignore SIGINT, and workers killed by SIGTERM do not turn the stop into a
     worker error; the resumed run (also with workers) matches the reference."""
@@ -325,7 +325,7 @@ def test_zero_byte_evaluation_image_is_an_error_before_training(tiny_demo, tmp_p
     assert not (tmp_path / 'run' / 'checkpoint.pth').exists()
 
 
-def test_truncated_evaluation_image_in_a_worker_is_one_clear_line(tiny_demo, tmp_path, capsys, train):
+def test_truncated_evaluation_image_in_a_worker_is_one_clear_line(tiny_demo, tmp_path, capsys, train, worker_core):
     root = _copy_demo(tiny_demo, tmp_path)
     path = root / 'images' / 'val2017' / f"{_ids(root, 'val2017')[2]}.jpg"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
