@@ -81,10 +81,5 @@ def main(argv=None) -> dict:
     return results
 
 
-def cli() -> int:
-    main()
-    return 0
-
-
 if __name__ == "__main__":
-    script_main(cli)
+    script_main(main)

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import train_picie
 from benchmarks.bench_epoch import PhaseMemory
 from benchmarks.bench_epoch import main as bench_epoch_main
-from utils.runtime import script_main
+from utils.runtime import best_seconds, script_main
 
 Call = Tuple[Tuple[int, ...], bool, Optional[str]]  # (input shape, gradients on, autocast dtype or None)
 
@@ -70,17 +70,9 @@ def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5)
     machine's rate is the larger of the two."""
     conv = torch.nn.Conv2d(256, 256, 1, bias=False).to(device).to(memory_format=torch.channels_last)
     images = torch.randn(16, 256, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    best = float("inf")
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        for step in range(repeats + 2):  # two warm-up calls
-            sync()
-            start = time.perf_counter()
-            conv(images)
-            sync()
-            if step >= 2:
-                best = min(best, time.perf_counter() - start)
-    return 2 * 16 * 64 * 64 * 256 * 256 / best
+        seconds = best_seconds(lambda: conv(images), device, repeats)
+    return 2 * 16 * 64 * 64 * 256 * 256 / seconds
 
 
 def autocast_dtype(device_type: str) -> Optional[str]:
@@ -211,10 +203,5 @@ def print_efficiency(eff: dict) -> None:
               f"{row['gflop_per_s']:>7.1f} {row['dtype']:>16} {shares}")
 
 
-def cli() -> int:
-    main()
-    return 0
-
-
 if __name__ == "__main__":
-    script_main(cli)  # the process set up as train_picie.py's is (utils/runtime.py)
+    script_main(main)

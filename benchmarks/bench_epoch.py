@@ -224,10 +224,5 @@ def print_table(result: dict) -> None:
               f"{p['epoch_s']:.0f} s = {p['epoch_min']:.1f} min")
 
 
-def cli() -> int:
-    main()
-    return 0
-
-
 if __name__ == "__main__":
-    script_main(cli)  # the process set up as train_picie.py's is (utils/runtime.py)
+    script_main(main)

@@ -168,6 +168,7 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
     original = tmp_path / 'original'
     original.mkdir()
     (original / 'train_picie.py').write_text(_FAKE_ORIGINAL)
+    (tmp_path / 'data').mkdir()
     quick = ('--res 64 --res1 64 --res2 96 --batch_size_cluster 4 --batch_size_train 4 --batch_size_test 4 '
              '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff --arch resnet18_tiny')
     env = {'PATH': '/usr/bin:/bin', 'ORIGINAL': str(original), 'ORIGINAL_DATA': str(tmp_path / 'data'),
@@ -198,3 +199,4 @@ def test_bench_compile_reports_both_kinds_of_step(monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert 'resnet18, 4 x 128 px per view, cpu' in printed
     assert printed.count('compile ') == 2 and 'eager' in printed
+

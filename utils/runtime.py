@@ -105,6 +105,22 @@ def cpu_has_bf16() -> bool:
 BF16_MIN_SPEEDUP = 1.3  # --precision auto trains in bf16 on a CPU only when it measures this much faster
 
 
+def best_seconds(call: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """The shortest of `repeats` timings of call() after `warmup` untimed calls (oneDNN and cuDNN
+    build their kernels on the first), synchronising CUDA around each."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        call()
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        started = time.perf_counter()
+        call()
+        sync()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 @lru_cache(maxsize=None)
 def bf16_speedup(repeats: int = 7) -> float:
     """How much faster this CPU runs a convolution layer of the network under bf16 autocast than
@@ -114,16 +130,10 @@ def bf16_speedup(repeats: int = 7) -> float:
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
     images = torch.randn(4, 64, 40, 40).contiguous(memory_format=torch.channels_last)
 
-    def best_seconds(dtype: Optional[torch.dtype]) -> float:
-        best = float("inf")
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
-            for step in range(repeats + 2):  # two warm-up calls: oneDNN builds its kernels
-                started = time.perf_counter()
-                conv(images)
-                if step >= 2:
-                    best = min(best, time.perf_counter() - started)
-        return best
-    return best_seconds(None) / best_seconds(torch.bfloat16)
+    def seconds(bf16: bool) -> float:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return best_seconds(lambda: conv(images), torch.device("cpu"), repeats)
+    return seconds(False) / seconds(True)
 
 
 def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> Optional[torch.dtype]:
@@ -233,8 +243,9 @@ def limit_worker_memory() -> None:
         _mallopt({M_TRIM_THRESHOLD: WORKER_TRIM_THRESHOLD_BYTES, M_TOP_PAD: 0})
 
 
-def script_main(main: Callable[[], Optional[int]]) -> NoReturn:
-    """Run a script's main() and exit with the code it returns.
+def script_main(main: Callable[[], object]) -> NoReturn:
+    """Run a script's main() and exit with the code it returns (0 for anything but an int, such as
+    the results dict a benchmark's main returns to its tests).
 
     gc.freeze() first: the objects the imports made (torch, torchvision and the torch._dynamo and
     sympy modules torchvision pulls in) live until the process ends, yet Python's cyclic garbage
@@ -245,4 +256,5 @@ def script_main(main: Callable[[], Optional[int]]) -> NoReturn:
     """
     keep_freed_memory()
     gc.freeze()
-    sys.exit(main())
+    code = main()
+    sys.exit(code if isinstance(code, int) else 0)
