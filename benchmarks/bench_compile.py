@@ -16,6 +16,7 @@ import time
 import torch
 
 from modules.networks import build_model
+from utils.cli import run_cli
 from utils.runtime import make_runtime, script_main
 
 
@@ -82,4 +83,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    script_main(main)
+    script_main(lambda: run_cli(main))  # bad input: one error line

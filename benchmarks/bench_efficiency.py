@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import train_picie
 from benchmarks.bench_epoch import PhaseMemory
 from benchmarks.bench_epoch import main as bench_epoch_main
+from utils.cli import run_cli
 from utils.runtime import best_seconds, script_main
 
 Call = Tuple[Tuple[int, ...], bool, Optional[str]]  # (input shape, gradients on, autocast dtype or None)
@@ -204,4 +205,4 @@ def print_efficiency(eff: dict) -> None:
 
 
 if __name__ == "__main__":
-    script_main(main)
+    script_main(lambda: run_cli(main))  # set up as train_picie.py is; bad input: one error line

@@ -31,6 +31,7 @@ import torch
 import train_picie
 from config import get_args_parser, parse_args, settings_from_args
 from utils.run import RunProgress
+from utils.cli import run_cli
 from utils.runtime import script_main
 
 
@@ -225,4 +226,4 @@ def print_table(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    script_main(main)
+    script_main(lambda: run_cli(main))  # set up as train_picie.py is; bad input: one error line

@@ -16,10 +16,15 @@ cd "$(dirname "$0")/.."
 : "${ORIGINAL:?set ORIGINAL to a CPU-runnable checkout of the original code}"
 : "${ORIGINAL_DATA:?set ORIGINAL_DATA to the data root laid out for the original}"
 SEED=${1:-1}
+fail() { echo "error: $*" >&2; exit 2; }
+[ -f "$ORIGINAL/train_picie.py" ] || fail "ORIGINAL=$ORIGINAL holds no train_picie.py; point it at the original's checkout"
+[ -d "$ORIGINAL_DATA" ] || fail "ORIGINAL_DATA=$ORIGINAL_DATA is not a folder; point it at the data root laid out for the original"
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || echo python3)}
 PRECISIONS=${PRECISIONS:-"fp32 auto"}
 OUT=${OUT:-results/vs_original}
 DATA=${DATA:-../shared/data/cocostuff_mini}
+[ -d "$DATA" ] || fail "DATA=$DATA is not a folder; point it at the COCO-Stuff sample (../shared/data/cocostuff_mini)"
+ORIGINAL_DATA=$(cd "$ORIGINAL_DATA" && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1
@@ -39,6 +44,8 @@ rm -rf "$OUT/original"
 (cd "$ORIGINAL" && /usr/bin/time -f "TIMED $TIMING" "$PY" train_picie.py --data_root "$ORIGINAL_DATA" \
   --save_root "$OUT/original" $COMMON) > "$OUT/original.log" 2>&1
 original_s=$(seconds "$OUT/original.log")
+grep -q '^TIMED' "$OUT/original.log" && ! grep -q 'Command exited with non-zero status' "$OUT/original.log" \
+  || fail "the original's run failed; its output is in $OUT/original.log"
 original_acc=$(sed -n 's/.*Average overall pixel accuracy \[NEW\] : \([0-9.]*\).*/\1/p' "$OUT/original.log" | tail -n 1)
 original_miou=$(sed -n 's/.*Average mIoU \[NEW\] : \([0-9.]*\).*/\1/p' "$OUT/original.log" | tail -n 1)
 {
@@ -51,6 +58,8 @@ for precision in $PRECISIONS; do
   /usr/bin/time -f "TIMED $TIMING" "$PY" train_picie.py --data_root "$DATA" --save_root "$OUT" \
     --run_name "toolkit_$precision" --precision "$precision" $COMMON > "$OUT/toolkit_$precision.log" 2>&1
   s=$(seconds "$OUT/toolkit_$precision.log")
+  [ -f "$OUT/toolkit_$precision/final_metrics.json" ] \
+    || fail "train_picie.py --precision $precision failed; its output is in $OUT/toolkit_$precision.log"
   "$PY" - "$OUT/toolkit_$precision" "$s" "$original_s" "$precision" <<'EOF' | tee -a "$OUT/summary.txt"
 import json, sys
 from pathlib import Path

@@ -200,3 +200,37 @@ def test_bench_compile_reports_both_kinds_of_step(monkeypatch, capsys):
     assert 'resnet18, 4 x 128 px per view, cpu' in printed
     assert printed.count('compile ') == 2 and 'eager' in printed
 
+
+@pytest.mark.parametrize('case', ['no_script', 'no_data', 'original_fails'])
+def test_bench_vs_original_bad_input_is_one_line(tmp_path, case):
+    import subprocess
+    import sys
+    from helpers import REPO_ROOT
+    original, data = tmp_path / 'original', tmp_path / 'data'
+    original.mkdir()
+    data.mkdir()
+    if case != 'no_script':
+        (original / 'train_picie.py').write_text('import sys\nsys.exit(1)\n')
+    env = {'PATH': '/usr/bin:/bin', 'ORIGINAL': str(original), 'OUT': str(tmp_path / 'out'), 'DATA': str(data),
+           'ORIGINAL_DATA': str(data if case != 'no_data' else tmp_path / 'missing'), 'PYTHON': sys.executable}
+    done = subprocess.run(['benchmarks/bench_vs_original.sh'], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith('error: '), done.stderr
+    expected = {'no_script': 'holds no train_picie.py', 'no_data': 'ORIGINAL_DATA=',
+                'original_fails': "the original's run failed; its output is in"}[case]
+    assert expected in lines[0]
+
+
+@pytest.mark.parametrize('module, argv', [('benchmarks.bench_epoch', ['--data_root', 'no/such/folder']),
+                                          ('benchmarks.bench_compile', ['--device', 'cuda'])])
+def test_benchmark_scripts_report_bad_input_as_one_line(module, argv):
+    import subprocess
+    import sys
+    from helpers import REPO_ROOT
+    if module.endswith('compile') and torch.cuda.is_available():
+        pytest.skip('a GPU is visible: --device cuda is valid here')
+    done = subprocess.run([sys.executable, '-m', module, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith('error: '), done.stderr
