@@ -5,14 +5,16 @@ in the same process. The fraction holds across machines; seconds do not.
     python -m benchmarks.bench_efficiency --data_root ../shared/data/cocostuff_mini --fullcoco \
         --res 320 --res1 320 --res2 640 --batch_size_cluster 16 --batch_size_train 8 \
         --batch_size_test 16 --num_init_batches 4 --num_batches 1 --kmeans_n_iter 20 \
-        --K_train 27 --K_test 27 --num_workers 2 --seed 1 --num_epoch 2 --repeats 3
+        --K_train 27 --K_test 27 --augment --jitter --blur --grey --equiv --random_crop --h_flip \
+        --num_workers 2 --seed 1 --num_epoch 2 --repeats 3
 
 Every flag of train_picie.py is accepted (benchmarks/bench_epoch.py runs it). What is measured:
 
-1. The machine's rate: a square float32 matrix multiply (--gemm_size) and a 1x1 convolution
-   (conv_flops_per_s) on the threads the run uses, the best of several timings each, as FLOP/s;
-   the same in bfloat16 where the run's autocast is bf16 (a CPU with bf16 units, or CUDA). A
-   phase's share is of the larger of the two ("fraction_of_peak"; "fraction_of_gemm" too).
+1. The machine's rate: a square float32 matrix multiply (--gemm_size), a 1x1 and a 3x3
+   convolution (conv_flops_per_s, RATE_CONVS) on the threads the run uses, the best of several
+   timings each, as FLOP/s; the same in bfloat16 where the run's autocast is bf16 (a CPU with
+   bf16 units, or CUDA). A phase's share is of the largest ("fraction_of_peak"; "fraction_of_gemm"
+   too).
 2. The run, with every call of the network recorded (a forward pre-hook): the input's shape,
    whether gradients were on, the autocast dtype, and the phase it ran in (k-means, label, train,
    eval of each epoch, as metrics.jsonl's phase_s; the untrained evaluations and BatchNorm
@@ -21,6 +23,9 @@ Every flag of train_picie.py is accepted (benchmarks/bench_epoch.py runs it). Wh
    forward and backward where gradients were on) once; a phase's FLOPs are the sum over its calls.
    Only the network is counted: k-means distances, losses, data loading and augmentation are
    work that the FLOP/s figure charges to the phase's time without counting.
+4. The floor: the run's counted FLOPs at the machine's rate ("arithmetic_floor_s"): the phases
+   cannot take less time without computing less, in a faster dtype, or with kernels faster than
+   the best measured in step 1.
 """
 import argparse
 import time
@@ -63,17 +68,26 @@ def gemm_flops_per_s(dtype: torch.dtype, size: int, device: torch.device, repeat
     return 2 * size ** 3 / best
 
 
-def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
-    """FLOP/s of a 1x1 convolution, 256 -> 256 channels on [16, 256, 64, 64] channels-last input
-    (a matrix multiply done by oneDNN / cuDNN, as the network's layers are), in `dtype` (bf16 under
-    autocast, so the conversion of the input is counted as the network's is). torch's CPU matrix
-    multiply goes through MKL, which on some CPUs (AMD EPYC here) runs well below oneDNN: the
-    machine's rate is the larger of the two."""
-    conv = torch.nn.Conv2d(256, 256, 1, bias=False).to(device).to(memory_format=torch.channels_last)
-    images = torch.randn(16, 256, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
+# The convolutions the machine rate is measured on: (name, input [B, C, H, W], output channels, kernel).
+# A 1x1 convolution is oneDNN's / cuDNN's matrix multiply; the 3x3 one is ResNet-18's first stage at the
+# benchmark's 320 px, the shape most of the network's FLOPs have. On AMD Zen 2 (AVX2) the 3x3 runs
+# faster than either the 1x1 or MKL's matrix multiply, so a rate without it overstates every share.
+RATE_CONVS = (("1x1", (16, 256, 64, 64), 256, 1), ("3x3", (8, 64, 80, 80), 64, 3))
+
+
+def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5, kernel: int = 1) -> float:
+    """FLOP/s of the RATE_CONVS convolution with this `kernel` size (channels-last, as the network's
+    layers run), in `dtype` (bf16 under autocast, so the conversion of the input is counted as the
+    network's is). torch's CPU matrix multiply goes through MKL, which on some CPUs (AMD EPYC here)
+    runs well below oneDNN: the machine's rate is the largest of the matrix multiply and these."""
+    _, shape, out_channels, _ = next(conv for conv in RATE_CONVS if conv[3] == kernel)
+    batch, channels, height, width = shape
+    conv = torch.nn.Conv2d(channels, out_channels, kernel, padding=kernel // 2, bias=False)
+    conv = conv.to(device).to(memory_format=torch.channels_last)
+    images = torch.randn(*shape, device=device).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         seconds = best_seconds(lambda: conv(images), device, repeats)
-    return 2 * 16 * 64 * 64 * 256 * 256 / seconds
+    return 2 * batch * height * width * channels * out_channels * kernel * kernel / seconds
 
 
 def autocast_dtype(device_type: str) -> Optional[str]:
@@ -165,7 +179,8 @@ def main(argv=None) -> dict:
         dtypes["bfloat16"] = torch.bfloat16
     rates = {name: gemm_flops_per_s(dtype, own.gemm_size, device) for name, dtype in dtypes.items()}
     conv_rates = {name: conv_flops_per_s(dtype, device) for name, dtype in dtypes.items()}
-    peaks = {name: max(rates[name], conv_rates[name]) for name in dtypes}
+    conv3_rates = {name: conv_flops_per_s(dtype, device, kernel=3) for name, dtype in dtypes.items()}
+    peaks = {name: max(rates[name], conv_rates[name], conv3_rates[name]) for name in dtypes}
 
     cache: Dict[Call, float] = {}
     rows = []
@@ -185,7 +200,14 @@ def main(argv=None) -> dict:
                      "fraction_of_peak": {name: achieved / rate for name, rate in peaks.items()}})
     result["efficiency"] = {"gemm_gflop_per_s": {k: v / 1e9 for k, v in rates.items()}, "gemm_size": own.gemm_size,
                             "conv_gflop_per_s": {k: v / 1e9 for k, v in conv_rates.items()},
+                            "conv3x3_gflop_per_s": {k: v / 1e9 for k, v in conv3_rates.items()},
                             "threads": torch.get_num_threads(), "phases": rows}
+    # What the counted arithmetic alone would take at the machine's rate: the floor of the phases'
+    # time (at the fastest dtype the run used, as if every FLOP ran at the best measured kernel's rate).
+    total = sum(row["gflop"] for row in rows)
+    fastest = max(peaks[name] for name in dtypes) / 1e9
+    result["efficiency"].update(total_gflop=total, phases_s=sum(row["s"] for row in rows),
+                                arithmetic_floor_s=total / fastest)
     print_efficiency(result["efficiency"])
     return result
 
@@ -193,8 +215,9 @@ def main(argv=None) -> dict:
 def print_efficiency(eff: dict) -> None:
     gemm = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["gemm_gflop_per_s"].items())
     conv = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["conv_gflop_per_s"].items())
+    conv3 = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in eff["conv3x3_gflop_per_s"].items())
     print(f"\nmachine rate ({eff['threads']} threads): {eff['gemm_size']}^2 matrix multiply {gemm}; "
-          f"1x1 convolution {conv}; a phase's share is of the larger of the two")
+          f"1x1 convolution {conv}; 3x3 convolution {conv3}; a phase's share is of the largest")
     names = list(eff["gemm_gflop_per_s"])
     print(f"{'epoch':>5} {'phase':<22} {'s':>6} {'images':>6} {'GFLOP':>7} {'GFLOP/s':>7} {'autocast':>16} "
           + " ".join(f"{'of ' + name:>11}" for name in names))
@@ -202,6 +225,9 @@ def print_efficiency(eff: dict) -> None:
         shares = " ".join(f"{100 * row['fraction_of_peak'][name]:>9.0f} %" for name in names)
         print(f"{row['epoch']:>5} {row['phase']:<22} {row['s']:>6.1f} {row['images']:>6} {row['gflop']:>7.0f} "
               f"{row['gflop_per_s']:>7.1f} {row['dtype']:>16} {shares}")
+    print(f"network arithmetic of the run: {eff['total_gflop']:,.0f} GFLOP; at the machine's rate it alone takes "
+          f"{eff['arithmetic_floor_s']:.1f} s, the phases took {eff['phases_s']:.1f} s "
+          f"({100 * eff['arithmetic_floor_s'] / eff['phases_s']:.0f} % of it is that floor)")
 
 
 if __name__ == "__main__":

@@ -136,8 +136,13 @@ def test_bench_efficiency_files_every_network_call_under_its_phase(tiny_demo, tm
                                     '--num_epoch', '1', '--repeats', '1', '--K_train', '5', '--K_test', '5',
                                     '--feature_cache_gb', '0', '--save_root', str(tmp_path)])
     eff = result['efficiency']
-    assert eff['gemm_gflop_per_s']['float32'] > 0.1 and eff['conv_gflop_per_s']['float32'] > 0.1
+    rates = [eff[key]['float32'] for key in ('gemm_gflop_per_s', 'conv_gflop_per_s', 'conv3x3_gflop_per_s')]
+    assert min(rates) > 0.1
     phases = {(row['epoch'], row['phase']): row for row in eff['phases']}
+    # The floor is every counted FLOP at the fastest measured rate, below what the phases took.
+    assert eff['total_gflop'] == pytest.approx(sum(row['gflop'] for row in phases.values()))
+    assert eff['arithmetic_floor_s'] == pytest.approx(eff['total_gflop'] / max(rates))
+    assert 0 < eff['arithmetic_floor_s'] < eff['phases_s'] == pytest.approx(sum(row['s'] for row in phases.values()))
     assert {(0, 'untrained evaluations'), (1, 'kmeans'), (1, 'label'), (1, 'train'), (1, 'eval'),
             (2, 'final evaluation')} <= set(phases)
     # The clustering pass forwards both views of the 12 images, labelling both again, training
@@ -151,6 +156,7 @@ def test_bench_efficiency_files_every_network_call_under_its_phase(tiny_demo, tm
         assert 0 < row['fraction_of_peak']['float32'] <= row['fraction_of_gemm']['float32'], row
     printed = capsys.readouterr().out
     assert '512^2 matrix multiply' in printed and '1x1 convolution' in printed and 'untrained evaluations' in printed
+    assert '3x3 convolution' in printed and 'network arithmetic of the run' in printed
 
 
 _FAKE_ORIGINAL = '''import sys
