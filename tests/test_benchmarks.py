@@ -229,14 +229,33 @@ def test_bench_vs_original_bad_input_is_one_line(tmp_path, case):
 
 
 @pytest.mark.parametrize('module, argv', [('benchmarks.bench_epoch', ['--data_root', 'no/such/folder']),
-                                          ('benchmarks.bench_compile', ['--device', 'cuda'])])
+                                          ('benchmarks.bench_compile', ['--device', 'cuda']),
+                                          ('benchmarks.bench_conv_kernels', ['--device', 'cuda'])])
 def test_benchmark_scripts_report_bad_input_as_one_line(module, argv):
     import subprocess
     import sys
     from helpers import REPO_ROOT
-    if module.endswith('compile') and torch.cuda.is_available():
+    if argv == ['--device', 'cuda'] and torch.cuda.is_available():
         pytest.skip('a GPU is visible: --device cuda is valid here')
     done = subprocess.run([sys.executable, '-m', module, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith('error: '), done.stderr
+
+
+def test_bench_conv_kernels_covers_every_convolution_of_the_network(capsys):
+    """The kernels timed are the network's convolutions, all of them: their FLOPs add up to what
+    torch's FLOP counter counts for a forward pass and for a training step (input gradients for every
+    layer but the first, whose input is the image)."""
+    from benchmarks import bench_conv_kernels
+    from modules.networks import build_model
+    result = bench_conv_kernels.main(['--arch', 'resnet18_tiny', '--res', '64', '--batch', '2', '--repeats', '1'])
+    rows = result['convolutions']
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in build_model('resnet18_tiny').modules())
+    assert sum(row['count'] for row in rows) == n_convs == 25  # stem, blocks, 4 downsamples, 4 FPN laterals
+    assert [row['input_gradient'] for row in rows].count(False) == 1 and not rows[0]['input_gradient']
+    for kind in ('forward', 'train'):
+        assert result['conv_gflop'][kind] == pytest.approx(result['counted_gflop'][kind], rel=1e-9)
+    for part in ('train_step', 'eval_forward'):
+        assert 0 < result[part]['convolutions_s'] and 0 < result[part]['measured_s']
+    assert 'training step of one view' in capsys.readouterr().out
