@@ -39,6 +39,15 @@ COMMON="--fullcoco --res 320 --res1 320 --res2 640 --batch_size_cluster 16 --bat
 TIMING="%e s wall, %U s user, %S s system, %M KB peak"
 
 seconds() { sed -n 's/^TIMED \([0-9.]*\) s wall.*/\1/p' "$1" | tail -n 1; }
+# The CPU's vector extensions that decide the speed (the model name does not say whether bf16 units are there).
+vector_units() {
+  local flags found=""
+  flags=" $(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1) "
+  for unit in avx2 avx512f avx512_bf16 amx_bf16; do
+    case "$flags" in *" $unit "*) found="$found $unit" ;; esac
+  done
+  echo "${found# }" | sed 's/^$/none listed/'
+}
 
 rm -rf "$OUT/original"
 (cd "$ORIGINAL" && /usr/bin/time -f "TIMED $TIMING" "$PY" train_picie.py --data_root "$ORIGINAL_DATA" \
@@ -49,7 +58,7 @@ grep -q '^TIMED' "$OUT/original.log" && ! grep -q 'Command exited with non-zero 
 original_acc=$(sed -n 's/.*Average overall pixel accuracy \[NEW\] : \([0-9.]*\).*/\1/p' "$OUT/original.log" | tail -n 1)
 original_miou=$(sed -n 's/.*Average mIoU \[NEW\] : \([0-9.]*\).*/\1/p' "$OUT/original.log" | tail -n 1)
 {
-  echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); ISA=${ISA:-native}"
+  echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); ISA=${ISA:-native}; vector units: $(vector_units)"
   echo "commit: $(git rev-parse --short HEAD); seed $SEED; $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "original: ${original_s} s, acc ${original_acc}, mIoU ${original_miou}"
 } | tee "$OUT/summary.txt"

@@ -184,6 +184,10 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = (tmp_path / 'out' / 'summary.txt').read_text().splitlines()
+    # The machine line names the vector units that decide the speed, as /proc/cpuinfo lists them.
+    flags = next((line.split(':', 1)[1].split() for line in open('/proc/cpuinfo') if line.startswith('flags')), [])
+    units = [unit for unit in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if unit in flags] or ['none', 'listed']
+    assert summary[0].startswith('machine: ') and summary[0].endswith('; vector units: ' + ' '.join(units))
     assert summary[2].startswith('original: ') and summary[2].endswith(' s, acc 15.442, mIoU 3.767')
     assert summary[3].startswith('toolkit --precision fp32 (trained in fp32): ') and 'original / toolkit = ' in summary[3]
     seen = (tmp_path / 'out' / 'original.log').read_text()
