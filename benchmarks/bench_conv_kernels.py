@@ -9,7 +9,7 @@ For each distinct convolution of the network (input shape, weight shape, stride)
 the first layer: the image needs none) and the gradient of its weights, each in GFLOP/s. Then one
 view's training step (forward, a stand-in loss, backward) and one forward pass in eval mode are
 timed whole, and set against the sum of their convolutions' own times: what is left is the rest
-of the network (BatchNorm, ReLU, the FPN's upsampling and adds, the weight update is not included).
+of the network (BatchNorm, ReLU, the FPN's upsampling and adds; no optimiser step is timed).
 On a CPU that has no faster dtype, a training step cannot take less than its convolutions' time
 with these kernels, and no code outside the kernels changes it.
 """

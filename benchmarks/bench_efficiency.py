@@ -68,11 +68,11 @@ def gemm_flops_per_s(dtype: torch.dtype, size: int, device: torch.device, repeat
     return 2 * size ** 3 / best
 
 
-# The convolutions the machine rate is measured on: (name, input [B, C, H, W], output channels, kernel).
+# The convolutions the machine rate is measured on, by kernel size: (input [B, C, H, W], output channels).
 # A 1x1 convolution is oneDNN's / cuDNN's matrix multiply; the 3x3 one is ResNet-18's first stage at the
 # benchmark's 320 px, the shape most of the network's FLOPs have. On AMD Zen 2 (AVX2) the 3x3 runs
 # faster than either the 1x1 or MKL's matrix multiply, so a rate without it overstates every share.
-RATE_CONVS = (("1x1", (16, 256, 64, 64), 256, 1), ("3x3", (8, 64, 80, 80), 64, 3))
+RATE_CONVS = {1: ((16, 256, 64, 64), 256), 3: ((8, 64, 80, 80), 64)}
 
 
 def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5, kernel: int = 1) -> float:
@@ -80,7 +80,7 @@ def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5,
     layers run), in `dtype` (bf16 under autocast, so the conversion of the input is counted as the
     network's is). torch's CPU matrix multiply goes through MKL, which on some CPUs (AMD EPYC here)
     runs well below oneDNN: the machine's rate is the largest of the matrix multiply and these."""
-    _, shape, out_channels, _ = next(conv for conv in RATE_CONVS if conv[3] == kernel)
+    shape, out_channels = RATE_CONVS[kernel]
     batch, channels, height, width = shape
     conv = torch.nn.Conv2d(channels, out_channels, kernel, padding=kernel // 2, bias=False)
     conv = conv.to(device).to(memory_format=torch.channels_last)
