@@ -1,34 +1,57 @@
-"""The committed curated/ lists are what tools/make_curated.py writes for the demo set."""
+"""The committed curated/ lists are the official IIC lists, and tools/make_curated.py's rule selects
+exactly their members among the real images of ../shared/data/cocostuff_mini."""
+import hashlib
 from pathlib import Path
 
-from tools.make_curated import LIST_NAME, main
+import pytest
+
+from tools.make_curated import LIST_NAME, main, select_curated
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COUNTS = {'train2017': 480, 'val2017': 40}
+COUNTS = {'train2017': 49629, 'val2017': 2175}
+# sha256 of the official files (the original repository's curated/ folder).
+SHA256 = {'train2017': '3b837594a81880a70f177afab906fc45147d8b9c2c4f51132f784e41941812f9',
+          'val2017': '7c629734c88f1a74bba6311e01d4d9fe976df84f07cb4fc86452ce5116e51655'}
 
 
 def _ids(path: Path) -> list:
     return path.read_text().splitlines()
 
 
-def test_committed_lists_are_well_formed():
-    for split, count in COUNTS.items():
-        ids = _ids(REPO_ROOT / 'curated' / split / LIST_NAME)
-        assert len(ids) == count and ids == sorted(set(ids))
-        assert all(len(i) == 12 and i.isdigit() for i in ids)
-    assert '49,629' in (REPO_ROOT / 'curated' / 'README.md').read_text()
+@pytest.mark.parametrize('split', sorted(COUNTS))
+def test_committed_lists_are_the_official_ones(split, shared_data_if_present):
+    path = REPO_ROOT / 'curated' / split / LIST_NAME
+    ids = _ids(path)
+    assert len(ids) == COUNTS[split] and ids == sorted(set(ids))
+    assert all(len(i) == 12 and i.isdigit() for i in ids)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[split]
+    if shared_data_if_present is not None:
+        official = shared_data_if_present / 'picie_reference' / 'curated' / split / LIST_NAME
+        assert path.read_bytes() == official.read_bytes()
 
 
-def test_committed_lists_match_the_tool_on_a_regenerated_demo(tiny_demo, tmp_path):
-    """Demo images do not depend on how many are generated, so the 12 + 6 image demo (seed 0) is the
-    start of the 480 + 40 one: the tool's lists for it are the start of the committed lists, and
-    equal the lists the demo generator writes."""
+@pytest.mark.parametrize('split', sorted(COUNTS))
+def test_make_curated_selects_the_official_members_of_the_real_sample(split, shared_data_if_present):
+    """Every real image of the sample (113 train, 118 val) is selected by the rule exactly when its
+    id is in the committed official list."""
+    if shared_data_if_present is None:
+        pytest.skip('needs ../shared/data/cocostuff_mini (real COCO-Stuff label maps)')
+    sample = shared_data_if_present / 'cocostuff_mini'
+    labels = sorted((sample / 'annotations' / split).glob('*.png'))
+    assert len(labels) > 100
+    official = set(_ids(REPO_ROOT / 'curated' / split / LIST_NAME))
+    expected = sorted(p.stem for p in labels if p.stem in official)
+    assert 0 < len(expected) < len(labels)  # both outcomes occur: the comparison can fail
+    assert select_curated(labels) == expected
+
+
+def test_demo_lists_are_what_the_tool_writes_for_the_demo(tiny_demo, tmp_path):
+    """The demo generator writes its own lists (every demo id): the tool gives the same lists with
+    --min_size 240 (the demo's image size, below COCO's 360 px threshold, which drops them)."""
     assert main(['--data_root', str(tiny_demo), '--out_dir', str(tmp_path), '--min_size', '240',
                  '--workers', '1']) == 0
     for split in COUNTS:
         made = _ids(tmp_path / 'curated' / split / LIST_NAME)
-        committed = _ids(REPO_ROOT / 'curated' / split / LIST_NAME)
-        assert made == committed[:len(made)] == _ids(tiny_demo / 'curated' / split / LIST_NAME)
-    # With COCO's 360 px threshold most demo images (shorter side 240-400 px) would be dropped.
+        assert made and made == _ids(tiny_demo / 'curated' / split / LIST_NAME)
     assert main(['--data_root', str(tiny_demo), '--out_dir', str(tmp_path / 'coco_rule'), '--workers', '1']) == 0
-    assert len(_ids(tmp_path / 'coco_rule' / 'curated' / 'train2017' / LIST_NAME)) < 12
+    assert _ids(tmp_path / 'coco_rule' / 'curated' / 'train2017' / LIST_NAME) == []

@@ -56,7 +56,7 @@ CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"
 IGNORE_INDEX = 255
 JPEG_QUALITY = 92
 # Square images: the loaders centre-crop to a square, so a square image loses no region. 240 px is the smallest
-# side the committed curated lists were made with (curated/README.md).
+# side; make_curated --min_size 240 then lists every demo image (docs/demo_dataset.md).
 IMAGE_SIZE = 240
 
 # The stamp line identifies a folder written by this module; its JSON payload records the parameters.
