@@ -145,3 +145,89 @@ def train_commands(stdout: str) -> dict:
 def run_records(run: Path) -> list:
     """The records of a run folder's metrics.jsonl, in order."""
     return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a thread of this process) serving the files of `folder` by name,
+    with Range requests. `requests` records (file name, Range header) of every GET. Faults, for the
+    next requests: `cut_at[name] = (offset, times)` sends the body up to byte `offset` and closes the
+    connection, `times` times; `hold_at[name] = offset` sends up to `offset` and waits for `release`."""
+
+    def __init__(self, folder: Path):
+        import http.server
+        import threading
+        self.folder, self.requests, self.cut_at, self.hold_at = Path(folder), [], {}, {}
+        self.release = threading.Event()
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                name = self.path.rsplit('/', 1)[-1]
+                served.requests.append((name, self.headers.get('Range')))
+                path = served.folder / name
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                start = int(self.headers['Range'][len('bytes='):].rstrip('-')) if self.headers.get('Range') else 0
+                if start >= len(data) and start:
+                    self.send_error(416)
+                    return
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
+                self.send_header('Content-Length', str(len(data) - start))
+                self.end_headers()
+                end = len(data)
+                offset, times = served.cut_at.get(name, (None, 0))
+                if times:
+                    served.cut_at[name] = (offset, times - 1)
+                    end = max(start, offset)
+                hold = served.hold_at.get(name)
+                try:
+                    if hold is not None and start < hold:
+                        self.wfile.write(data[start:hold])
+                        self.wfile.flush()
+                        served.release.wait(120)
+                        start = hold
+                    self.wfile.write(data[start:end])
+                except OSError:  # the client was killed
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}/'
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_zip(path: Path, members: dict) -> Path:
+    """A zip archive of {member name: bytes} (stored, not compressed: JPEG and PNG bytes are)."""
+    import zipfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def image_bytes(size: int, seed: int, fmt: str = 'JPEG', mode: str = 'RGB') -> bytes:
+    """An image file's bytes: `size` x `size` pixels of seeded noise (incompressible, so large)."""
+    import io
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    shape = (size, size, 3) if mode == 'RGB' else (size, size)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256 if mode == 'RGB' else 27, shape, dtype=np.uint8)).save(buffer, fmt)
+    return buffer.getvalue()
