@@ -149,3 +149,17 @@ def original_checkpoints(tmp_path_factory):
             original_format_checkpoint(folder / f'seed{seed}.pth', seed)
     folder, _ = made_once(tmp_path_factory, 'original_checkpoints', make)
     return lambda seed: folder / f'seed{seed}.pth'
+
+
+@pytest.fixture
+def local_network_only(monkeypatch):
+    """utils/fetch.py may open only addresses on 127.0.0.1 (the tests' own servers): a download that
+    would leave the machine fails the test instead."""
+    from urllib.parse import urlparse
+    from utils import fetch
+    real = fetch.urlopen
+
+    def guarded(request, *args, **kwargs):
+        assert urlparse(request.full_url).hostname == '127.0.0.1', f'a test reached {request.full_url}'
+        return real(request, *args, **kwargs)
+    monkeypatch.setattr(fetch, 'urlopen', guarded)

@@ -13,6 +13,8 @@ from data.cocostuff import CURATED_NAME, build_cocostuff
 from helpers import REPO_ROOT, LocalServer, image_bytes, write_zip
 from tools import get_coco
 
+pytestmark = pytest.mark.usefixtures('local_network_only')
+
 TRAIN_IDS = ('000000000009', '000000000025', '000000000030')
 VAL_IDS = ('000000000139', '000000000285')
 CURATED = {'train2017': TRAIN_IDS[1:], 'val2017': VAL_IDS[:1]}
