@@ -237,3 +237,24 @@ def test_wrong_counts_missing_ids_and_removed_files_are_one_line(fresh, archives
     (root / 'images' / 'val2017' / f'{VAL_IDS[1]}.jpg').unlink()
     assert get_coco.main([*argv, *EXPECT]) == 2
     one_error_line(capsys.readouterr().err, str(root / 'images' / 'val2017'), 'lacks 1 of the 2 files')
+
+
+def test_unpack_interrupted_between_its_renames_is_redone(fresh, archives, tmp_path):
+    """stuffthingmaps fills two folders: killed after moving the first, the journal says so, and the
+    next run removes it and unpacks the archive again."""
+    root = Path(shutil.copytree(fresh, tmp_path / 'coco', ignore=shutil.ignore_patterns('archives')))
+    (root / '.prepared' / 'stuffthingmaps_trainval2017.zip.json').unlink()
+    (root / '.prepared' / 'stuffthingmaps_trainval2017.zip.moving').write_text('stuffthingmaps_trainval2017.zip')
+    shutil.rmtree(root / 'annotations' / 'val2017')
+    assert prepare(root, archives, '--from', str(archives)) == 0
+    assert tree(root) == tree(fresh, skip=('archives',))
+
+
+def test_delete_archives_keeps_only_the_prepared_data(fresh, archives, tmp_path):
+    root = tmp_path / 'coco'
+    with LocalServer(archives) as server:
+        assert prepare(root, archives, '--delete_archives', url=server.url) == 0
+        assert prepare(root, archives, url=server.url) == 0  # complete: nothing fetched again
+        assert len(server.requests) == 3
+    assert list((root / 'archives').iterdir()) == []
+    assert tree(root) == tree(fresh, skip=('archives',))
