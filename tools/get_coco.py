@@ -99,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Download and lay out COCO-Stuff (COCO 2017 images, "
                                                  "stuffthingmaps, the curated lists) for PiCIE.")
     add_fetch_flags(parser, "datasets/coco", downloads=True)
-    parser.add_argument("--curated", type=Path, default=CURATED_DIR,
+    parser.add_argument("--curated", type=Path, default=CURATED_DIR, metavar="DIR",
                         help="folder holding <split>/Coco164kFull_Stuff_Coarse_7.txt (default: the repository's "
                              "curated/, the official lists)")
     args = parser.parse_args(argv)

@@ -394,27 +394,27 @@ def prepare_archives(archives: Tuple[Archive, ...], settings: FetchSettings) -> 
 
 def add_fetch_flags(parser, default_root: str, downloads: bool) -> None:
     """The flags every preparation tool shares; `downloads`: the archives have public addresses."""
-    parser.add_argument("--root", type=Path, default=Path(default_root),
+    parser.add_argument("--root", type=Path, default=Path(default_root), metavar="DIR",
                         help="the data root to lay the dataset out in (default: %(default)s)")
-    parser.add_argument("--from", dest="from_dir", type=Path, default=None, required=not downloads,
+    parser.add_argument("--from", dest="from_dir", type=Path, default=None, required=not downloads, metavar="DIR",
                         help="a folder holding archives you already have; they are read in place"
                              + ("" if not downloads else " (the others are downloaded)"))
-    parser.add_argument("--archive_dir", type=Path, default=None,
-                        help="where downloaded archives are kept (default: ROOT/archives)")
     if downloads:
-        parser.add_argument("--base_url", default=None,
+        parser.add_argument("--archive_dir", type=Path, default=None, metavar="DIR",
+                            help="where downloaded archives are kept (default: ROOT/archives)")
+        parser.add_argument("--delete_archives", action="store_true",
+                            help="delete each downloaded archive once it is unpacked and checked")
+        parser.add_argument("--base_url", default=None, metavar="URL",
                             help="a mirror holding every archive under its file name (default: the official "
                                  "addresses)")
         parser.add_argument("--retries", type=int, default=FetchSettings.retries,
                             help="how often a dropped download is resumed before giving up (default: %(default)s)")
         parser.add_argument("--retry_wait_s", type=float, default=FetchSettings.retry_wait_s,
                             help="seconds to wait before resuming a dropped download (default: %(default)s)")
-    parser.add_argument("--delete_archives", action="store_true",
-                        help="delete each downloaded archive once it is unpacked and checked")
     parser.add_argument("--expect_counts", nargs="+", metavar="SPLIT=N", default=None,
                         help="the number of images each split must hold (default: the published dataset's); "
                              "for a subset or a test")
-    parser.add_argument("--free_bytes", type=int, default=None,
+    parser.add_argument("--free_bytes", type=int, default=None, metavar="N",
                         help="act as if the disk had only this many bytes free (to try the space checks)")
 
 
@@ -424,11 +424,11 @@ def fetch_settings(args) -> FetchSettings:
         raise FetchError(f"--from {args.from_dir}: no such folder; give the folder that holds the archives")
     if getattr(args, "retries", 0) < 0:
         raise FetchError(f"--retries {args.retries}: give 0 or more")
-    return FetchSettings(root=args.root, archive_dir=args.archive_dir or args.root / "archives",
+    return FetchSettings(root=args.root, archive_dir=getattr(args, "archive_dir", None) or args.root / "archives",
                          from_dir=args.from_dir, base_url=getattr(args, "base_url", None),
                          retries=getattr(args, "retries", FetchSettings.retries),
                          retry_wait_s=getattr(args, "retry_wait_s", FetchSettings.retry_wait_s),
-                         free_bytes=args.free_bytes, delete_archives=args.delete_archives)
+                         free_bytes=args.free_bytes, delete_archives=getattr(args, "delete_archives", False))
 
 
 def expected_counts(given: Optional[List[str]], published: Dict[str, int]) -> Dict[str, int]:
