@@ -116,7 +116,8 @@ class ByteProgress:
         if self.bar is not None:
             self.bar.close()
         seconds = time.perf_counter() - self.started
-        sys.stderr.write(f"{self.desc}: {human_bytes(self.done)} done, {human_bytes(self.new)} in {seconds:.1f} s\n")
+        of = f" of {human_bytes(self.total)}" if self.total else ""
+        sys.stderr.write(f"{self.desc}: {human_bytes(self.done)}{of} on disk; {human_bytes(self.new)} in {seconds:.1f} s\n")
         sys.stderr.flush()
 
 
