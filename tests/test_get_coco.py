@@ -106,7 +106,7 @@ def test_killed_download_goes_on_where_it_stopped(fresh, archives, tmp_path):
         proc = subprocess.Popen([sys.executable, '-m', 'tools.get_coco', *argv], cwd=REPO_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(1200):  # until the first half is on disk (a bound, not a timed assertion)
+            for _ in range(2400):  # until the first half is on disk (a bound, not a timed assertion)
                 if part.is_file() and part.stat().st_size == half or proc.poll() is not None:
                     break
                 time.sleep(0.05)
