@@ -230,3 +230,12 @@ def test_cli(tmp_path, capsys):
     assert main(["--root", str(root), "--n_train", "1", "--n_val", "1", "--seed", "5"]) == 0
     assert "demo dataset ready" in capsys.readouterr().out
     assert _ids(root, "val2017") == ["000000500000"]
+
+
+def test_cli_flags_beside_preset_win(tmp_path, capsys):
+    """--preset tiny --root DIR writes the set into DIR (the preset's other values kept), as train_picie.py lets a
+    flag given on the command line win over its preset."""
+    root = tmp_path / "given"
+    assert main(["--preset", "tiny", "--root", str(root), "--n_val", "1"]) == 0
+    assert f"ready at {root} (12 train + 1 val images, seed 0)" in capsys.readouterr().out
+    assert len(_ids(root, "train2017")) == 12 and len(_ids(root, "val2017")) == 1

@@ -408,11 +408,14 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the demo files if --root already holds other content")
     parser.add_argument("--preset", choices=("demo", "tiny"), default=None,
-                        help="the data of train_picie.py's --preset demo|tiny: its data_root, sizes and seed")
+                        help="the data of train_picie.py's --preset demo|tiny: its data_root, sizes and seed "
+                             "(flags given beside it win)")
     args = parser.parse_args(argv)
     if args.preset:
+        # The preset's values are defaults: a flag given on the command line wins (as in train_picie.py).
         from config import DEMO_SETS, PRESETS  # noqa: PLC0415 - only for --preset
-        args = argparse.Namespace(**dict(vars(args), root=PRESETS[args.preset]["data_root"], **DEMO_SETS[args.preset]))
+        parser.set_defaults(root=PRESETS[args.preset]["data_root"], **DEMO_SETS[args.preset])
+        args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         root = generate_demo(args.root, n_train=args.n_train, n_val=args.n_val, seed=args.seed,
