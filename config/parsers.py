@@ -4,6 +4,7 @@ flags: K of --coco_classes 171, input sizes fitted to --arch's feature grid."""
 import argparse
 import difflib
 import logging
+import re
 import sys
 from typing import Any, Dict, Optional, Sequence
 
@@ -18,11 +19,22 @@ class Parser(argparse.ArgumentParser):
     """argparse with a suggestion for a misspelled flag and a one-line error."""
 
     def error(self, message: str):
-        unknown = [w for w in message.replace(",", " ").split() if w.startswith("--")]
-        known = [o for action in self._actions for o in action.option_strings]
+        known = {o: action for action in self._actions for o in action.option_strings}
+        invalid = re.fullmatch(r"argument (\S+): invalid (int|float) value: (.*)", message)
+        if invalid:  # argparse's "argument --K_train: invalid int value: 'ten'": the flag first, then the fix
+            flag, kind, value = invalid.groups()
+            example = known[flag].default if flag in known else None
+            fix = f"give {'a whole number' if kind == 'int' else 'a number'}" + (
+                f", e.g. {flag} {example}" if isinstance(example, (int, float)) and not isinstance(example, bool)
+                else "")
+            self.exit(2, f"{self.prog}: error: {flag}: invalid {kind} value {value} ({fix})\n")
         hints = []
-        for word in unknown:
-            close = difflib.get_close_matches(word.split("=")[0], known, n=1)
+        # Only the words that are not flags of this parser get a suggestion (a valid flag named in
+        # "argument --arch: invalid choice" is not misspelled).
+        for word in (w.rstrip(":") for w in message.replace(",", " ").split() if w.startswith("--")):
+            if word.split("=")[0] in known:
+                continue
+            close = difflib.get_close_matches(word.split("=")[0], list(known), n=1)
             if close:
                 hints.append(f"{word}: did you mean {close[0]}?")
         self.exit(2, f"{self.prog}: error: {message}{'; ' + '; '.join(hints) if hints else ''} "

@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 import train_picie
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, run_script
 from config import (FLAGS, PRESETS, ROLES, FlagError, check_args, feature_stride, get_args_parser, get_test_parser,
                     parse_args, restart_args, roles_markdown, settings_from_args)
 from modules.fpn import ARCHS
@@ -129,3 +129,26 @@ def test_coco_classes_is_for_cocostuff_only(argv):
     with pytest.raises(FlagError, match='--coco_classes 171') as info:
         check_args(parse_args(get_args_parser(), [*argv, '--coco_classes', '171']))
     assert '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('argv, line', [
+    (['--K_train', 'ten'], "--K_train: invalid int value 'ten' (give a whole number, e.g. --K_train 27)"),
+    (['--preset', 'tiny', '--lr', 'x'], "--lr: invalid float value 'x' (give a number, e.g. --lr 0.0001)"),
+    (['--arch', 'foo'], "argument --arch: invalid choice: 'foo'"),
+])
+def test_a_bad_flag_value_is_one_line_naming_the_flag_and_the_fix(argv, line, capsys):
+    """A value of the wrong type names the flag once, with what to give; a valid flag gets no 'did you mean'."""
+    with pytest.raises(SystemExit) as stop:
+        parse_args(get_args_parser(), argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert line in err and 'did you mean' not in err, err
+
+
+def test_a_bad_value_through_the_training_script_is_the_same_line(tmp_path):
+    """SEED=abc ./sh_files/train_picie.sh ends with the parser's one line (exit 2), nothing written."""
+    done = run_script('train_picie.sh', {'SEED': 'abc', 'DATA_ROOT': tmp_path, 'SAVE_ROOT': tmp_path / 'runs'})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "train_picie.py: error: --seed: invalid int value 'abc' (give a whole number, e.g. --seed 1)"]
+    assert not (tmp_path / 'runs').exists()
