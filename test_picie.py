@@ -21,8 +21,9 @@ from typing import Collection, List, Optional, Sequence
 
 import torch
 
-from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
-                    evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings)
+from config import (check_args, check_label_set, checkpoint_resolution, data_root_line, data_settings,
+                    eval_settings, evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings,
+                    recorded_data)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
 from modules.crf import require_crf
@@ -57,7 +58,10 @@ def main(args, given: Collection[str] = ()) -> dict:
     check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
     if "K_test" in given and not args.recluster:
         log.warning("--K_test %d is unused: %s", args.K_test, unused_k_test(args, ckpt))
-    stuff, thing = evaluated_classes(args, ckpt)
+    # The data the checkpoint's run recorded, unless --data_root says otherwise (named in the output and the JSON).
+    args, data_record = recorded_data(args, ckpt, given, args.eval_path)
+    log.info("%s", data_root_line(data_record))
+    stuff, thing = evaluated_classes(args, ckpt, given)
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
     runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
@@ -82,7 +86,7 @@ def main(args, given: Collection[str] = ()) -> dict:
                                    settings.num_workers)
     protocol = "linear_probe" if args.linear_probe else "fresh k-means" if args.recluster else "stored classifier"
     evaluation = dict(evaluation_record(settings, source, "identity" if args.linear_probe else "hungarian"),
-                      protocol=protocol)
+                      protocol=protocol, **data_record)
     log.info("evaluating %s (%s, epoch %s): %s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
              ", ".join(f"{k} {v}" for k, v in evaluation.items()))
     if args.linear_probe:
@@ -92,6 +96,7 @@ def main(args, given: Collection[str] = ()) -> dict:
     else:
         if not ckpt.get("classifiers"):
             raise CheckpointError(f"{args.eval_path} stores no classifier; use --recluster to cluster afresh")
+        warn_fewer_clusters(ckpt, source.n_classes, args.eval_path, log)
         scored = score_classifiers(model, loader, ckpt["classifiers"], source, settings, runtime, desc="test")
         first = "view1" if "view1" in scored else next(iter(scored))
         result = dict(scored[first])
@@ -144,6 +149,20 @@ def unused_k_test(args, ckpt: dict) -> str:
     kept = f"its own {' and '.join(map(str, sizes))} clusters" if sizes else "its own clusters"
     return (f"the stored classifier of {args.eval_path} is scored with {kept}; pass --recluster to cluster the train "
             "images afresh with --K_test clusters")
+
+
+def warn_fewer_clusters(ckpt: dict, n_classes: int, path: str, log) -> None:
+    """A stored classifier with fewer clusters than the evaluated classes (a stuff-only checkpoint
+    scored on all classes) is scored as asked, but the classes left without a cluster score IoU 0:
+    said, with the flags that score it on its own classes or cluster afresh."""
+    sizes = [int(c["weight"].shape[0]) for c in (ckpt.get("classifiers") or {}).values()]
+    if sizes and min(sizes) < n_classes:
+        saved = ckpt.get("eval_config", {})
+        own = " ".join(f"--{g}" for g in ("stuff", "thing") if saved.get(g)) or "--stuff or --thing"
+        log.warning("the stored classifier of %s has %d clusters for the %d classes evaluated: %d classes get no "
+                    "cluster and score IoU 0; pass %s to score it on the classes it was trained for, or "
+                    "--recluster --K_test %d to cluster afresh", path, min(sizes), n_classes, n_classes - min(sizes),
+                    own, n_classes)
 
 
 def score_lines(result: dict) -> List[str]:

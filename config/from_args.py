@@ -3,7 +3,9 @@ step (settings_from_args for a training run; data_settings, eval_settings, predi
 probe_settings for the evaluation scripts and tools). The parsed namespace is never changed.
 The original's switches (--augment --jitter ..., --no_balance, --cityscapes) are translated
 here, and only here."""
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import argparse
+from pathlib import Path
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 from config.checks import check_args, vit_head
 from config.flags import FlagError
@@ -17,6 +19,7 @@ from modules.objectives import ObjectiveSettings
 from modules.segment import PredictSettings
 from modules.probe import ProbeSettings
 from modules.vit import VIT_ARCHS
+from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
 
 def _split_list(text: str) -> List[str]:
@@ -76,14 +79,49 @@ def evaluated_groups(args) -> Tuple[bool, bool]:
     return bool(args.stuff), bool(args.thing)
 
 
-def evaluated_classes(args, ckpt: Dict[str, Any]) -> Tuple[bool, bool]:
-    """(stuff, thing) to score a checkpoint on: the command line's --stuff/--thing, else those the
-    checkpoint was evaluated with, else all classes."""
-    if args.stuff is not None or args.thing is not None:
+def evaluated_classes(args, ckpt: Dict[str, Any], given: Collection[str]) -> Tuple[bool, bool]:
+    """(stuff, thing) to score a checkpoint on: --stuff/--thing given on the command line (`given`:
+    the dests it set, parsers.given_flags), else those the checkpoint was evaluated with, else all
+    classes. A --preset's class selection does not count: a stuff-only checkpoint stays stuff-only."""
+    if {"stuff", "thing"} & set(given):
         return bool(args.stuff), bool(args.thing)
     saved = ckpt.get("eval_config", {})
     stuff, thing = bool(saved.get("stuff", True)), bool(saved.get("thing", True))
     return (stuff, thing) if (stuff or thing) else (True, True)
+
+
+def recorded_data(args, ckpt: Dict[str, Any], given: Collection[str], checkpoint: str):
+    """(args with the data to score `ckpt` on, how it was chosen): --data_root given on the command
+    line; else the root the checkpoint's run recorded (and its --dataset, unless given); else
+    --data_root's default (the original project's checkpoints record a path of another machine,
+    not used). The second item ({"data_root", "data_root_from"[, "trained_data_root"]}) goes into
+    the evaluation record; data_root_line prints it."""
+    recorded = ckpt.get("args", {}) if ckpt.get("format") == CHECKPOINT_FORMAT else {}
+    trained_root = recorded.get("data_root")
+    if "data_root" in given:
+        record = {"data_root": args.data_root, "data_root_from": "--data_root"}
+        if trained_root and Path(trained_root).resolve() != Path(args.data_root).resolve():
+            record["trained_data_root"] = trained_root
+        return args, record
+    if not trained_root:
+        return args, {"data_root": args.data_root, "data_root_from": "--data_root's default (the checkpoint "
+                                                                     "records none)"}
+    if not Path(trained_root).is_dir():
+        raise FlagError(f"{trained_root}, the data root recorded in {checkpoint}, is not a folder here; pass "
+                        "--data_root DIR to score it on the dataset there")
+    values = dict(vars(args), data_root=trained_root)
+    if not {"dataset", "cityscapes"} & set(given) and recorded.get("dataset"):
+        values.update(dataset=recorded["dataset"], cityscapes=False)
+        if not {"label_root", "n_classes"} & set(given):  # a folder's labels go with its images
+            values.update({k: recorded[k] for k in ("label_root", "n_classes") if k in recorded})
+    return argparse.Namespace(**values), {"data_root": trained_root, "data_root_from": "recorded in the checkpoint"}
+
+
+def data_root_line(record: Dict[str, str]) -> str:
+    """'data root: X (recorded in the checkpoint)', or which flag chose it and the run's own root."""
+    trained = record.get("trained_data_root")
+    return (f"data root: {record['data_root']} ({record['data_root_from']}"
+            + (f"; the checkpoint was trained on {trained})" if trained else ")"))
 
 
 def checkpoint_resolution(args, ckpt: Dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from config.flags import FLAGS
-from config.presets import PRESETS
+from config.presets import preset_defaults
 from data.cocostuff_classes import fine171_names
 from modules.networks import feature_stride
 from modules.vit import round_to_patch
@@ -86,7 +86,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
     chosen, _ = preset_only_parser().parse_known_args(argv)
     dests = {action.dest for action in parser._actions}
     if chosen.preset:
-        parser.set_defaults(**{k: v for k, v in PRESETS[chosen.preset].items() if k in dests})
+        values = preset_defaults(chosen.preset, given_flags(parser, argv))
+        parser.set_defaults(**{k: v for k, v in values.items() if k in dests})
     args = parser.parse_args(argv)
     counts = {k: v for k, v in class_count_defaults(vars(args)).items() if k in dests}
     if counts:  # --coco_classes 171: K defaults to the class count; a second pass lets given --K flags win

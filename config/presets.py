@@ -1,7 +1,7 @@
 """The presets (`--preset paper|demo|tiny`): values the command line overrides, the only place
 they are written: the paper's settings (the original sh_files/train_picie.sh), the built-in
 demo's, and a tiny CPU run for checking a script end to end."""
-from typing import Any, Dict
+from typing import Any, Collection, Dict
 
 _PAPER_TRANSFORMS = {"inv_list": "jitter,grey,blur", "eqv_list": "random_crop,h_flip"}
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -31,3 +31,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 DEMO_SETS: Dict[str, Dict[str, int]] = {"demo": {"n_train": 480, "n_val": 40, "seed": 0},
                                         "tiny": {"n_train": 12, "n_val": 6, "seed": 0}}
 
+
+
+def preset_defaults(name: str, given: Collection[str]) -> Dict[str, Any]:
+    """The values of preset `name` as defaults under a command line that sets the flags `given` (dests).
+    The class selection is one choice, not two flags: --stuff or --thing given alone replaces the
+    preset's whole (--preset paper --stuff evaluates the stuff classes only, not stuff and thing)."""
+    values = dict(PRESETS[name])
+    if {"stuff", "thing"} & set(given):
+        values.update(stuff=False, thing=False)
+    return values

@@ -8,7 +8,7 @@ from typing import Any, Dict, Sequence
 from config.flags import RESULT, ROLES, FlagError
 from config.from_args import default_run_name
 from config.parsers import build_parser, class_count_defaults, preset_only_parser
-from config.presets import PRESETS
+from config.presets import preset_defaults
 from utils.checkpoint import load_checkpoint
 from utils.run import CHECKPOINT_NAME
 
@@ -26,7 +26,7 @@ def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[s
     chosen, _ = preset_only_parser().parse_known_args(argv)
     given = dict(typed)
     if chosen.preset:
-        given = {**{k: v for k, v in PRESETS[chosen.preset].items() if k in ROLES}, **typed}
+        given = {**{k: v for k, v in preset_defaults(chosen.preset, typed).items() if k in ROLES}, **typed}
         # As parse_args: --coco_classes 171 replaces the preset's K values (unless typed).
         given.update({k: v for k, v in class_count_defaults(given).items() if k not in typed})
     merged = dict(vars(args))

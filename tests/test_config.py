@@ -152,3 +152,21 @@ def test_a_bad_value_through_the_training_script_is_the_same_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "train_picie.py: error: --seed: invalid int value 'abc' (give a whole number, e.g. --seed 1)"]
     assert not (tmp_path / 'runs').exists()
+
+
+def test_stuff_or_thing_given_alone_replaces_the_presets_class_selection():
+    """--preset paper sets stuff and thing; --stuff alone then means stuff only, --thing alone thing only, both all
+    (the K of --coco_classes 171 follows); --restart takes the same reading, so the run's own record is no change."""
+    def groups(*argv):
+        args = parse_args(get_args_parser(), list(argv))
+        return args.stuff, args.thing
+
+    assert groups('--preset', 'paper', '--stuff') == (True, False)
+    assert groups('--preset', 'paper', '--thing') == (False, True)
+    assert groups('--preset', 'paper', '--stuff', '--thing') == (True, True)
+    assert groups('--preset', 'paper') == (True, True) and groups('--preset', 'tiny', '--thing') == (False, True)
+    assert parse_args(get_args_parser(), ['--preset', 'paper', '--coco_classes', '171', '--thing']).K_train == 80
+    argv = ['--preset', 'paper', '--stuff', '--restart']
+    recorded = dict(vars(parse_args(get_args_parser(), argv[:-1])))
+    merged, conflicts, changes = restart_args(parse_args(get_args_parser(), argv), argv, recorded)
+    assert (merged.stuff, merged.thing) == (True, False) and conflicts == changes == []

@@ -289,6 +289,15 @@ def test_visualize_draws_cluster_maps(ablation, tiny_demo, tmp_path, capsys):
     assert 'needs more clusters than classes' in capsys.readouterr().err
 
 
+def test_visualize_takes_the_recorded_data_root(tiny_run, tiny_demo, tmp_path, capsys):
+    """No --data_root: the run's own data (not datasets/coco), and the output says so."""
+    out = tmp_path / 'maps'
+    assert visualize.main(['--eval_path', str(tiny_run / 'checkpoint.pth'), '--n_images', '1', '--out_dir', str(out),
+                           '--device', 'cpu', '--num_workers', '0']) == 0
+    assert f'data root: {tiny_demo} (recorded in the checkpoint)' in capsys.readouterr().out
+    assert (out / 'cluster_map_000.png').is_file()
+
+
 def test_visualize_bad_checkpoint_is_one_line(tmp_path, capsys):
     missing = tmp_path / 'nope.pth'
     assert visualize.main(['--eval_path', str(missing), '--data_root', str(tmp_path)]) == 2

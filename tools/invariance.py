@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from data.build import build_source
 from data.datasets import TrainImages
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, make_views
-from config import data_settings, evaluated_classes, get_test_parser, parse_args
+from config import data_settings, evaluated_classes, get_test_parser, given_flags, parse_args
 from modules.networks import forward_features, model_from_checkpoint
 from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
@@ -143,7 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 data_root = args.data_root or saved.get("data_root")
                 if not data_root:
                     raise UserError(f"{path} does not record its data: give --data_root")
-                stuff, thing = evaluated_classes(args, ckpt)
+                stuff, thing = evaluated_classes(args, ckpt, given_flags(parser, argv if argv is not None
+                                                                          else sys.argv[1:]))
                 run_args = argparse.Namespace(**dict(vars(args), data_root=data_root,
                                                      dataset=args.dataset or saved.get("dataset", "cocostuff")))
                 source = build_source(data_settings(run_args, stuff, thing, need_train=False))

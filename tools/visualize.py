@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 from matplotlib.patches import Patch
 
-from config import (check_args, check_label_set, checkpoint_resolution, data_settings, eval_settings,
-                    evaluated_classes, get_test_parser, parse_args)
+from config import (check_args, check_label_set, checkpoint_resolution, data_root_line, data_settings,
+                    eval_settings, evaluated_classes, get_test_parser, given_flags, parse_args, recorded_data)
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
 from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, score_classifiers, val_loader
@@ -132,7 +132,10 @@ def main(argv=None) -> int:
         check_args(args, for_training=False)
         ckpt = load_checkpoint(args.eval_path)
         check_label_set(args, ckpt)
-        stuff, thing = evaluated_classes(args, ckpt)
+        given = given_flags(parser, argv if argv is not None else sys.argv[1:])
+        args, data_record = recorded_data(args, ckpt, given, args.eval_path)  # the run's data unless --data_root
+        print(data_root_line(data_record))
+        stuff, thing = evaluated_classes(args, ckpt, given)
         settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
         runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
         runtime.progress = False
