@@ -161,7 +161,9 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                                       len(trainset), log), git_commit=record["git_commit"])
         if dist.is_main():
             write_json(run_folder / "final_metrics.json", final)
-            log.info("results in %s (final_metrics.json, metrics.jsonl, %s)", run_folder, CHECKPOINT_NAME)
+            written = [name for name in ("final_metrics.json", "metrics.jsonl", CHECKPOINT_NAME)
+                       if (run_folder / name).is_file()]  # --num_epoch 0 without --eval_init records no metrics
+            log.info("results in %s (%s)", run_folder, ", ".join(written))
         tb.close(final)
         return final
 

@@ -168,3 +168,14 @@ def test_errors_of_a_started_run_reach_train_log(tiny_demo, tmp_path, monkeypatc
     monkeypatch.setattr(train_picie, 'cluster_and_label', broken)
     assert train(tiny_demo, tmp_path, 'r') == 2
     assert 'ERROR a data error in the first epoch' in (tmp_path / 'r' / 'train.log').read_text()
+
+
+def test_the_files_listed_at_the_end_exist_and_follow_the_umask(tiny_demo, tmp_path, capsys, train):
+    """--num_epoch 0 (no --eval_init) records no metrics.jsonl, so the last line does not list it; checkpoint.pth
+    gets the permissions of the run's other files (the umask's), not a temporary file's 0600."""
+    assert train(tiny_demo, tmp_path, 'zero', '--num_epoch', '0') == 0
+    run = tmp_path / 'zero'
+    last = [line for line in capsys.readouterr().out.splitlines() if line.startswith('results in')][-1]
+    assert last == f'results in {run} (final_metrics.json, checkpoint.pth)' and not (run / 'metrics.jsonl').exists()
+    mode = (run / 'final_metrics.json').stat().st_mode & 0o777
+    assert (run / 'checkpoint.pth').stat().st_mode & 0o777 == mode != 0o600

@@ -63,6 +63,7 @@ def atomic_save(obj, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, new_file_mode())  # mkstemp's 0600 would hide the checkpoint from those who read the run's other files
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -78,6 +79,18 @@ def atomic_save(obj, path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the process's umask (read from /proc where it is
+    there: os.umask can only read it by setting it, which other threads would see)."""
+    try:
+        with open("/proc/self/status") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _torch_load(path: Path):
