@@ -9,6 +9,7 @@ from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 from config.checks import check_args, vit_head
 from config.flags import FlagError
+from config.presets import make_demo_hint
 from config.settings import ModelSettings, OptimSettings, RunSettings, TrainSettings
 from data.build import DataSettings
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
@@ -108,7 +109,7 @@ def recorded_data(args, ckpt: Dict[str, Any], given: Collection[str], checkpoint
                                                                      "records none)"}
     if not Path(trained_root).is_dir():
         raise FlagError(f"{trained_root}, the data root recorded in {checkpoint}, is not a folder here; pass "
-                        "--data_root DIR to score it on the dataset there")
+                        f"--data_root DIR to score it on the dataset there{make_demo_hint(trained_root)}")
     values = dict(vars(args), data_root=trained_root)
     if not {"dataset", "cityscapes"} & set(given) and recorded.get("dataset"):
         values.update(dataset=recorded["dataset"], cityscapes=False)
@@ -172,6 +173,8 @@ def default_run_name(args) -> str:
 def settings_from_args(args) -> RunSettings:
     """The typed settings of a training run from train_picie.py's parsed flags (checked first)."""
     check_args(args)
+    if make_demo_hint(args.data_root):
+        raise FlagError(f"--data_root {args.data_root} not found{make_demo_hint(args.data_root)}")
     augment = augment_config(args)
     data = data_settings(args)
     run_name = args.run_name or default_run_name(args)

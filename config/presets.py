@@ -1,6 +1,7 @@
 """The presets (`--preset paper|demo|tiny`): values the command line overrides, the only place
 they are written: the paper's settings (the original sh_files/train_picie.sh), the built-in
 demo's, and a tiny CPU run for checking a script end to end."""
+from pathlib import Path
 from typing import Any, Collection, Dict
 
 _PAPER_TRANSFORMS = {"inv_list": "jitter,grey,blur", "eqv_list": "random_crop,h_flip"}
@@ -41,3 +42,13 @@ def preset_defaults(name: str, given: Collection[str]) -> Dict[str, Any]:
     if {"stuff", "thing"} & set(given):
         values.update(stuff=False, thing=False)
     return values
+
+
+def make_demo_hint(data_root: str) -> str:
+    """How to make `data_root` when it is a demo preset's generated set and missing (a fresh clone
+    running the README's `--preset demo`): '; make it with python -m tools.make_demo --preset NAME';
+    '' for any other root."""
+    for name in DEMO_SETS:
+        if Path(data_root) == Path(PRESETS[name]["data_root"]) and not Path(data_root).is_dir():
+            return f"; it is the generated set of --preset {name}: make it with python -m tools.make_demo --preset {name}"
+    return ""

@@ -9,7 +9,7 @@ from config.flags import RESULT, ROLES, FlagError
 from config.from_args import default_run_name
 from config.parsers import build_parser, class_count_defaults, preset_only_parser
 from config.presets import preset_defaults
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.run import CHECKPOINT_NAME
 
 # Flags that describe one command, not the run: never taken from a run's record on --restart.
@@ -51,7 +51,7 @@ def resolve_restart(args, argv, log) -> object:
     run_folder = Path(args.save_root) / (args.run_name or default_run_name(args))
     if not (args.restart and (run_folder / CHECKPOINT_NAME).is_file()):
         return args
-    recorded = load_checkpoint(run_folder / CHECKPOINT_NAME).get("args", {})
+    recorded = restart_checkpoint(run_folder).get("args", {})
     merged, conflicts, changes = restart_args(args, argv, recorded)
     described = "; ".join(f"--{flag} {now} (the run: {then})" for flag, now, then in conflicts)
     if conflicts and not args.accept_changes:
@@ -64,3 +64,32 @@ def resolve_restart(args, argv, log) -> object:
     for flag, now, then in changes:
         log.info("--restart: --%s is now %s (the run used %s; this does not change results)", flag, now, then)
     return merged
+
+
+def restart_checkpoint(run_folder: Path) -> dict:
+    """The checkpoint --restart continues; an unreadable one (truncated by a full disk or a copy cut
+    short) is one line with the ways on: the newest readable checkpoint_epoch<N>.pth (--keep_checkpoints)
+    to copy over it, or --overwrite to start the run over."""
+    path = run_folder / CHECKPOINT_NAME
+    try:
+        return load_checkpoint(path)
+    except CheckpointError:
+        kept = sorted(run_folder.glob("checkpoint_epoch*.pth"), key=_epoch_of, reverse=True)
+        good = next((p for p in kept if _readable(p)), None)
+        resume = f"copy {good} over it to resume from that epoch, or " if good else ""
+        raise CheckpointError(f"--restart: {path} is not a readable checkpoint (truncated or damaged); {resume}pass "
+                              "--overwrite instead of --restart to start the run over (its files are kept in "
+                              "previous_*/)") from None
+
+
+def _epoch_of(path: Path) -> int:
+    digits = path.stem.removeprefix("checkpoint_epoch")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _readable(path: Path) -> bool:
+    try:
+        load_checkpoint(path)
+        return True
+    except CheckpointError:
+        return False

@@ -31,6 +31,15 @@ TINY_RUN_FLAGS = ['--stuff', '--K_train', '15', '--K_test', '15', '--num_epoch',
                   '--deterministic', '--repeats', '2']
 
 
+def assert_one_error_line(code, err, *fragments):
+    """A bad input's ending: exit code 2 and one 'error:' line on stderr (`err`) holding every fragment."""
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = None, epoch: int = 1) -> Path:
     """Save `model` as a toolkit checkpoint with the given classifiers ({name: centroids [K, C]})."""
     from utils.checkpoint import checkpoint_state

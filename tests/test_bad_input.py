@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import test_picie
-from helpers import write_checkpoint
+from helpers import assert_one_error_line as _assert_one_line, write_checkpoint
 from modules.networks import build_model
 
 
@@ -20,14 +20,6 @@ def _copy_demo(tiny_demo, tmp_path):
     root = tmp_path / 'data'
     shutil.copytree(tiny_demo, root)
     return root
-
-
-def _assert_one_line(code, err, *fragments):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith('error:')]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_missing_data_root(capsys, tmp_path, train):
@@ -136,3 +128,28 @@ def test_checkpoint_weights_that_do_not_fit_its_network_are_named(capsys, tiny_d
                      '1 key missing (backbone.layer4.1.conv2.weight)', '1 unexpected key (backbone.extra.weight)',
                      '1 tensor of another shape (decoder.lateral1.weight [7, 7, 1, 1] where the network has '
                      '[128, 16, 1, 1])')
+
+
+def test_missing_demo_set_says_how_to_make_it(capsys, tmp_path, monkeypatch, train):
+    """A fresh clone running the README's --preset example: the missing generated set and the command that makes it."""
+    monkeypatch.chdir(tmp_path)  # no datasets/demo_tiny here, whatever the clone holds
+    code, err = _with_stderr(train(None, tmp_path / 'runs', None), capsys)
+    _assert_one_line(code, err, '--data_root datasets/demo_tiny not found', 'python -m tools.make_demo --preset tiny')
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_restart_on_a_truncated_checkpoint_names_the_ways_on(capsys, tiny_run_copy, tiny_demo, train):
+    """--restart on a cut-short checkpoint.pth: one line with the last readable epoch checkpoint and --overwrite;
+    nothing is changed, and --restart works once the kept epoch is copied over it."""
+    from helpers import TINY_RUN_FLAGS
+    run = tiny_run_copy
+    good = run / 'checkpoint_epoch2.pth'
+    shutil.copy(run / 'checkpoint.pth', good)
+    (run / 'checkpoint.pth').write_bytes(good.read_bytes()[:1000])
+    before = sorted((p.name, p.read_bytes()) for p in run.iterdir() if p.is_file())
+    code, err = _with_stderr(train(tiny_demo, run.parent, run.name, *TINY_RUN_FLAGS, '--restart'), capsys)
+    _assert_one_line(code, err, f'{run / "checkpoint.pth"} is not a readable checkpoint', f'copy {good} over it',
+                     '--overwrite instead of --restart')
+    assert sorted((p.name, p.read_bytes()) for p in run.iterdir() if p.is_file()) == before
+    shutil.copy(good, run / 'checkpoint.pth')
+    assert train(tiny_demo, run.parent, run.name, *TINY_RUN_FLAGS, '--restart') == 0

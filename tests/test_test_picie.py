@@ -6,6 +6,7 @@ import shutil
 import torch
 
 import test_picie
+from helpers import assert_one_error_line
 
 CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0']
 
@@ -36,9 +37,8 @@ def test_a_recorded_data_root_that_is_gone_is_one_line(tiny_run, tmp_path, capsy
     gone = tmp_path / 'moved_away'
     ckpt['args']['data_root'] = str(gone)
     torch.save(ckpt, tmp_path / 'checkpoint.pth')
-    assert test_picie.cli(['--eval_path', str(tmp_path / 'checkpoint.pth'), *CPU]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1 and str(gone) in errors[0] and '--data_root DIR' in errors[0], errors
+    code = test_picie.cli(['--eval_path', str(tmp_path / 'checkpoint.pth'), *CPU])
+    assert_one_error_line(code, capsys.readouterr().err, str(gone), '--data_root DIR')
 
 
 def test_a_preset_does_not_change_the_checkpoints_classes(tiny_run, tiny_demo, tmp_path):
