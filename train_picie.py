@@ -39,7 +39,7 @@ from utils.cli import run_cli
 from utils.hold import Hold
 from utils.loaders import PassLoader, make_loader
 from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, brief_metrics, check_run_folder, finished, loggable,
-                       open_run, resume_command, setup_logging, write_json)
+                       open_run, repair_config, resume_command, setup_logging, write_json)
 from utils.runtime import Runtime, configure_determinism, make_runtime, script_main, seed_everything
 from utils.signals import StopRequested, stop_requested
 from utils.tb import ExampleMaps, open_tensorboard
@@ -89,6 +89,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
                                     lambda module: build_optimizer(module, s.optim), s.seed)
         check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
+        if ckpt is not None and ckpt.get("args") and dist.is_main():
+            repair_config(run_folder / "config.json", ckpt["args"])  # config.json broken by hand or deleted
         if finished(run_folder, ckpt, s.train.num_epoch):
             return json.loads((run_folder / "final_metrics.json").read_text())
 

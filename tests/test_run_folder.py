@@ -179,3 +179,26 @@ def test_the_files_listed_at_the_end_exist_and_follow_the_umask(tiny_demo, tmp_p
     assert last == f'results in {run} (final_metrics.json, checkpoint.pth)' and not (run / 'metrics.jsonl').exists()
     mode = (run / 'final_metrics.json').stat().st_mode & 0o777
     assert (run / 'checkpoint.pth').stat().st_mode & 0o777 == mode != 0o600
+
+
+@pytest.mark.parametrize('damage', ['edited', 'deleted'])
+def test_restart_restores_a_broken_or_deleted_config_json(damage, tiny_run_copy, tiny_demo, capsys, train):
+    """config.json broken by hand (or deleted) is rewritten from the checkpoint's record on --restart, said on one
+    line, and a hand-edited copy is kept beside it; tools/compare_runs.py reads the run again."""
+    import torch
+    from helpers import TINY_RUN_FLAGS
+    from tools.compare_runs import load_run
+    run = tiny_run_copy
+    if damage == 'edited':
+        (run / 'config.json').write_text('{"lr": 0.001,')
+    else:
+        (run / 'config.json').unlink()
+    assert train(tiny_demo, run.parent, run.name, *TINY_RUN_FLAGS, '--restart') == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'config.json' in line]
+    assert len(warnings) == 1 and "rewritten from the run's record in checkpoint.pth" in warnings[0], warnings
+    recorded = torch.load(run / 'checkpoint.pth', weights_only=False)['args']
+    config = json.loads((run / 'config.json').read_text())
+    assert config == json.loads(json.dumps(recorded))
+    kept = list(run.glob('config.json.broken-*'))
+    assert [p.read_text() for p in kept] == (['{"lr": 0.001,'] if damage == 'edited' else [])
+    assert load_run(run).config['run_name'] == recorded['run_name']

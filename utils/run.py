@@ -288,7 +288,8 @@ def config_to_json(record: Dict) -> str:
 def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fresh: bool, where: str) -> Dict:
     """The run record (`record`, the resolved flags, + git commit), once every check has passed: the
     folder created or reused (never losing what it holds), logging into its train.log, and for a
-    fresh run its config.json (a restart never rewrites the record of the run it continues).
+    fresh run its config.json (a restart never rewrites the record of the run it continues; one
+    broken or gone is restored from the checkpoint's record first: repair_config).
     `where`: the device and autocast, for the first log line."""
     prepare_run_folder(run_folder, restart, overwrite)
     if dist.is_main():
@@ -300,6 +301,45 @@ def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fre
     if fresh and dist.is_main():
         (run_folder / "config.json").write_text(config_to_json(record))
     return record
+
+
+def repair_config(path: Path, recorded: Dict) -> Optional[Path]:
+    """On --restart: a config.json that is gone, not a JSON object, or lacks keys of the run's record
+    (`recorded`: the checkpoint's) is rewritten from that record, and said; what was there is kept
+    beside it as config.json.broken-<time>, whose path is returned (None when nothing was wrong)."""
+    problem = config_problem(path, recorded)
+    if problem is None:
+        return None
+    aside = None
+    try:
+        if path.exists() or path.is_symlink():
+            aside = path.with_name(time.strftime(f"{path.name}.broken-%Y%m%d-%H%M%S"))
+            path.rename(aside)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(config_to_json(recorded))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunFolderError(f"{path} {problem} and cannot be rewritten ({exc.strerror or exc}); fix the run "
+                             "folder's permissions or space, then --restart again") from None
+    log.warning("--restart: %s %s; rewritten from the run's record in %s%s", path, problem, CHECKPOINT_NAME,
+                f" (what was there is kept as {aside})" if aside else "")
+    return aside
+
+
+def config_problem(path: Path, recorded: Dict) -> Optional[str]:
+    """What is wrong with a run's config.json against its record `recorded`, or None."""
+    if not path.is_file():
+        return "is missing" if not path.exists() else "is not a file"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"cannot be read as JSON ({exc.__class__.__name__}: {exc})"
+    if not isinstance(config, dict):
+        return f"holds a JSON {type(config).__name__}, not the run's settings"
+    missing = sorted(set(recorded) - set(config))
+    if missing:
+        return f"lacks {len(missing)} setting(s) of the run ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+    return None
 
 
 def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int) -> bool:
