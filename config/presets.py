@@ -50,5 +50,6 @@ def make_demo_hint(data_root: str) -> str:
     '' for any other root."""
     for name in DEMO_SETS:
         if Path(data_root) == Path(PRESETS[name]["data_root"]) and not Path(data_root).is_dir():
-            return f"; it is the generated set of --preset {name}: make it with python -m tools.make_demo --preset {name}"
+            return (f"; it is the generated set of --preset {name}: make it with python -m tools.make_demo "
+                    f"--preset {name}")
     return ""

@@ -15,7 +15,7 @@ from PIL import Image
 import predict
 import test_picie
 
-from helpers import write_checkpoint
+from helpers import assert_one_error_line as _one_error_line, write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
 from config import data_settings, get_test_parser, parse_args
@@ -39,14 +39,6 @@ def _predict(capsys, *argv):
     code = predict.cli([*argv, *CPU])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def _one_error_line(code, err, *fragments):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith('error:')]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _random_image(path, size, mode='RGB', seed=0, **save):

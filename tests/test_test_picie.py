@@ -53,7 +53,8 @@ def test_a_preset_does_not_change_the_checkpoints_classes(tiny_run, tiny_demo, t
 
 
 def test_fewer_clusters_than_classes_is_said(tiny_run, tiny_demo, tmp_path, capsys):
-    """A stuff-only checkpoint scored on all 27 classes on purpose: scored, and the 12 classes without a cluster said."""
+    """A stuff-only checkpoint scored on all 27 classes on purpose: scored, and the 12 classes left without a
+    cluster are said."""
     _score(tiny_run / 'checkpoint.pth', tmp_path / 'm.json', '--stuff', '--thing')
     err = capsys.readouterr().err
     assert 'has 15 clusters for the 27 classes evaluated: 12 classes get no cluster' in err

@@ -63,7 +63,7 @@ def atomic_save(obj, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, new_file_mode())  # mkstemp's 0600 would hide the checkpoint from those who read the run's other files
+    os.fchmod(fd, new_file_mode())  # mkstemp's 0600 would hide it from those who read the run's other files
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)

@@ -338,7 +338,8 @@ def config_problem(path: Path, recorded: Dict) -> Optional[str]:
         return f"holds a JSON {type(config).__name__}, not the run's settings"
     missing = sorted(set(recorded) - set(config))
     if missing:
-        return f"lacks {len(missing)} setting(s) of the run ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        return f"lacks {len(missing)} setting(s) of the run ({listed})"
     return None
 
 
