@@ -80,10 +80,11 @@ def evaluated_groups(args) -> Tuple[bool, bool]:
     return bool(args.stuff), bool(args.thing)
 
 
-def evaluated_classes(args, ckpt: Dict[str, Any], given: Collection[str]) -> Tuple[bool, bool]:
+def evaluated_classes(args, ckpt: Dict[str, Any], given: Collection[str] = ()) -> Tuple[bool, bool]:
     """(stuff, thing) to score a checkpoint on: --stuff/--thing given on the command line (`given`:
-    the dests it set, parsers.given_flags), else those the checkpoint was evaluated with, else all
-    classes. A --preset's class selection does not count: a stuff-only checkpoint stays stuff-only."""
+    the dests it set, parsers.given_flags; none for the notebook), else those the checkpoint was
+    evaluated with, else all classes. A --preset's class selection does not count: a stuff-only
+    checkpoint stays stuff-only."""
     if {"stuff", "thing"} & set(given):
         return bool(args.stuff), bool(args.thing)
     saved = ckpt.get("eval_config", {})
