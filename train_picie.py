@@ -114,6 +114,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                               run_log, log)
             if dist.is_main():  # epoch 0: a run stopped in its first epoch resumes after the calibration
                 save_checkpoint(checkpoint_of(0, {}), checkpoint_path)
+                run_log.commit()  # metrics.jsonl lists what the checkpoint holds, never more
                 progress.saved_epoch = 0
         else:
             restore_rng(ckpt.get("rng"))  # the global RNGs as they were when the checkpoint was written
@@ -153,6 +154,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
                 matchings = epoch_matchings(epoch_record, centroids, source.class_names)  # for predict.py
                 state = checkpoint_of(epoch + 1, centroids, matchings)
                 save_checkpoint(state, checkpoint_path)
+                run_log.commit()
                 progress.saved_epoch = epoch + 1
                 keep_epoch_checkpoints(run_folder, state, epoch + 1, s.keep_checkpoints)
             dist.barrier()

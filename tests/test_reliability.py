@@ -29,6 +29,7 @@ from utils import checkpoint as checkpoint_module
 from utils import loaders as loaders_module
 from utils import run as run_module
 from utils.checkpoint import atomic_save
+from utils.files import WriteError
 
 # The reference configuration: the shared session run's (conftest's tiny_run): 2 epochs with the
 # initial evaluations, bit-exact on the CPU.
@@ -138,8 +139,12 @@ def test_sigkill_during_labelling_then_restart(tiny_demo, tmp_path, train):
 
 
 # -- 2. crash-safe checkpoints ---------------------------------------------------------------------
-@pytest.mark.parametrize('error', [RuntimeError('injected'), KeyboardInterrupt(), OSError(errno.ENOSPC, 'full')])
-def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, error):
+@pytest.mark.parametrize('error, raised', [
+    (RuntimeError('injected'), RuntimeError), (KeyboardInterrupt(), KeyboardInterrupt),
+    (OSError(errno.ENOSPC, 'full'), WriteError),
+    (RuntimeError('PytorchStreamWriter failed writing file data/0: file write failed'), WriteError)])
+def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, error, raised):
+    """A bug stays itself; a failed write (torch reports some as RuntimeError) becomes WriteError."""
     path = tmp_path / 'checkpoint.pth'
     atomic_save({'epoch': 1, 'weight': torch.ones(3)}, path)
     before = path.read_bytes()
@@ -148,28 +153,36 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, 
         handle.write(b'half a checkpoint')
         raise error
     monkeypatch.setattr(checkpoint_module.torch, 'save', broken_save)
-    with pytest.raises(type(error)):
+    with pytest.raises(raised):
         atomic_save({'epoch': 2, 'weight': torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ['checkpoint.pth']  # no temporary file left
 
 
-def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, monkeypatch, capsys, train):
-    """ENOSPC while writing epoch 2's checkpoint: one line, epoch 1's checkpoint intact, exact resume."""
+@pytest.mark.parametrize('error, reason', [
+    (OSError(errno.ENOSPC, 'No space left on device'), 'No space left'),
+    # torch.save reports a failed write of its stream as a RuntimeError, not an OSError
+    (RuntimeError('[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0\nPytorchStreamWriter failed '
+                  'writing file data/0: file write failed'), 'file write failed')])
+def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, monkeypatch, capsys, train, error,
+                                                reason):
+    """A full disk while writing epoch 2's checkpoint: one line, epoch 1's checkpoint intact,
+    metrics.jsonl without epoch 2 (the checkpoint does not hold it), exact resume."""
     real_save, calls = torch.save, [0]
 
     def save(obj, handle, *args, **kwargs):
         calls[0] += 1
         if calls[0] == 3:  # epoch-0, epoch-1, then epoch 2's checkpoint
             handle.write(b'partial')
-            raise OSError(errno.ENOSPC, 'No space left on device')
+            raise error
         return real_save(obj, handle, *args, **kwargs)
     monkeypatch.setattr(checkpoint_module.torch, 'save', save)
     assert train(tiny_demo, tmp_path, 'run', *EXACT) == 2
     lines = _error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and 'checkpoint.pth' in lines[0] and 'No space left' in lines[0] and '--restart' in lines[0]
+    assert len(lines) == 1 and 'checkpoint.pth' in lines[0] and reason in lines[0] and '--restart' in lines[0]
     run = tmp_path / 'run'
     assert torch.load(run / 'checkpoint.pth', weights_only=True)['epoch'] == 1
+    assert [r['epoch'] for r in _records(run) if r['stage'] == 'train'] == [1]
     assert not list(run.glob('.*.tmp'))
     monkeypatch.setattr(checkpoint_module.torch, 'save', real_save)
     assert train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0

@@ -11,7 +11,7 @@ from PIL import Image
 
 import train_picie
 from helpers import TINY_FLAGS
-from utils.run import append_jsonl, write_json
+from utils.run import RunLog, write_json
 
 
 def _snapshot(folder):
@@ -119,7 +119,9 @@ def test_labels_without_an_evaluated_class_stop_before_any_file(tiny_demo, tmp_p
 def test_json_is_strict_and_says_what_was_not_finite(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         write_json(tmp_path / 'final_metrics.json', {'mIoU': math.nan, 'per_class': [1.0, math.inf]})
-        append_jsonl(tmp_path / 'metrics.jsonl', {'loss': -math.inf})
+        run_log = RunLog(tmp_path)
+        run_log.add({'loss': -math.inf})
+        run_log.commit()
 
     def strict(text):
         return json.loads(text, parse_constant=lambda name: pytest.fail(f'non-strict JSON constant {name}'))

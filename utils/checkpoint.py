@@ -21,10 +21,8 @@ checkpoint's history) and temporary files of an interrupted save (removed).
 """
 import argparse
 import logging
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 
 from utils.errors import UserError
-from utils.run import RunFolderError
+from utils.files import FREE_SPACE_HINT, write_atomic
 from utils.runtime import set_thread_counts, thread_counts
 
 log = logging.getLogger("picie")
@@ -57,40 +55,12 @@ def state_dict_differences(expected: Dict[str, torch.Tensor], given: Dict[str, t
     return "; ".join(parts)
 
 
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
-    a crash at any moment leaves either the old or the new file, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, new_file_mode())  # mkstemp's 0600 would hide it from those who read the run's other files
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def atomic_save(obj, path, hint: str = FREE_SPACE_HINT) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`
+    (utils/files.py: write_atomic): a crash at any moment leaves either the old or the new file,
+    never a torn one; a failed write (OSError, or torch's RuntimeError) raises WriteError."""
+    write_atomic(path, lambda handle: torch.save(obj, handle), hint=hint)
 
-
-def new_file_mode() -> int:
-    """The mode open() gives a new file: 0666 less the process's umask (read from /proc where it is
-    there: os.umask can only read it by setting it, which other threads would see)."""
-    try:
-        with open("/proc/self/status") as status:
-            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError):
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _torch_load(path: Path):
@@ -222,13 +192,10 @@ def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[st
 
 
 def save_checkpoint(state: Dict, path: Path) -> None:
-    """atomic_save; a write error (full disk, lost mount) becomes one clear line, and the
-    previous file at `path` is intact (atomic_save only ever renames a complete file over it)."""
-    try:
-        atomic_save(state, path)
-    except OSError as exc:
-        raise RunFolderError(f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is "
-                             "intact: free space or fix the folder, then resume with --restart") from None
+    """atomic_save; a write error (full disk, lost mount; torch reports some as RuntimeError)
+    becomes one clear line, and the previous file at `path` is intact."""
+    atomic_save(state, path, hint="the previous checkpoint is intact: free disk space or fix the folder, then "
+                                  "resume with --restart")
 
 
 def keep_epoch_checkpoints(run_folder: Path, state: Dict, epoch: int, keep: int) -> None:

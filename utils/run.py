@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 from utils import dist
 from utils.errors import UserError
+from utils.files import write_json_file, write_text
 from utils.signals import signal_name
 
 log = logging.getLogger("picie")
@@ -153,34 +154,29 @@ def strict_json(value, where: str = ""):
     return value
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(strict_json(record, Path(path).name), allow_nan=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def jsonl_line(record: dict, where: str = "") -> str:
+    """One record as a strict JSON line (non-finite numbers as null, each one logged with `where`)."""
+    return json.dumps(strict_json(record, where), allow_nan=False)
 
 
 def write_json(path: Path, record: dict) -> None:
-    """Strict JSON (non-finite numbers as null), written atomically."""
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(strict_json(record, Path(path).name), indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    """Strict JSON (non-finite numbers as null), written whole or not at all (utils/files.py)."""
+    write_json_file(path, strict_json(record, Path(path).name))
 
 
-def rewrite_metrics(path: Path, history: Sequence[Dict]) -> int:
-    """Make metrics.jsonl hold exactly the checkpoint's history (one line per record).
+def rewrite_metrics(path: Path, history: Sequence[Dict], lines: Optional[Sequence[str]] = None) -> int:
+    """Make metrics.jsonl hold exactly the checkpoint's history (one line per record; `lines`:
+    the history's records already as jsonl_line made them), written whole or not at all.
 
-    A run killed after appending an epoch's line but before its checkpoint redoes that epoch;
-    rewriting from the history keeps one line per epoch. Returns how many lines were dropped.
+    A run killed after an epoch but before its checkpoint redoes that epoch; rewriting from the
+    history keeps one line per epoch. Returns how many lines were dropped.
     """
     path = Path(path)
     old = path.read_text().splitlines() if path.is_file() else []
-    new = [json.dumps(strict_json(record), allow_nan=False) for record in history]
+    new = list(lines) if lines is not None else [jsonl_line(record, path.name) for record in history]
     if old == new:
         return 0
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in new))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in new))
     return max(len(old) - len(new), 0)
 
 
@@ -197,21 +193,28 @@ def remove_stale_temp_files(folder: Path) -> List[Path]:
 
 class RunLog:
     """The run's history: every record goes to the in-memory history (saved in checkpoints) and,
-    on rank 0, as one line to metrics.jsonl."""
+    once the checkpoint holding it is written (commit), on rank 0 to metrics.jsonl, so that
+    metrics.jsonl never lists an epoch the checkpoint does not hold (e.g. when its save failed)."""
 
     def __init__(self, folder: Path, history: Optional[List[Dict]] = None):
         self.path = Path(folder) / "metrics.jsonl"
         self.history: List[Dict] = list(history or [])
+        self._lines: List[str] = [jsonl_line(record, self.path.name) for record in self.history]
         if dist.is_main():  # one line per record of the checkpoint's history: a redone epoch is not listed twice
-            dropped = rewrite_metrics(self.path, self.history)
+            dropped = rewrite_metrics(self.path, self.history, self._lines)
             if dropped:
                 log.info("metrics.jsonl: dropped %d line(s) of work the interrupted run had not checkpointed",
                          dropped)
 
     def add(self, record: Dict) -> None:
+        """A record of the history; metrics.jsonl lists it from the next commit on."""
         self.history.append(record)
+
+    def commit(self) -> None:
+        """metrics.jsonl := the history (call once the checkpoint holding it is saved); rank 0 writes."""
+        self._lines += [jsonl_line(record, self.path.name) for record in self.history[len(self._lines):]]
         if dist.is_main():
-            append_jsonl(self.path, record)
+            rewrite_metrics(self.path, self.history, self._lines)
 
     def stage(self, name: str) -> Optional[Dict]:
         """The last record of a stage ('init', 'init_bn', 'train'), or None."""
@@ -299,7 +302,7 @@ def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fre
     log.info("PiCIE run %s (git %s) on %s", run_folder, record["git_commit"], where)
     log.info("config: %s", config_to_json(record))
     if fresh and dist.is_main():
-        (run_folder / "config.json").write_text(config_to_json(record))
+        write_text(run_folder / "config.json", config_to_json(record))
     return record
 
 
