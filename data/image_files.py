@@ -9,14 +9,18 @@ Existing outputs are never replaced without --overwrite: the run stops before wr
 and names the first one.
 """
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 RUN_FILES = ("legend.png", "predict.json")   # per run, beside the per-image outputs
+OVERLAY_SUFFIX = "_overlay.jpg"
+log = logging.getLogger("picie")
 
 
 class PredictError(UserError):
@@ -38,17 +42,21 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def collect_inputs(paths: Sequence[str]) -> Tuple[List[InputImage], int]:
+def collect_inputs(paths: Sequence[str], exclude: Optional[Path] = None) -> Tuple[List[InputImage], int]:
     """The images of --input (files, folders searched recursively, .txt lists) with unique output
     names, and the number of files in folders skipped for not having an image suffix. A path
     given on the command line that does not exist is an error; a listed one that does not exist
-    is kept, to be reported as unreadable with the rest."""
+    is kept, to be reported as unreadable with the rest. `exclude`: the --output folder, whose
+    files (predict.py's own outputs) a searched folder holding it does not yield (own_outputs)."""
     entries: List[Tuple[Path, str]] = []   # (image path, wanted name)
     ignored = 0
     for text in paths:
         path = Path(text)
         if path.is_dir():
+            skip = own_outputs(path, exclude) if exclude is not None else (lambda file: False)
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if skip(file):
+                    continue
                 if _is_image_name(file):
                     entries.append((file, file.relative_to(path).with_suffix("").as_posix()))
                 else:
@@ -64,6 +72,37 @@ def collect_inputs(paths: Sequence[str]) -> Tuple[List[InputImage], int]:
         else:
             raise PredictError(f"--input {text}: no such file or folder; pass image files, folders or .txt lists")
     return unique_names(entries), ignored
+
+
+def own_outputs(folder: Path, out_dir: Path) -> Callable[[Path], bool]:
+    """file -> whether it is one of predict.py's outputs, for a searched --input `folder` and the
+    --output `out_dir`: every file below out_dir when it lies inside the folder; when it is the
+    folder itself, the run files, the overlays and the maps listed in its predict.json. Said in
+    one line when a file is skipped, so that a second run never segments its own maps."""
+    folder, out_dir = folder.resolve(), Path(out_dir).resolve()
+    if out_dir != folder and folder not in out_dir.parents:
+        return lambda file: False
+    listed = set(RUN_FILES)
+    if out_dir == folder and (out_dir / "predict.json").is_file():
+        try:
+            record = json.loads((out_dir / "predict.json").read_text())
+            listed |= {entry.get(key) for entry in record.get("images", []) for key in ("map", "overlay")}
+        except (ValueError, AttributeError, TypeError):
+            pass  # an unreadable predict.json lists nothing more
+    skipped: List[Path] = []
+
+    def skip(file: Path) -> bool:
+        below = file.resolve().relative_to(folder) if out_dir == folder else None
+        own = (out_dir in file.resolve().parents) if below is None else (
+            below.as_posix() in listed or file.name.endswith(OVERLAY_SUFFIX))
+        if own:
+            if not skipped:
+                log.info("--output %s is inside --input %s: its files (predict.py's own outputs) are not segmented",
+                         out_dir, folder)
+            skipped.append(file)
+        return own
+
+    return skip
 
 
 def unique_names(entries: Sequence[Tuple[Path, str]]) -> List[InputImage]:
@@ -92,7 +131,7 @@ def output_files(image: InputImage, out_dir: Path, overlay: bool) -> List[Path]:
     """The files predict.py writes for one image: <name>.png and, with overlays, <name>_overlay.jpg."""
     files = [out_dir / f"{image.name}.png"]
     if overlay:
-        files.append(out_dir / f"{image.name}_overlay.jpg")
+        files.append(out_dir / f"{image.name}{OVERLAY_SUFFIX}")
     return files
 
 

@@ -163,6 +163,20 @@ def faiss_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
     return torch.from_numpy(kmeans.centroids.copy()).to(points.device)
 
 
+class NonFiniteFeaturesError(FloatingPointError):
+    """Features holding NaN or inf reached k-means (the network's weights diverged); the entry
+    scripts stop with exit code 3 and a hint, whatever the backend (faiss would raise its own error)."""
+
+
+def require_finite(points: torch.Tensor) -> None:
+    """Raise NonFiniteFeaturesError unless every value of `points` (any shape) is finite."""
+    finite = torch.isfinite(points)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteFeaturesError(f"non-finite features ({bad} of {points.numel()} values are NaN or inf) reached "
+                                     "k-means: the network's weights have diverged")
+
+
 class MiniBatchKMeans:
     """Online k-means state for one view: centroids [K, D], counts [K] and the running k-means loss.
 
@@ -216,6 +230,7 @@ class MiniBatchKMeans:
         so that the online learning rates match those of clustering every pixel.
         Returns the mean squared distance of the points to their centroid.
         """
+        require_finite(points)  # before either backend: faiss would fail with its own traceback
         points = points.to(self.device)
         n_points = points.shape[0]
         if n_points < self.n_clusters:
@@ -358,7 +373,10 @@ class OnlineKMeansFeed:
 
     def add(self, feats: torch.Tensor, indices: Optional[torch.Tensor] = None) -> None:
         """feats [B, C, h, w] of one batch (already normalised if the metric is cosine) and the
-        images' dataset indices [B] (used to order the initial sample; default 0..B-1)."""
+        images' dataset indices [B] (used to order the initial sample; default 0..B-1). Every
+        value is checked finite here, before any backend sees it (the one way features enter
+        clustering, in training and in evaluation): NonFiniteFeaturesError otherwise."""
+        require_finite(feats)
         if indices is None:
             indices = torch.arange(feats.shape[0])
         self.n_batches += 1

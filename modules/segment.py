@@ -47,6 +47,7 @@ from data.image_files import (IMAGE_SUFFIXES, InputImage, PredictError, collect_
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
 from utils.checkpoint import CheckpointError
+from utils.files import save_image
 from utils.loaders import usable_workers
 from utils.run import write_json
 from utils.runtime import Runtime
@@ -55,6 +56,7 @@ from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
 log = logging.getLogger("picie")
 
 UNMATCHED = 255            # index of pixels whose cluster no class was matched to (class maps)
+WRITE_HINT = "free disk space or choose another --output (the maps written before it are complete)"
 MAX_BATCH_PIXELS = 2 ** 26  # full-resolution pixels one batch may hold (its images: 192 MiB as uint8 RGB)
 # EXIF orientation -> the transpose that makes the image upright (PIL.ImageOps.exif_transpose's table).
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -247,12 +249,7 @@ def draw_legend(indexing: Indexing, path: Path) -> None:
         top = r * row_h + 4
         draw.rectangle([6, top, 20, top + 13], fill=tuple(int(round(255 * v)) for v in colour), outline="black")
         draw.text((28, top), f"{index:>3}  {name}", fill="black", font=font)
-    image.save(path)
-
-
-def _save_map(indices: np.ndarray, path: Path, dtype) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(indices.astype(dtype)).save(path)
+    save_image(image, path, hint=WRITE_HINT)
 
 
 @dataclass
@@ -291,7 +288,7 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
         require_crf()
     classifier, entry = select_classifier(ckpt)
     indexing = indexing_of(entry, settings.matching)
-    images, ignored = collect_inputs(inputs)
+    images, ignored = collect_inputs(inputs, exclude=out_dir)
     if not images:
         raise PredictError(f"--input {' '.join(inputs)}: no image files found (suffixes {', '.join(IMAGE_SUFFIXES)})")
     prepare_output(out_dir, images, settings.overwrite, settings.overlay)
@@ -324,13 +321,12 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
             image = readable[index]
             indices = indexing.lut[clusters.numpy()]
             files = output_files(image, out_dir, settings.overlay)
-            try:
-                _save_map(indices, files[0], indexing.dtype)
-                if settings.overlay:
-                    Image.fromarray(overlay(full, indices, indexing, settings.overlay_alpha)).save(files[1], quality=90)
-            except OSError as exc:
-                raise PredictError(f"could not write {files[0]} ({exc.strerror or exc}); free space or choose "
-                                   "another --output (maps written so far are complete)") from None
+            # Each file whole or not at all, and decoded again (utils/files.py): a full disk stops the
+            # run with one line naming the file, never with a truncated map or overlay.
+            save_image(Image.fromarray(indices.astype(indexing.dtype)), files[0], hint=WRITE_HINT)
+            if settings.overlay:
+                save_image(Image.fromarray(overlay(full, indices, indexing, settings.overlay_alpha)), files[1],
+                           hint=WRITE_HINT, quality=90)
             report.written.append({"input": str(image.path), "map": files[0].relative_to(out_dir).as_posix(),
                                    "overlay": files[1].relative_to(out_dir).as_posix() if settings.overlay else None,
                                    "size": list(full_sizes[index]), "network_size": list(sizes[index])})

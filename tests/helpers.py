@@ -108,6 +108,18 @@ def run_script(name: str, env: dict, *args, timeout: int = 600) -> subprocess.Co
 
 
 
+def run_with_file_size_limit(script: str, limit_bytes: int, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """python SCRIPT ARGS (a script of the repository) where no file may grow past `limit_bytes`
+    (as `ulimit -f` does; a write past it fails with EFBIG, as on a full disk), output captured."""
+    import resource  # noqa: PLC0415 - POSIX only, and only these tests need it
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=timeout, preexec_fn=limit)
+
+
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], Optional[str]]) -> tuple:
     """(folder, text): the folder `name` filled by make(folder), which may return a text to keep (e.g.
     a script's stdout); made once per test session even when pytest-xdist runs the session in

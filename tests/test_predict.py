@@ -15,7 +15,7 @@ from PIL import Image
 import predict
 import test_picie
 
-from helpers import assert_one_error_line as _one_error_line, write_checkpoint
+from helpers import assert_one_error_line as _one_error_line, run_with_file_size_limit, write_checkpoint
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
 from config import data_settings, get_test_parser, parse_args
@@ -313,3 +313,37 @@ def test_default_workers_fit_the_machine(trained, tmp_path, monkeypatch):
         assert predict.cli(['--eval_path', str(trained), '--input', str(image), '--output', str(tmp_path / 'o'),
                             '--device', 'cpu']) == 0
     assert not [w for w in caught if 'worker' in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_full_disk_leaves_no_truncated_file_and_names_the_file(trained, tmp_path):
+    """Under a file-size limit (as `ulimit -f`, or a disk filling up) the overlay cannot be
+    written: one line naming the overlay, exit 2, and every file in --output decodes whole."""
+    src = tmp_path / 'photos'
+    for i in range(3):
+        _random_image(src / f'p{i}.jpg', (400, 300), seed=i, quality=95)
+    out = tmp_path / 'maps'
+    done = run_with_file_size_limit('predict.py', 20_000, '--eval_path', trained, '--input', src, '--output', out,
+                                    *CPU)
+    errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    assert '_overlay.jpg' in errors[0] and 'free disk space' in errors[0], errors[0]
+    assert not list(out.glob('.*.tmp'))
+    for path in out.iterdir():  # what is there is whole
+        with Image.open(path) as image:
+            image.load()
+
+
+def test_output_inside_input_is_not_segmented_again(trained, tmp_path, capsys):
+    """--output inside (or equal to) a searched --input folder: predict.py's own maps, overlays
+    and legend are skipped, so a second run segments the same photos, no more."""
+    for src, out in ((tmp_path / 'a', tmp_path / 'a' / 'maps'), (tmp_path / 'b', tmp_path / 'b')):
+        for i in range(3):
+            _random_image(src / f'p{i}.jpg', (40, 32), seed=i)
+        for _ in range(2):
+            code, stdout, _ = _predict(capsys, '--eval_path', str(trained), '--input', str(src), '--output', str(out),
+                                       '--overwrite')
+            assert code == 0
+            summary = json.loads((out / 'predict.json').read_text())
+            assert sorted(entry['map'] for entry in summary['images']) == ['p0.png', 'p1.png', 'p2.png']
+        assert 'not segmented' in stdout
+        assert not (out / 'maps').exists() and not list(out.rglob('*_overlay_overlay.jpg'))

@@ -252,6 +252,24 @@ def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_
     assert not (run / 'final_metrics.json').exists()
 
 
+def test_diverged_weights_stop_before_clustering_also_on_restart(tiny_run_copy, tiny_demo, capsys, train):
+    """Weights that diverged without a non-finite loss give non-finite features: the next epoch's
+    clustering (faiss, the CPU default) stops with exit 3 and one line, not faiss's traceback, and
+    a --restart from that checkpoint says the same."""
+    path = tiny_run_copy / 'checkpoint.pth'
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['model'] = {k: v * float('inf') if v.is_floating_point() else v for k, v in ckpt['model'].items()}
+    torch.save(ckpt, path)
+    for _ in range(2):
+        assert train(tiny_demo, tiny_run_copy.parent, tiny_run_copy.name, *TINY_RUN_FLAGS, '--num_epoch', '3',
+                     '--restart') == 3
+        err = capsys.readouterr().err
+        lines = _error_lines(err)
+        assert len(lines) == 1 and 'non-finite features' in lines[0] and '--lr' in lines[0], err[-2000:]
+        assert 'Traceback' not in err
+    assert torch.load(path, weights_only=True)['epoch'] == 2
+
+
 def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch, train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--skip_nonfinite') == 0
