@@ -22,14 +22,14 @@ from typing import Collection, List, Optional, Sequence
 import torch
 
 from config import (check_args, check_label_set, checkpoint_resolution, data_root_line, data_settings,
-                    eval_settings, evaluated_classes, get_test_parser, given_flags, parse_args, probe_settings,
-                    recorded_data)
+                    eval_settings, evaluation_memory, evaluated_classes, get_test_parser, given_flags, parse_args,
+                    probe_settings, recorded_data)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
 from modules.crf import require_crf
 from modules.evaluation import (check_fresh_kmeans, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
                                 score_classifiers, val_loader)
-from modules.networks import model_from_checkpoint
+from modules.networks import model_from_checkpoint, network_cost
 from modules.probe import linear_probe
 from utils import dist
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -65,6 +65,7 @@ def main(args, given: Collection[str] = ()) -> dict:
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
     runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
+    evaluation_memory(settings, network_cost(model), runtime.device, args.skip_memory_check)  # before any pass
     # Only --recluster (fresh k-means on train images) and --linear_probe (train labels) read the train split.
     needs_train = args.recluster or args.linear_probe
     try:

@@ -20,14 +20,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from config import (OptimSettings, RunSettings, TrainSettings, eval_config, get_args_parser, parse_args,
-                    resolve_restart, settings_from_args)
+                    resolve_restart, settings_from_args, training_memory)
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
 from data.validation import check_skipped_images, check_training_images, record_bad_images, scan_label_maps
 from modules.evaluation import (check_fresh_kmeans, cluster_ids, evaluation_record, evaluation_runtime,
                                 example_images, fresh_cluster_evaluation, score_classifiers, val_loader)
 from modules.kmeans import require_points
-from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint
+from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint, network_cost
 from modules.objectives import Objective, build_objective
 from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
                                    training_views)
@@ -89,6 +89,9 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
                                     lambda module: build_optimizer(module, s.optim), s.seed)
         check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
+        # Memory for this resolution, batch, network and dataset, before anything is written (config/memory.py).
+        training_memory(s, network_cost(model), len(trainset), [head.n_clusters for head in objective.heads],
+                        runtime.device, half_precision=runtime.amp_dtype in (torch.bfloat16, torch.float16))
         if ckpt is not None and ckpt.get("args") and dist.is_main():
             repair_config(run_folder / "config.json", ckpt["args"])  # config.json broken by hand or deleted
         if finished(run_folder, ckpt, s.train.num_epoch):

@@ -1,8 +1,8 @@
 """The settings layer: every flag of the scripts (flags.py: the table with roles and scopes), the
 presets (presets.py), the parsers built from the table (parsers.py), the checks of ranges and
 combinations (checks.py), the translation of the parsed flags into typed settings
-(from_args.py, settings.py) and --restart's comparison of flags with a run's record
-(restart.py). It sits above modules/ and data/ (it imports their settings types and choices)
+(from_args.py, settings.py), --restart's comparison of flags with a run's record
+(restart.py) and the memory checks before any work (memory.py). It sits above modules/ and data/ (it imports their settings types and choices)
 and below the entry scripts; modules/, data/ and utils/ import nothing from it."""
 # The names the entry scripts, tools and tests use, importable from the package itself.
 from config.checks import check_args, check_label_set, feature_stride, vit_head
@@ -13,6 +13,7 @@ from config.from_args import (augment_config, checkpoint_resolution, data_settin
                               resolve_transform_lists, settings_from_args)
 from config.parsers import (Parser, class_count_defaults, fit_defaults_to_network, get_args_parser, get_predict_parser,
                             get_test_parser, given_flags, parse_args)
+from config.memory import evaluation_memory, training_memory
 from config.presets import DEMO_SETS, PRESETS, preset_defaults
 from config.restart import INVOCATION_FLAGS, resolve_restart, restart_args
 from config.settings import ModelSettings, OptimSettings, RunSettings, TrainSettings

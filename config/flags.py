@@ -95,6 +95,8 @@ _flag(G, BOTH, RESULT, "--precision", type=str, default="auto", choices=PRECISIO
 _flag(G, BOTH, EVAL_ONLY, "--eval_precision", type=str, default="fp32", choices=PRECISIONS,
       help="autocast dtype of every evaluation forward pass (epoch scores, final protocol, test_picie.py, "
            "linear probe); fp32 reproduces the original's numbers, bf16 is faster")
+_flag(G, BOTH, RESUME_SAFE, "--skip_memory_check", action="store_true",
+      help="run even where the memory estimate made before any work (docs/reliability.md) says the run does not fit")
 _flag(G, TRAIN, RESUME_SAFE, "--keep_checkpoints", type=int, default=0,
       help="also keep the last N per-epoch checkpoints (checkpoint_epoch<N>.pth)")
 _flag(G, BOTH, RESULT, "--deterministic", action="store_true",

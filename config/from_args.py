@@ -158,7 +158,8 @@ def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
     return PredictSettings(res=checkpoint_resolution(args, ckpt), flip=args.flip,
                            crf=CRFSettings() if args.crf else None, matching=args.matching,
                            overlay=not args.no_overlay, overwrite=args.overwrite, batch_size=args.batch_size_test,
-                           num_workers=args.num_workers, l2_normalize=args.metric_test == "cosine")
+                           num_workers=args.num_workers, l2_normalize=args.metric_test == "cosine",
+                           skip_memory_check=args.skip_memory_check)
 
 
 def probe_settings(args) -> ProbeSettings:
@@ -206,6 +207,7 @@ def settings_from_args(args) -> RunSettings:
         seed=args.seed, device=args.device, precision=args.precision, deterministic=args.deterministic,
         num_workers=args.num_workers, save_root=args.save_root, run_name=run_name, restart=args.restart,
         overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints, tensorboard=args.tensorboard,
+        skip_memory_check=args.skip_memory_check,
         eval_init=args.eval_init, record=record)
 
 

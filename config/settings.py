@@ -76,6 +76,7 @@ class RunSettings:
     restart: bool
     overwrite: bool
     keep_checkpoints: int
+    skip_memory_check: bool            # --skip_memory_check: no memory estimate before the run (config/memory.py)
     tensorboard: bool
     eval_init: bool
     record: Dict[str, Any]             # the resolved flags, as config.json stores them

@@ -19,6 +19,7 @@ from modules.fpn import ARCHS, FPNConfig, ResNetFPN
 from modules.vit import ARCH_TABLE, VIT_ARCHS, ViTConfig, ViTFeatures, build_vit
 from utils.checkpoint import CheckpointError, state_dict_differences
 from utils.errors import PretrainError, UserError
+from utils.memory import NetworkCost
 from utils.runtime import Runtime
 
 # torchvision weight enums, looked up by name so that a missing enum never breaks import.
@@ -164,3 +165,35 @@ def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, 
         m.momentum = momentum
     model.eval()
     return n_images
+
+
+def network_cost(model: nn.Module, probe_cells: int = 8) -> NetworkCost:
+    """What utils/memory.py's estimates need of `model`: stride, feature width, parameter counts
+    and the float32 bytes every layer outputs in one forward pass, per input pixel, measured by a
+    forward pass of one (probe_cells x stride)-pixel square image (no gradients; the network's
+    mode, BatchNorm statistics included, is left as it was). Outputs of leaf modules are summed,
+    which is what autograd keeps for the backward pass, up to the calibration of utils/memory.py."""
+    side = probe_cells * model.stride
+    total = [0]
+
+    def count(module, inputs, output):
+        for tensor in output if isinstance(output, (tuple, list)) else (output,):
+            if torch.is_tensor(tensor):
+                total[0] += tensor.numel() * 4
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side, device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    params = list(model.parameters())
+    return NetworkCost(stride=model.stride, feat_dim=model.feat_dim, n_params=sum(p.numel() for p in params),
+                       n_trained=sum(p.numel() for p in params if p.requires_grad),
+                       activation_bytes_per_pixel=total[0] / side ** 2)

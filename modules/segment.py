@@ -46,9 +46,12 @@ from data.image_files import (IMAGE_SUFFIXES, InputImage, PredictError, collect_
                               prepare_output)
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
+from modules.networks import network_cost
 from utils.checkpoint import CheckpointError
 from utils.files import save_image
 from utils.loaders import usable_workers
+from utils.memory import (PREDICTION_ON_DEVICE, Available, MemoryLimitError, NetworkCost, check_fits, format_parts,
+                          prediction_parts)
 from utils.run import write_json
 from utils.runtime import Runtime
 from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
@@ -80,6 +83,7 @@ class PredictSettings:
     batch_size: int                    # --batch_size_test
     num_workers: int
     l2_normalize: bool
+    skip_memory_check: bool = False    # --skip_memory_check (check_prediction_memory)
     overlay_alpha: float = 0.5         # not a flag: how strongly the overlays show the index colours
 
 
@@ -280,6 +284,34 @@ def read_headers(images: Sequence[InputImage], report: PredictReport
     return readable, sizes, orientations
 
 
+def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full_sizes: Sequence[Tuple[int, int]],
+                            settings: PredictSettings, n_clusters: int, device,
+                            available: Optional[Available] = None) -> Dict[str, float]:
+    """Stop with one line (MemoryLimitError) unless predicting fits (utils/memory.py:
+    prediction_parts): it names the largest --res that fits, or the largest image when even the
+    smallest --res does not fit (its full-resolution maps alone are too large: no flag helps)."""
+    available = available or Available.now(device)
+    largest = max(range(len(full_sizes)), key=lambda i: full_sizes[i][0] * full_sizes[i][1])
+    width, height = full_sizes[largest]
+    batch = min(settings.batch_size, len(full_sizes), max(1, MAX_BATCH_PIXELS // (width * height)))
+
+    def parts_at(res: int) -> Dict[str, float]:
+        net_width, net_height = network_size(width, height, res, net.stride)
+        return prediction_parts(net, net_width * net_height, width * height, batch * width * height, batch,
+                                n_clusters, settings.crf is not None)
+
+    low = max(32, net.stride)
+    try:
+        return check_fits("prediction", parts_at, settings.res, "--res", PREDICTION_ON_DEVICE, available, net.stride,
+                          low, skip=settings.skip_memory_check)
+    except MemoryLimitError as exc:
+        if "the largest --res" in str(exc):
+            raise
+        raise MemoryLimitError(f"{images[largest].path} ({width}x{height}) is too large to segment at full "
+                               f"resolution in this memory even at --res {low} ({format_parts(parts_at(low), 2)}); "
+                               "downscale it, or pass --skip_memory_check to try anyway") from None
+
+
 def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, settings: PredictSettings,
                 runtime: Runtime, checkpoint_path: str = "") -> PredictReport:
     """Segment every image of `inputs` (see collect_inputs) and write the outputs to out_dir."""
@@ -301,6 +333,9 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
 
     readable, full_sizes, orientations = read_headers(images, report)
     sizes = [network_size(width, height, settings.res, model.stride) for width, height in full_sizes]
+    if readable:  # before the first image is decoded or written
+        check_prediction_memory(network_cost(model), readable, full_sizes, settings, len(indexing.lut),
+                                runtime.device)
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)

@@ -347,3 +347,14 @@ def test_output_inside_input_is_not_segmented_again(trained, tmp_path, capsys):
             assert sorted(entry['map'] for entry in summary['images']) == ['p0.png', 'p1.png', 'p2.png']
         assert 'not segmented' in stdout
         assert not (out / 'maps').exists() and not list(out.rglob('*_overlay_overlay.jpg'))
+
+
+def test_a_prediction_that_cannot_fit_stops_before_any_map(trained, tmp_path, capsys):
+    """--res 40000 needs more memory than the machine has: one line naming --res and the largest
+    value that fits, and no map."""
+    path = _random_image(tmp_path / 'photo.png', (40, 48))
+    out = tmp_path / 'out'
+    code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(path), '--output', str(out),
+                            '--res', '40000')
+    _one_error_line(code, err, 'prediction with --res 40000', 'the largest --res that fits is')
+    assert not list(out.glob('*.png'))

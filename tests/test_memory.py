@@ -1,0 +1,66 @@
+"""The memory estimate made before any work (utils/memory.py, config/memory.py): a run, a test
+or a prediction that cannot fit stops at once with one line naming the flag and the largest
+value that fits, and writes nothing."""
+import pytest
+
+import test_picie
+from config import parse_args, get_args_parser, settings_from_args, training_memory
+from modules.networks import build_model, network_cost
+from utils.memory import Available, MemoryLimitError, largest_fitting, training_parts
+
+GB = 2 ** 30
+
+
+def _settings(*flags):
+    return settings_from_args(parse_args(get_args_parser(), ['--preset', 'tiny', '--data_root', 'unused', *flags]))
+
+
+@pytest.fixture(scope='module')
+def tiny_cost():
+    return network_cost(build_model('resnet18_tiny'))
+
+
+def test_the_named_value_is_the_largest_that_fits(tiny_cost):
+    """The line names a --res1 whose estimate fits and whose next step does not."""
+    s = _settings('--res1', '4000', '--res2', '8000')
+    available = Available(host=3 * GB, device=None)
+    with pytest.raises(MemoryLimitError) as error:
+        training_memory(s, tiny_cost, 100, [15, 15], 'cpu', available=available)
+    message = str(error.value)
+    assert message.startswith('training with --res1 4000 needs about') and 'of RAM where 3.0 GB' in message
+    best = int(message.split('the largest --res1 that fits is ')[1].split(';')[0])
+    assert best % 4 == 0
+    fits = _settings('--res1', str(best), '--res2', str(2 * best))
+    training_memory(fits, tiny_cost, 100, [15, 15], 'cpu', available=available)
+    over = _settings('--res1', str(best + 4), '--res2', str(2 * best + 8))
+    with pytest.raises(MemoryLimitError):
+        training_memory(over, tiny_cost, 100, [15, 15], 'cpu', available=available)
+    training_memory(_settings('--res1', '4000', '--res2', '8000', '--skip_memory_check'), tiny_cost, 100, [15, 15],
+                    'cpu', available=available)
+
+
+def test_parts_grow_with_the_dataset_the_batch_and_the_resolution(tiny_cost):
+    base = dict(n_images=100, res1=64, res2=128, batch_cluster=8, batch_train=4, head_clusters=[15, 15],
+                feature_cache_bytes=2 * GB, init_points=1000, optimizer_slots=2, loader_batches=2)
+    total = sum(training_parts(tiny_cost, **base).values())
+    for key, value in (('n_images', 10 ** 6), ('batch_train', 64), ('res1', 128), ('head_clusters', [300, 300])):
+        assert sum(training_parts(tiny_cost, **dict(base, **{key: value})).values()) > total, key
+    assert largest_fitting(lambda v: {'x': v}, lambda p: p['x'] <= 10, 4, 100, 4) == 8
+    assert largest_fitting(lambda v: {'x': v}, lambda p: p['x'] <= 1, 4, 100, 4) is None
+
+
+def test_training_that_cannot_fit_stops_before_any_file(tiny_demo, tmp_path, capsys, train):
+    """--res1 8000 --res2 16000 needs hundreds of GB: exit 2 at once, one line naming --res1, no run folder."""
+    assert train(tiny_demo, tmp_path, 'big', '--res1', '8000', '--res2', '16000') == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and '--res1 8000' in errors[0] and 'the largest --res1 that fits is' in errors[0]
+    assert not (tmp_path / 'big').exists()
+
+
+def test_evaluation_that_cannot_fit_stops_before_any_pass(tiny_run, tiny_demo, tmp_path, capsys):
+    out = tmp_path / 'm.json'
+    code = test_picie.cli(['--eval_path', str(tiny_run / 'checkpoint.pth'), '--data_root', str(tiny_demo),
+                           '--res', '8000', '--device', 'cpu', '--num_workers', '0', '--out', str(out)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    assert code == 2 and len(errors) == 1 and 'the largest --res that fits is' in errors[0], errors
+    assert not out.exists()
