@@ -114,7 +114,7 @@ def main(args, given: Collection[str] = ()) -> dict:
     if out is not None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            write_json(out, result)
+            write_json(out, result)  # whole or not at all (utils/files.py): a full disk is one line naming it
         except OSError as exc:
             raise UserError(f"cannot write the metrics to {out} ({exc.strerror or exc}); choose a writable "
                             f"{'--out' if args.out else '--save_root'}") from None

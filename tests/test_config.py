@@ -36,13 +36,17 @@ def test_the_configuration_page_shows_the_roles_as_declared():
 
 class _Network(nn.Module):
     """Stands in for the network of an --arch (its stride and feature size; one 1x1 conv): the checks
-    before a run writes anything depend on the network only through its feature grid."""
+    before a run writes anything depend on the network through its feature grid, and the memory
+    estimate through one forward pass (here a tiny one: the presets' memory is tests/test_memory.py's)."""
 
     def __init__(self, arch, feat_dim=None, *args, **kwargs):
         super().__init__()
         self.stride, self.feat_dim = feature_stride(arch), feat_dim or 32
         self.conv = nn.Conv2d(3, self.feat_dim, 1)
         self.config, self.weights_source = SimpleNamespace(arch=arch), 'none (a stand-in)'
+
+    def forward(self, images):
+        return nn.functional.avg_pool2d(self.conv(images), self.stride)
 
 
 class _Checked(Exception):

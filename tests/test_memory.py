@@ -64,3 +64,12 @@ def test_evaluation_that_cannot_fit_stops_before_any_pass(tiny_run, tiny_demo, t
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
     assert code == 2 and len(errors) == 1 and 'the largest --res that fits is' in errors[0], errors
     assert not out.exists()
+
+
+def test_the_presets_fit_a_24_gb_machine():
+    """Not so cautious that the shipped presets stop: the demo on a CPU with 24 GB, the paper's
+    settings (COCO-Stuff's 118287 training images) on a 24 GB GPU under bf16 with 24 GB of RAM."""
+    cost = network_cost(build_model('resnet18'))
+    training_memory(_settings('--preset', 'demo'), cost, 480, [6, 6], 'cpu', available=Available(24 * GB, None))
+    training_memory(_settings('--preset', 'paper'), cost, 118287, [27, 27], 'cuda', half_precision=True,
+                    available=Available(24 * GB, 24 * GB))

@@ -26,6 +26,7 @@ the tool with one line naming it (exit 2).
 """
 import argparse
 import csv
+import io
 import json
 import math
 import sys
@@ -43,6 +44,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from config import RESUME_SAFE, ROLES
+from utils.files import save_figure, write_text
 from utils.runtime import script_main
 
 # Shown first when they differ, and listed under "common settings" when they do not.
@@ -350,7 +352,7 @@ def plot_metric(runs: Sequence[Run], metric: str, ylabel: str, path: Path) -> No
     else:
         ax.text(0.5, 0.5, "no epoch was scored", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -368,7 +370,7 @@ def plot_loss(runs: Sequence[Run], path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -397,7 +399,7 @@ def plot_per_class(classes: Sequence[str], table: Dict[str, Dict], runs: Sequenc
     title += "; * not finished: last epoch's view-1 classifier)" if any(from_epoch.values()) else ")"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -416,11 +418,12 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
     plot_loss(runs, out_dir / "loss_per_epoch.png")
     plot_per_class(classes, table, runs, from_epoch, out_dir / "per_class_iou.png")
 
-    with open(out_dir / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns + ["path"])
-        writer.writeheader()
-        for run, row in zip(runs, rows):
-            writer.writerow({**row, "path": str(run.path)})
+    summary = io.StringIO(newline="")
+    writer = csv.DictWriter(summary, fieldnames=columns + ["path"])
+    writer.writeheader()
+    for run, row in zip(runs, rows):
+        writer.writerow({**row, "path": str(run.path)})
+    write_text(out_dir / "summary.csv", summary.getvalue())
 
     common = {}
     first = runs[0].settings
@@ -473,7 +476,7 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
         note = f"; {'; '.join(run.notes)}" if run.notes else ""
         lines.append(f"- **{run.label}**: `{run.path}`, git `{commit}`, {status}{note}")
     report = out_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text(report, "\n".join(lines) + "\n")
     return report
 
 

@@ -37,6 +37,7 @@ from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.files import write_text
 from utils.runtime import make_runtime, script_main
 
 PAPER_VIEWS = "paper views"
@@ -172,9 +173,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # --out (the shared flag): the table as OUT.md and the numbers as OUT.json.
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table)
-        out.with_suffix(".json").write_text(json.dumps({"results": results, "trained_with": trained_with,
-                                                        "n_images": len(images), "seed": args.seed}, indent=1))
+        write_text(out.with_suffix(".md"), table)
+        write_text(out.with_suffix(".json"), json.dumps({"results": results, "trained_with": trained_with,
+                                                         "n_images": len(images), "seed": args.seed}, indent=1))
     return 0
 
 

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from data.cocostuff_classes import (
     FINE_TO_COARSE, N_FINE, STUFF_CLASSES, load_fine_to_coarse)
+from utils.files import write_text
 
 LIST_NAME = 'Coco164kFull_Stuff_Coarse_7.txt'
 DEFAULT_SPLITS = ('train2017', 'val2017')
@@ -129,7 +130,7 @@ def split_label_paths(data_root: Path, split: str) -> List[Path]:
 def write_list(ids: Sequence[str], out_file: Path) -> None:
     """Write ids one per line (newline-terminated, like the official lists)."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(''.join(i + '\n' for i in ids))
+    write_text(out_file, ''.join(i + '\n' for i in ids))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from utils.files import WriteError, save_image, write_text
+
 # Bumped whenever the generator's output changes, so a stale demo on disk is not mistaken for a current one.
 GENERATOR_VERSION = 2
 
@@ -324,7 +326,7 @@ def _write_readme(root, stamp):
         f"classes (pattern -> label value -> evaluated class):\n{table}\n"
         f"{_STAMP_PREFIX}{json.dumps(stamp, sort_keys=True)}\n"
     )
-    (root / "README.txt").write_text(text, encoding="utf-8")
+    write_text(root / "README.txt", text)
 
 
 def _clear_demo_paths(root):
@@ -387,9 +389,10 @@ def generate_demo(root, n_train=160, n_val=40, seed=0, overwrite=False):
         for index, image_id in enumerate(ids):
             # Image i is guaranteed class i % N_CLASSES, so any N_CLASSES consecutive images cover every class.
             img, label, _regions = render_image(image_rng(seed, split, index), must_have=index % N_CLASSES)
-            Image.fromarray(img).save(img_dir / f"{image_id}.jpg", quality=JPEG_QUALITY)
-            Image.fromarray(fine_of_class[label]).save(ann_dir / f"{image_id}.png")  # 2-D uint8 -> mode 'L'
-        (cur_dir / CURATED_NAME).write_text("".join(f"{i}\n" for i in ids))
+            # Each file whole or not at all (utils/files.py): a full disk stops with one line naming it.
+            save_image(Image.fromarray(img), img_dir / f"{image_id}.jpg", quality=JPEG_QUALITY)
+            save_image(Image.fromarray(fine_of_class[label]), ann_dir / f"{image_id}.png")  # 2-D uint8 -> mode 'L'
+        write_text(cur_dir / CURATED_NAME, "".join(f"{i}\n" for i in ids))
 
     _write_readme(root, stamp)
     (root / _INCOMPLETE_MARKER).unlink()
@@ -420,7 +423,7 @@ def main(argv=None):
     try:
         root = generate_demo(args.root, n_train=args.n_train, n_val=args.n_val, seed=args.seed,
                              overwrite=args.overwrite)
-    except FileExistsError as err:
+    except (FileExistsError, WriteError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"demo dataset ready at {root} ({args.n_train} train + {args.n_val} val images, seed {args.seed}) "
           f"in {time.perf_counter() - start:.1f}s")

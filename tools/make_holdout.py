@@ -34,6 +34,7 @@ from data.cocostuff import CURATED_NAME, read_curated_ids
 from data.cocostuff_classes import PICKLE_NAME
 from data.validation import DataError
 from utils.errors import UserError
+from utils.files import write_text
 
 TRAIN, VAL = "train2017", "val2017"
 RECORD_NAME = "HOLDOUT.json"
@@ -52,7 +53,7 @@ def draw_holdout(ids: Sequence[str], n_holdout: int, seed: int) -> List[str]:
 
 def _write_list(ids: Sequence[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fraction: Optional[float] = None,
@@ -111,7 +112,7 @@ def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fr
     if (data_root / PICKLE_NAME).is_file():
         os.symlink(data_root / PICKLE_NAME, out / PICKLE_NAME)
     # Written last: its presence says the root is complete.
-    (out / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n")
+    write_text(out / RECORD_NAME, json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -14,6 +14,7 @@ OUT.csv (scores) and, with --invariance, OUT_invariance.csv.
 """
 import argparse
 import csv
+import io
 import json
 import re
 import sys
@@ -24,6 +25,7 @@ import numpy as np
 
 from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, seed_groups
 from utils.errors import UserError
+from utils.files import write_text
 from utils.runtime import script_main
 
 SEED_SUFFIX = re.compile(r"_seed\d+$")
@@ -88,10 +90,12 @@ def markdown(rows: Sequence[Dict[str, str]]) -> str:
 
 
 def write_csv(rows: Sequence[Dict[str, str]], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """The rows as a CSV file, whole or not at all (utils/files.py)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -127,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.with_suffix(".md").write_text(text)
+            write_text(args.out.with_suffix(".md"), text)
             write_csv(scores, args.out.with_suffix(".csv"))
             if inv is not None:
                 write_csv(inv, args.out.parent / f"{args.out.name}_invariance.csv")

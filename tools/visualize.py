@@ -31,6 +31,7 @@ from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, sc
 from modules.networks import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError
+from utils.files import save_figure
 from utils.runtime import make_runtime, script_main
 from utils.viz import CORRECT, IGNORED, UNMATCHED, WRONG, class_palette, cluster_panels
 
@@ -70,13 +71,13 @@ def render(model, ckpt: dict, source, settings: EvalSettings, runtime, out_dir: 
         rows.append((dataset.image_paths[i].name, panels))
         fig = _figure([rows[-1]])
         path = out_dir / f"cluster_map_{i:03d}.png"
-        fig.savefig(path, dpi=80)
+        save_figure(fig, path, dpi=80)
         plt.close(fig)
         written.append(path)
     if rows:
         fig = _figure(rows)
         path = out_dir / "overview.png"
-        fig.savefig(path, dpi=80)
+        save_figure(fig, path, dpi=80)
         plt.close(fig)
         written.append(path)
     fig = plt.figure(figsize=(4, 0.3 * len(names) + 0.9))
@@ -87,7 +88,7 @@ def render(model, ckpt: dict, source, settings: EvalSettings, runtime, out_dir: 
                     Patch(color=WRONG, label="wrong")]
     fig.legend(handles=handles, loc="center", fontsize=8, frameon=False)
     legend = out_dir / "legend.png"
-    fig.savefig(legend, dpi=80)
+    save_figure(fig, legend, dpi=80)
     plt.close(fig)
     written.append(legend)
     if metrics is not None:

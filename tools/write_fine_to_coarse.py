@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict
+from utils.files import write_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +36,7 @@ def write_fine_to_coarse(out: Path) -> Path:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, 'wb') as f:
-        pickle.dump(fine_to_coarse_dict(), f, protocol=PICKLE_PROTOCOL)
+    write_bytes(out, pickle.dumps(fine_to_coarse_dict(), protocol=PICKLE_PROTOCOL))
     return out
 
 

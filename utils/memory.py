@@ -22,8 +22,8 @@ from utils.errors import UserError
 GIB = 2 ** 30
 MIB = 2 ** 20
 PROCESS_BYTES = 900 * MIB          # the interpreter with torch, faiss, PIL, ... loaded (peak RSS of a tiny run)
-TRAIN_ACTIVATION_FACTOR = 1.0      # training: peak / (activations of one forward), forward + backward (calibrated)
-INFERENCE_ACTIVATION_FACTOR = 0.3  # no gradients: only a few layers' outputs are alive at once (calibrated)
+TRAIN_ACTIVATION_FACTOR = 0.5      # training: kept for the backward / every layer output of a forward (calibrated)
+INFERENCE_ACTIVATION_FACTOR = 0.15  # no gradients: only a few layer outputs are alive at once (calibrated)
 FLOAT = 4                          # bytes of a float32 value
 MEMMAP_ABOVE = 2 ** 31             # pseudo-label arrays larger than this are memory-mapped files (pseudo_labels.py)
 
