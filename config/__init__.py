@@ -2,8 +2,9 @@
 presets (presets.py), the parsers built from the table (parsers.py), the checks of ranges and
 combinations (checks.py), the translation of the parsed flags into typed settings
 (from_args.py, settings.py), --restart's comparison of flags with a run's record
-(restart.py) and the memory checks before any work (memory.py). It sits above modules/ and data/ (it imports their settings types and choices)
-and below the entry scripts; modules/, data/ and utils/ import nothing from it."""
+(restart.py) and the memory checks before any work (memory.py). It sits above modules/ and
+data/ (it imports their settings types and choices) and below the entry scripts; modules/,
+data/ and utils/ import nothing from it."""
 # The names the entry scripts, tools and tests use, importable from the package itself.
 from config.checks import check_args, check_label_set, feature_stride, vit_head
 from config.flags import EVAL_ONLY, FLAGS, RESULT, RESUME_SAFE, ROLES, Flag, FlagError, roles_markdown

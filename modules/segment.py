@@ -59,7 +59,7 @@ from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
 log = logging.getLogger("picie")
 
 UNMATCHED = 255            # index of pixels whose cluster no class was matched to (class maps)
-WRITE_HINT = "free disk space or choose another --output (the maps written before it are complete)"
+WRITE_HINT = "the maps written before it are complete: free disk space or choose another --output"
 MAX_BATCH_PIXELS = 2 ** 26  # full-resolution pixels one batch may hold (its images: 192 MiB as uint8 RGB)
 # EXIF orientation -> the transpose that makes the image upright (PIL.ImageOps.exif_transpose's table).
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -305,7 +305,7 @@ def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full
         return check_fits("prediction", parts_at, settings.res, "--res", PREDICTION_ON_DEVICE, available, net.stride,
                           low, skip=settings.skip_memory_check)
     except MemoryLimitError as exc:
-        if "the largest --res" in str(exc):
+        if exc.largest is not None:
             raise
         raise MemoryLimitError(f"{images[largest].path} ({width}x{height}) is too large to segment at full "
                                f"resolution in this memory even at --res {low} ({format_parts(parts_at(low), 2)}); "

@@ -358,3 +358,19 @@ def test_a_prediction_that_cannot_fit_stops_before_any_map(trained, tmp_path, ca
                             '--res', '40000')
     _one_error_line(code, err, 'prediction with --res 40000', 'the largest --res that fits is')
     assert not list(out.glob('*.png'))
+
+
+def test_an_image_too_large_for_any_res_is_named(tmp_path):
+    """When even the smallest --res cannot hold an image's full-resolution maps, the line names the
+    image to downscale (no flag helps)."""
+    from data.image_files import InputImage
+    from modules.segment import PredictSettings, check_prediction_memory
+    from utils.memory import Available, MemoryLimitError, NetworkCost
+    net = NetworkCost(stride=4, feat_dim=128, n_params=10 ** 6, n_trained=10 ** 6, activation_bytes_per_pixel=300)
+    settings = PredictSettings(res=320, flip=False, crf=None, matching='hungarian', overlay=True, overwrite=False,
+                               batch_size=8, num_workers=0, l2_normalize=True)
+    images = [InputImage(tmp_path / 'small.jpg', 'small'), InputImage(tmp_path / 'huge.tif', 'huge')]
+    sizes = [(640, 480), (60000, 40000)]
+    with pytest.raises(MemoryLimitError, match=r'huge\.tif \(60000x40000\) is too large .* downscale it'):
+        check_prediction_memory(net, images, sizes, settings, 27, 'cpu', Available(host=8 * 2 ** 30, device=None))
+    check_prediction_memory(net, images[:1], sizes[:1], settings, 27, 'cpu', Available(host=8 * 2 ** 30, device=None))

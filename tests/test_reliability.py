@@ -142,7 +142,8 @@ def test_sigkill_during_labelling_then_restart(tiny_demo, tmp_path, train):
 @pytest.mark.parametrize('error, raised', [
     (RuntimeError('injected'), RuntimeError), (KeyboardInterrupt(), KeyboardInterrupt),
     (OSError(errno.ENOSPC, 'full'), WriteError),
-    (RuntimeError('PytorchStreamWriter failed writing file data/0: file write failed'), WriteError)])
+    (RuntimeError('PytorchStreamWriter failed writing file data/0: file write failed'), WriteError),
+    (RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 503296 vs 503192'), WriteError)])
 def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, error, raised):
     """A bug stays itself; a failed write (torch reports some as RuntimeError) becomes WriteError."""
     path = tmp_path / 'checkpoint.pth'

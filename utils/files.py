@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable, Optional
 
 from utils.errors import UserError
 
-FREE_SPACE_HINT = "free disk space or choose another folder"
+FREE_SPACE_HINT = "it is as it was before: free disk space or choose another folder"
 
 
 class WriteError(UserError):
@@ -30,12 +30,23 @@ class UnreadableOutput(Exception):
     """A written file does not read back as what was written (raised by the checks)."""
 
 
-def _is_write_failure(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return True
-    # torch's C++ stream writer turns the failed Python write into a RuntimeError.
+def _write_failure(exc: BaseException) -> Optional[BaseException]:
+    """The OSError behind `exc` (itself, or one it was raised while handling), or `exc` when it is
+    torch's report of a failed write; None for anything else (a bug keeps its traceback). torch's
+    C++ stream writer turns a failed Python write into a RuntimeError ("PytorchStreamWriter failed
+    ... file write failed", or "unexpected pos" when it notices later), raised from the OSError."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in text or "file write failed" in text)
+    if isinstance(exc, RuntimeError) and any(marker in text for marker in TORCH_WRITE_FAILURES):
+        return exc
+    return None
+
+
+TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "unexpected pos")
 
 
 def _reason(exc: BaseException) -> str:
@@ -61,7 +72,8 @@ def write_atomic(path, write: Callable[[BinaryIO], None], check: Optional[Callab
     """Write `path` whole or not at all: write(handle) fills a temporary file in the same folder,
     which is flushed, fsync'ed, checked (its size is the number of bytes written; then
     check(temporary path), which raises on a bad file) and renamed over `path`. Any failure
-    removes the temporary file and raises WriteError naming `path` and `hint`. Returns `path`."""
+    removes the temporary file and raises WriteError naming `path`, then `hint` (what is kept, what
+    to do). Returns `path`."""
     path = Path(path)
     tmp = None
     try:
@@ -83,11 +95,11 @@ def write_atomic(path, write: Callable[[BinaryIO], None], check: Optional[Callab
     except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, WriteError)) or not (
-                _is_write_failure(exc) or isinstance(exc, UnreadableOutput)):
+        cause = None if isinstance(exc, (KeyboardInterrupt, SystemExit, WriteError)) else (
+            exc if isinstance(exc, UnreadableOutput) else _write_failure(exc))
+        if cause is None:
             raise
-        raise WriteError(f"could not write {path} ({_reason(exc)}); nothing was written there (a previous file "
-                         f"is intact): {hint}") from None
+        raise WriteError(f"could not write {path} ({_reason(cause)}); {hint}") from None
     try:  # the rename itself survives a power cut only once the folder is synced
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

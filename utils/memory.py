@@ -29,7 +29,12 @@ MEMMAP_ABOVE = 2 ** 31             # pseudo-label arrays larger than this are me
 
 
 class MemoryLimitError(UserError):
-    """The run cannot fit in the memory available; the message names the flag and the largest value that fits."""
+    """The run cannot fit in the memory available; the message names the flag and the largest value
+    that fits (`largest`; None when not even the smallest value fits)."""
+
+    def __init__(self, message: str, largest: Optional[int] = None):
+        super().__init__(message)
+        self.largest = largest
 
 
 @dataclass(frozen=True)
@@ -240,4 +245,4 @@ def check_fits(what: str, parts_at: Callable[[int], Dict[str, float]], value: in
     fix = (f"the largest {flag} that fits is {best}" if best is not None
            else f"even {flag} {low} does not fit: lower {other}" if other else f"even {flag} {low} does not fit")
     raise MemoryLimitError(f"{what} with {flag} {value} needs about {problem} ({format_parts(parts, 3)}): {fix}; "
-                           "--skip_memory_check runs it anyway")
+                           "--skip_memory_check runs it anyway", largest=best)
