@@ -157,6 +157,12 @@ def prepare_output(out_dir: Path, images: Sequence[InputImage], overwrite: bool,
     except OSError as exc:
         raise PredictError(f"--output {out_dir} cannot be written ({exc.strerror or exc}); "
                            "choose a folder you can write to") from None
+    # Temporary files of writes a killed run left unfinished (utils/files.py names them .<name>.<random>.tmp;
+    # one run at a time writes here, utils/hold.py): never a complete output.
+    for stale in out_dir.rglob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink()
+            log.info("removed %s, left by an interrupted write", stale)
     if overwrite:
         return
     planned = [out_dir / f for f in RUN_FILES] + [f for image in images for f in output_files(image, out_dir, overlay)]

@@ -374,3 +374,13 @@ def test_an_image_too_large_for_any_res_is_named(tmp_path):
     with pytest.raises(MemoryLimitError, match=r'huge\.tif \(60000x40000\) is too large .* downscale it'):
         check_prediction_memory(net, images, sizes, settings, 27, 'cpu', Available(host=8 * 2 ** 30, device=None))
     check_prediction_memory(net, images[:1], sizes[:1], settings, 27, 'cpu', Available(host=8 * 2 ** 30, device=None))
+
+
+def test_temporary_files_of_a_killed_run_are_removed(trained, tmp_path, capsys):
+    out = tmp_path / 'out'
+    (out / 'a').mkdir(parents=True)
+    for stale in (out / '.photo.png.x1y2.tmp', out / 'a' / '.b_overlay.jpg.z3.tmp'):
+        stale.write_bytes(b'half an image')
+    path = _random_image(tmp_path / 'photo.png', (40, 48))
+    assert _predict(capsys, '--eval_path', str(trained), '--input', str(path), '--output', str(out))[0] == 0
+    assert not list(out.rglob('*.tmp')) and (out / 'photo.png').is_file()
