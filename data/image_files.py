@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.errors import UserError
+from utils.files import remove_stale_temp_files
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 RUN_FILES = ("legend.png", "predict.json")   # per run, beside the per-image outputs
@@ -157,12 +158,7 @@ def prepare_output(out_dir: Path, images: Sequence[InputImage], overwrite: bool,
     except OSError as exc:
         raise PredictError(f"--output {out_dir} cannot be written ({exc.strerror or exc}); "
                            "choose a folder you can write to") from None
-    # Temporary files of writes a killed run left unfinished (utils/files.py names them .<name>.<random>.tmp;
-    # one run at a time writes here, utils/hold.py): never a complete output.
-    for stale in out_dir.rglob(".*.tmp"):
-        if stale.is_file():
-            stale.unlink()
-            log.info("removed %s, left by an interrupted write", stale)
+    remove_stale_temp_files(out_dir, recursive=True)  # one run at a time writes here (utils/hold.py)
     if overwrite:
         return
     planned = [out_dir / f for f in RUN_FILES] + [f for image in images for f in output_files(image, out_dir, overlay)]

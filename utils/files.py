@@ -2,7 +2,7 @@
 
 Every file a script or tool of this toolkit writes goes through write_atomic: the bytes go to a
 temporary file in the target's folder (".<name>.<random>.tmp", so the rename stays on one file
-system and utils/run.py: remove_stale_temp_files finds what a killed run left), are flushed and
+system and remove_stale_temp_files finds what a killed run left), are flushed and
 fsync'ed, the file is checked (its size against the bytes written; an image is decoded again),
 and only then renamed over the target. A failure at any point (full disk, a file-size limit, a
 lost mount, a file that does not read back) removes the temporary file, leaves whatever the
@@ -11,13 +11,15 @@ torch.save reports a failed write as a RuntimeError ("PytorchStreamWriter failed
 failed"), not an OSError; both become the same WriteError.
 """
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Callable, List, Optional
 
 from utils.errors import UserError
 
+log = logging.getLogger("picie")
 FREE_SPACE_HINT = "it is as it was before: free disk space or choose another folder"
 
 
@@ -172,3 +174,17 @@ def _png_check(tmp: Path) -> None:
             written.load()
     except Exception as exc:  # noqa: BLE001
         raise UnreadableOutput(f"the written image does not decode: {exc.__class__.__name__}") from None
+
+
+def remove_stale_temp_files(folder, recursive: bool = False) -> List[Path]:
+    """Remove the temporary files of writes a killed run left unfinished in `folder` (and below it
+    when `recursive`); never complete files: write_atomic only renames a temporary file into place
+    once it is complete. Call it only where one run at a time writes (utils/hold.py)."""
+    folder = Path(folder)
+    pattern = "**/" if recursive else ""
+    # "*.json*.tmp": the name older versions gave a JSON file's temporary file
+    stale = sorted({p for glob in (".*.tmp", "*.json*.tmp") for p in folder.glob(pattern + glob) if p.is_file()})
+    for path in stale:
+        path.unlink()
+        log.info("removed %s, left by an interrupted write", path)
+    return stale

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 from utils import dist
 from utils.errors import UserError
-from utils.files import write_json_file, write_text
+from utils.files import remove_stale_temp_files, write_json_file, write_text
 from utils.signals import signal_name
 
 log = logging.getLogger("picie")
@@ -178,17 +178,6 @@ def rewrite_metrics(path: Path, history: Sequence[Dict], lines: Optional[Sequenc
         return 0
     write_text(path, "".join(line + "\n" for line in new))
     return max(len(old) - len(new), 0)
-
-
-def remove_stale_temp_files(folder: Path) -> List[Path]:
-    """Remove the temporary files of writes a killed run left unfinished (never complete files:
-    atomic writes only rename a temporary file into place once it is complete)."""
-    folder = Path(folder)
-    stale = [p for p in list(folder.glob(".*.tmp")) + list(folder.glob("*.json*.tmp")) if p.is_file()]
-    for path in stale:
-        path.unlink()
-        log.info("removed %s, left by an interrupted write", path)
-    return stale
 
 
 class RunLog:
