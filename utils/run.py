@@ -307,9 +307,7 @@ def repair_config(path: Path, recorded: Dict) -> Optional[Path]:
         if path.exists() or path.is_symlink():
             aside = path.with_name(time.strftime(f"{path.name}.broken-%Y%m%d-%H%M%S"))
             path.rename(aside)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(config_to_json(recorded))
-        os.replace(tmp, path)
+        write_text(path, config_to_json(recorded))
     except OSError as exc:
         raise RunFolderError(f"{path} {problem} and cannot be rewritten ({exc.strerror or exc}); fix the run "
                              "folder's permissions or space, then --restart again") from None
