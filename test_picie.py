@@ -65,7 +65,6 @@ def main(args, given: Collection[str] = ()) -> dict:
     settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
     runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
-    evaluation_memory(settings, network_cost(model), runtime.device, args.skip_memory_check)  # before any pass
     # Only --recluster (fresh k-means on train images) and --linear_probe (train labels) read the train split.
     needs_train = args.recluster or args.linear_probe
     try:
@@ -82,6 +81,8 @@ def main(args, given: Collection[str] = ()) -> dict:
                         "train split or score the stored classifier (drop --recluster)")
     if args.recluster:
         check_fresh_kmeans(source, settings, model.stride)  # before any pass over the images
+    # The memory of this evaluation, before any pass (a --K_test too large for the data is said first, above).
+    evaluation_memory(settings, network_cost(model), runtime.device, args.skip_memory_check)
     loader = val_loader(source, settings, runtime)
     label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, settings.bad_labels,
                                    settings.num_workers)
