@@ -30,6 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PASS_THROUGH=("$@")
 
+SCRIPT_VARS="SEEDS ROWS PHOTO_1 GEO_1 INVARIANCE PHOTO_ALL GEO_ALL"
 # shellcheck source=sh_files/experiment_common.sh
 source sh_files/experiment_common.sh
 SAVE_ROOT=${SAVE_ROOT:-results/ablate_components_${PRESET}}

@@ -27,10 +27,11 @@ PHOTO_SINGLES=${PHOTO_SINGLES:-jitter grey blur}
 GEO_SINGLES=${GEO_SINGLES:-random_crop h_flip}
 PASS_THROUGH=("$@")
 
+SCRIPT_VARS="COMBOS PHOTO_ALL GEO_ALL PHOTO_SINGLES GEO_SINGLES"
 # shellcheck source=sh_files/experiment_common.sh
 source sh_files/experiment_common.sh
 SAVE_ROOT=${SAVE_ROOT:-results/ablate_transforms_${PRESET}}
-REPORT_DIR=${REPORT_DIR:-reports/ablate_transforms_${PRESET}}
+default_report_dir  # reports/ablate_transforms_<preset>, or after SAVE_ROOT
 
 # name|photometric list|geometric list, in the order they run.
 ALL_COMBOS=("none|none|none" "photometric|${PHOTO_ALL}|none" "geometric|none|${GEO_ALL}")
@@ -67,4 +68,4 @@ for combo in "${SELECTED[@]}"; do
   IFS='|' read -r name photo geo <<< "${combo}"
   run_one "${name}" -- --inv_list "${photo}" --eqv_list "${geo}"
 done
-compare_all "Transform ablation (${PRESET} preset)"
+compare_all "Transform ablation (${PRESET} preset, seed ${SEED})"

@@ -9,7 +9,9 @@
 #                 run, to check a script end to end
 #   DRY_RUN=1     print the commands instead of running them
 #   DATA_ROOT, SAVE_ROOT, REPORT_DIR, PYTHON, and EPOCHS LR K_TRAIN K_TEST KM_INIT KM_NUM KM_ITER
-#   MIN_SCALE BS_CLUSTER BS_TRAIN BS_TEST RES RES1 RES2 REPEATS SEED override the preset's values.
+#   MIN_SCALE BS_CLUSTER BS_TRAIN BS_TEST RES RES1 RES2 REPEATS SEED override the preset's values
+#   (sh_files/script_env.sh). A variable of another script (PHOTO, RUN_NAME) or a misspelt one
+#   (EPOCH) is named in a warning.
 #
 # Every run of one script uses the same seed and budget. A run whose folder already holds
 # final_metrics.json is kept (so an interrupted script can simply be started again); one with
@@ -18,6 +20,10 @@
 # to every run (e.g. --num_workers 8).
 
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+# SCRIPT_VARS: the sourcing script's own variables; any other of the family set is named in a warning.
+check_script_env "sh_files/$(basename "$0")" ${EXPERIMENT_VARS} ${SCRIPT_VARS:-}
 [ "${TINY:-0}" = 1 ] && PRESET=tiny
 PRESET=${PRESET:-paper}
 DRY_RUN=${DRY_RUN:-0}
@@ -25,20 +31,21 @@ case "${PRESET}" in
   paper|demo|tiny) ;;
   *) echo "error: PRESET=${PRESET}: choose paper, demo or tiny" >&2; exit 2 ;;
 esac
-# Environment variable -> train_picie.py flag, for the values a script or the user may override.
-declare -A FLAG_OF=([EPOCHS]=--num_epoch [LR]=--lr [K_TRAIN]=--K_train [K_TEST]=--K_test
-  [KM_INIT]=--num_init_batches [KM_NUM]=--num_batches [KM_ITER]=--kmeans_n_iter [MIN_SCALE]=--min_scale
-  [BS_CLUSTER]=--batch_size_cluster [BS_TRAIN]=--batch_size_train [BS_TEST]=--batch_size_test [RES]=--res
-  [RES1]=--res1 [RES2]=--res2 [REPEATS]=--repeats [SEED]=--seed)
-OVERRIDABLE="${!FLAG_OF[*]}"
-# Overrides given in the environment, as flags; every other value is the preset's.
-ENV_FLAGS=()
-for var in ${OVERRIDABLE}; do
-  [ -n "${!var:-}" ] && ENV_FLAGS+=("${FLAG_OF[$var]}" "${!var}")
-done
+# Overrides given in the environment (FLAG_OF in script_env.sh), as flags; every other value is the preset's.
+env_flags ${OVERRIDABLE}
 [ -n "${DATA_ROOT:-}" ] && ENV_FLAGS+=(--data_root "${DATA_ROOT}")
 RUN_DIRS=()
 FAILED=()
+
+# The report folder of a results folder, unless REPORT_DIR is given: reports/ + SAVE_ROOT's path below
+# results/ (or <SAVE_ROOT>_report elsewhere), so that two SAVE_ROOTs (two seeds, two sweeps) keep two reports.
+default_report_dir() {
+  if [[ "${SAVE_ROOT}" == results/* ]]; then
+    REPORT_DIR=${REPORT_DIR:-reports/${SAVE_ROOT#results/}}
+  else
+    REPORT_DIR=${REPORT_DIR:-${SAVE_ROOT%/}_report}
+  fi
+}
 
 # preset_values FLAG...: the values the preset (and the environment's overrides) give these flags.
 preset_values() {

@@ -38,16 +38,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PASS_THROUGH=("$@")
 
+SCRIPT_VARS="PARAMS LRS K_TRAINS KM_INITS KM_ITERS MIN_SCALES BS_TRAINS RES1S HOLDOUT_ROOT HOLDOUT_N
+  HOLDOUT_FRACTION SCORE_ON_VAL"
 # shellcheck source=sh_files/experiment_common.sh
 source sh_files/experiment_common.sh
 SCORED_ON=holdout
 [ "${SCORE_ON_VAL:-0}" = 1 ] && SCORED_ON=val
 SAVE_ROOT=${SAVE_ROOT:-results/sweep_hparams_${PRESET}_${SCORED_ON}}
-if [[ "${SAVE_ROOT}" == results/* ]]; then
-  REPORT_DIR=${REPORT_DIR:-reports/${SAVE_ROOT#results/}}
-else
-  REPORT_DIR=${REPORT_DIR:-${SAVE_ROOT%/}_report}
-fi
+default_report_dir
 # The preset's base values of the swept parameters (with the environment's overrides).
 read -r -d '' LR K_TRAIN KM_INIT KM_ITER MIN_SCALE BS_TRAIN RES1 SEED EPOCHS \
   < <(preset_values lr K_train num_init_batches kmeans_n_iter min_scale batch_size_train res1 seed num_epoch) || true

@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/test_picie.sh EVAL_PATH DATA_ROOT OUT DRY_RUN
 
 EVAL_PATH=${EVAL_PATH:-results/picie/checkpoint.pth}
 DATA_ROOT=${DATA_ROOT:-datasets/coco/}

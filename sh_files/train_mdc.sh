@@ -6,6 +6,9 @@
 #   nohup ./sh_files/train_mdc.sh > logs/mdc_train.out &
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_mdc.sh NONPARAMETRIC ${TRAIN_SCRIPT_VARS}
 NONPARAMETRIC=${NONPARAMETRIC:-0}
 EXTRA=()
 [ "${NONPARAMETRIC}" = 1 ] && EXTRA=(--nonparametric)

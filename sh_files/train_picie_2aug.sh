@@ -17,6 +17,9 @@ GEO=${GEO:-random_crop}
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_2aug.sh PHOTO GEO ${TRAIN_SCRIPT_VARS}
 
 case "${PHOTO}" in
   jitter|brightness|contrast|saturation|hue|grey|blur) ;;

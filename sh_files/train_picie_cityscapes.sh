@@ -8,8 +8,11 @@
 # --cityscapes_train_splits train when only the fine-annotated splits are on disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_cityscapes.sh ${TRAIN_SCRIPT_VARS}
 export DATA_ROOT=${DATA_ROOT:-datasets/cityscapes/}
 export RUN_NAME=${RUN_NAME:-picie_cityscapes}
-export LR=1e-3
+export LR=${LR:-1e-3}
 export DATASET_FLAGS=--cityscapes
 exec ./sh_files/train_picie.sh "$@"

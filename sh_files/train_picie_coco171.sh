@@ -8,6 +8,9 @@
 # (e.g. --K_train 300 to over-cluster, scored many-to-one beside the Hungarian matching).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_coco171.sh ${TRAIN_SCRIPT_VARS}
 export RUN_NAME=${RUN_NAME:-picie_coco171}
 export DATASET_FLAGS="--coco_classes 171"
 exec ./sh_files/train_picie.sh "$@"

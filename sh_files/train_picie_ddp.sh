@@ -6,6 +6,9 @@
 # Other settings come from sh_files/train_picie.sh's variables (DATA_ROOT, SAVE_ROOT, RUN_NAME, SEED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_ddp.sh GPUS NNODES NODE_RANK MASTER_ADDR MASTER_PORT TORCHRUN ${TRAIN_SCRIPT_VARS}
 GPUS=${GPUS:-0,1}
 NPROC=$(echo "${GPUS}" | tr ',' '\n' | grep -c .)
 NNODES=${NNODES:-1}

@@ -25,6 +25,9 @@
 #   DRY_RUN=1 ./sh_files/train_picie_dino.sh   # print the command
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_dino.sh ${TRAIN_SCRIPT_VARS}
 export RUN_NAME=${RUN_NAME:-picie_dino_vits8}
 export LR=${LR:-5e-4}
 exec ./sh_files/train_picie.sh --arch dino_vits8 --freeze_backbone --vit_head nonlinear --in_dim 70 \

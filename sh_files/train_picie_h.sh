@@ -6,5 +6,8 @@
 #   K_AUX=54 ./sh_files/train_picie_h.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=sh_files/script_env.sh
+source sh_files/script_env.sh
+check_script_env sh_files/train_picie_h.sh K_AUX ${TRAIN_SCRIPT_VARS}
 export RUN_NAME=${RUN_NAME:-picie_h}
 exec ./sh_files/train_picie.sh --overcluster --K_aux "${K_AUX:-100}" "$@"

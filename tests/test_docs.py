@@ -1,7 +1,10 @@
 """The documentation points at things that exist: links, anchors, `file.py: name` code references and
 `tests/file.py::test` names. A renamed function or section breaks these tests, not the reader's trust."""
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +179,84 @@ def test_walkthrough_names_exist():
     assert len(code_like) >= 30
     missing = sorted(code_like - project_vocabulary() - MATH)
     assert not missing, f'understanding_picie.md names code that does not exist: {missing}'
+
+
+# ----------------------------------------------------------------------------------------
+# The shell commands the pages show, run as written in their dry-run form
+# ----------------------------------------------------------------------------------------
+CODE_BLOCK = re.compile(r'```(?:bash|sh|shell)?\n(.*?)```', re.S)
+ASSIGNMENT = re.compile(r'^([A-Z_][A-Z0-9_]*)=("[^"]*"|\S*)\s+')
+# What a variable becomes on the printed command line, where it is one flag (sh_files/script_env.sh's
+# FLAG_OF, and the paths and names every training script takes).
+FLAG_OF_VARIABLE = {'EPOCHS': '--num_epoch', 'LR': '--lr', 'SEED': '--seed', 'K_TRAIN': '--K_train',
+                    'K_TEST': '--K_test', 'RES1': '--res1', 'PRESET': '--preset', 'RUN_NAME': '--run_name',
+                    'SAVE_ROOT': '--save_root', 'DATA_ROOT': '--data_root', 'PHOTO': '--inv_list',
+                    'GEO': '--eqv_list', 'NNODES': '--nnodes', 'NODE_RANK': '--node_rank',
+                    'MASTER_ADDR': '--master_addr', 'MASTER_PORT': '--master_port'}
+
+
+def documented_commands():
+    """(page, line) of every line of a shell code block that runs a script of sh_files/ or `make demo`."""
+    found = []
+    for page in PAGES:
+        for block in CODE_BLOCK.findall(page.read_text(encoding='utf-8')):
+            for line in block.splitlines():
+                if 'sh_files/' in line or re.match(r'\s*make demo\b', line):
+                    found.append((str(page.relative_to(ROOT)), line.strip()))
+    return found
+
+
+def dry_run_form(line):
+    """The line as a dry run: its comment, `nohup`, output redirection and `&` dropped, scripts by their
+    full path, `make demo` as the script it runs; DRY_RUN=1 comes from the environment."""
+    line = re.sub(r'\s+#.*$', '', line)
+    line = re.sub(r'\bnohup\s+', '', line)
+    line = re.sub(r'\s*>\s*\S+\s*&?\s*$', '', line).rstrip('& ')
+    line = re.sub(r'^make demo\b', './sh_files/demo.sh', line)
+    return line.replace('./sh_files/', f'{ROOT}/sh_files/')
+
+
+def variables_of(line):
+    """The VAR=value assignments in front of the line's command (inside a for loop: of its body)."""
+    body = line.split(' do ', 1)[1] if line.startswith('for ') else line
+    found = {}
+    while (match := ASSIGNMENT.match(body)):
+        found[match.group(1)] = match.group(2).strip('"')
+        body = body[match.end():]
+    return found
+
+
+DOCUMENTED = documented_commands()
+
+
+def test_the_command_finder_sees_the_pages_commands():
+    lines = [line for _, line in DOCUMENTED]
+    assert any(line.startswith('RUN_NAME=demo_1epoch EPOCHS=1 ./sh_files/demo.sh') for line in lines)
+    assert variables_of('for S in 2 3; do PRESET=demo SEED=$S ./x.sh; done') == {'PRESET': 'demo', 'SEED': '$S'}
+    assert dry_run_form('nohup ./sh_files/a.sh > logs/a.out &   # note') == f'{ROOT}/sh_files/a.sh'
+
+
+@pytest.mark.parametrize('page, line', DOCUMENTED, ids=[f'{p}: {line[:60]}' for p, line in DOCUMENTED])
+def test_documented_script_command_runs_as_written(page, line, tmp_path):
+    """Each command runs (DRY_RUN=1) with exit 0 and no warning, and each variable it sets reaches the
+    printed command line: a variable the script does not read would be named in a warning."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('_SCRIPT_ENV')}
+    env.update(DRY_RUN='1', PYTHON=sys.executable)
+    (tmp_path / 'logs').mkdir()
+    done = subprocess.run(['bash', '-c', dry_run_form(line)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, f'{page}: {line}\n{done.stderr[-2000:]}'
+    assert 'warning:' not in done.stderr, f'{page}: {line}\n{done.stderr}'
+    printed = ' '.join(done.stdout.split())
+    assert printed, f'{page}: {line} printed no command'
+    for variable, value in variables_of(line).items():
+        if '$' in value or variable == 'DRY_RUN':
+            continue
+        flag = FLAG_OF_VARIABLE.get(variable)
+        if variable == 'GPUS':  # one process per GPU
+            expected = f'--nproc_per_node {len(value.split(","))}'
+        elif flag and variable not in ('PHOTO', 'GEO'):
+            expected = f'{flag} {value}'
+        else:  # a list's first name (PHOTO=hue, ROWS="paper ...", PARAMS=lr) is in a flag or a run name
+            expected = value.split()[0]
+        assert expected in printed, f'{page}: {line}: {variable}={value} does not reach the command:\n{done.stdout}'
