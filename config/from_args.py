@@ -51,6 +51,27 @@ def resolve_transform_lists(args) -> Tuple[List[str], List[str]]:
     return [n for n in PHOTOMETRIC_OPS if n in inv], [n for n in GEOMETRIC_OPS if n in eqv]
 
 
+# The original code's on/off switches of the transforms. A run records what ran once: the resolved
+# lists (augment_config); of the switches only those given (transform_switches_given, e.g.
+# ["--augment", "--blur"]), not eight booleans that read as "off" beside a list that has blur on.
+TRANSFORM_SWITCHES = ("augment", "jitter", "grey", "blur", "equiv", "random_crop", "h_flip", "v_flip")
+SWITCHES_GIVEN_KEY = "transform_switches_given"
+
+
+def record_transform_switches(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A run record with the switches replaced by the list of those given."""
+    given = [f"--{name}" for name in TRANSFORM_SWITCHES if record.get(name)]
+    return {**{k: v for k, v in record.items() if k not in TRANSFORM_SWITCHES}, SWITCHES_GIVEN_KEY: given}
+
+
+def switches_of_record(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A run record with the switches as flags again (a record of either form), for --restart."""
+    if SWITCHES_GIVEN_KEY not in record:
+        return record
+    given = set(record[SWITCHES_GIVEN_KEY] or ())
+    return {**record, **{name: f"--{name}" in given for name in TRANSFORM_SWITCHES}}
+
+
 def augment_config(args) -> AugmentConfig:
     inv, eqv = resolve_transform_lists(args)
     return AugmentConfig(inv_list=tuple(inv), eqv_list=tuple(eqv), jitter_strength=args.jitter_strength,
@@ -186,8 +207,9 @@ def settings_from_args(args) -> RunSettings:
                  else (0 if (args.pretrain or args.pretrain_path or no_batchnorm) else 10))
     head = vit_head(args)
     evaluation = eval_settings(args)
-    record = dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing, run_name=run_name,
-                  res=evaluation.res, augment_config=augment.to_dict(), vit_head=head)
+    record = record_transform_switches(dict(vars(args), dataset=data.dataset, stuff=data.stuff, thing=data.thing,
+                                            run_name=run_name, res=evaluation.res, augment_config=augment.to_dict(),
+                                            vit_head=head))
     return RunSettings(
         data=data, augment=augment,
         model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate,

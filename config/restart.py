@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, Sequence
 
 from config.flags import RESULT, ROLES, FlagError
-from config.from_args import default_run_name
+from config.from_args import default_run_name, switches_of_record
 from config.parsers import build_parser, class_count_defaults, preset_only_parser
 from config.presets import preset_defaults
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -22,6 +22,7 @@ def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[s
     are the RESULT flags given with another value than the run's, changes the other given flags
     that differ, each (flag, now, recorded)."""
     argv = list(argv)
+    recorded = switches_of_record(recorded)
     typed = vars(build_parser("train_picie.py", "train", False, suppress_defaults=True).parse_args(argv))
     chosen, _ = preset_only_parser().parse_known_args(argv)
     given = dict(typed)

@@ -127,6 +127,22 @@ def test_restart_keeps_the_precision_auto_chose_when_the_run_started():
     assert merged.precision == 'fp32'
 
 
+def test_the_record_holds_the_transforms_that_ran_once():
+    """config.json: the resolved lists in augment_config; of the original switches only those given, so
+    no "blur": false sits beside a list with blur in it. A restart reads the switches back."""
+    lists = settings_from_args(parse_args(get_args_parser(), ['--preset', 'demo', '--inv_list', 'blur',
+                                                              '--eqv_list', 'h_flip'])).record
+    assert not {'augment', 'blur', 'h_flip', 'equiv'} & set(lists) and lists['transform_switches_given'] == []
+    assert (lists['augment_config']['inv_list'], lists['augment_config']['eqv_list']) == (('blur',), ('h_flip',))
+    argv = ['--augment', '--blur', '--equiv', '--h_flip']
+    switches = settings_from_args(parse_args(get_args_parser(), argv)).record
+    assert switches['transform_switches_given'] == argv and 'blur' not in switches
+    assert (switches['augment_config']['inv_list'], switches['augment_config']['eqv_list']) == (('blur',), ('h_flip',))
+    merged, conflicts, _ = restart_args(parse_args(get_args_parser(), ['--restart']), ['--restart'], switches)
+    assert (merged.augment, merged.blur, merged.equiv, merged.h_flip, merged.grey) == (True, True, True, True, False)
+    assert conflicts == []
+
+
 @pytest.mark.parametrize('argv', [['--dataset', 'cityscapes'], ['--cityscapes'],
                                   ['--dataset', 'folder', '--data_root', 'x']])
 def test_coco_classes_is_for_cocostuff_only(argv):

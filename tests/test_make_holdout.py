@@ -32,6 +32,17 @@ def test_holdout_splits_train2017_and_never_reads_val2017(holdout, tiny_demo):
     assert links and all('val2017' not in os.readlink(p) for p in links)
     record = json.loads((holdout / 'HOLDOUT.json').read_text())
     assert (record['seed'], record['n_holdout'], record['n_train']) == (3, 4, len(train))
+    assert record['holdout_ids'] == sorted(val)  # the record says which images are held out
+
+
+def test_a_record_written_before_the_ids_gets_them(tiny_demo, tmp_path):
+    out = tmp_path / 'root'
+    argv = ['--data_root', str(tiny_demo), '--out', str(out), '--n_holdout', '4', '--seed', '3']
+    assert main(argv) == 0
+    record = json.loads((out / 'HOLDOUT.json').read_text())
+    (out / 'HOLDOUT.json').write_text(json.dumps({k: v for k, v in record.items() if k != 'holdout_ids'}))
+    assert main(argv) == 0
+    assert json.loads((out / 'HOLDOUT.json').read_text()) == record
 
 
 def test_the_toolkit_reads_the_holdout_root_as_it_is(holdout):

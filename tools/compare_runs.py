@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from config import RESUME_SAFE, ROLES
+from config.from_args import SWITCHES_GIVEN_KEY, TRANSFORM_SWITCHES
+from tools.make_holdout import RECORD_NAME as HOLDOUT_RECORD
 from utils.files import save_figure, write_text
 from utils.runtime import script_main
 
@@ -56,8 +59,7 @@ MAIN_KEYS = ("data_root", "dataset", "photometric", "geometric", "pretrain", "K_
 # in resolved form instead: the original on/off switches and the raw --inv_list/--eqv_list strings are
 # summarised by the resolved "photometric" and "geometric" lists of augment_config.
 HIDDEN_KEYS = ({flag for flag, role in ROLES.items() if role == RESUME_SAFE} - set(MAIN_KEYS)) | {
-    "git_commit", "augment_config",
-    "augment", "jitter", "grey", "blur", "equiv", "random_crop", "h_flip", "v_flip", "inv_list", "eqv_list",
+    "git_commit", "augment_config", SWITCHES_GIVEN_KEY, *TRANSFORM_SWITCHES, "inv_list", "eqv_list",
 }
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
 
@@ -83,6 +85,13 @@ class Run:
         out["photometric"] = ",".join(augment.get("inv_list") or []) or "none"
         out["geometric"] = ",".join(augment.get("eqv_list") or []) or "none"
         return out
+
+    @property
+    def on_holdout(self) -> bool:
+        """True when the run trained and was scored on a hold-out root (tools/make_holdout.py wrote
+        its HOLDOUT.json): its "val" scores are those of images held out of the training set."""
+        root = self.config.get("data_root")
+        return bool(root) and (Path(root) / HOLDOUT_RECORD).is_file()
 
     @property
     def train_records(self) -> List[Dict]:
@@ -215,6 +224,26 @@ def _duration(seconds: Optional[float]) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
+
+
+def scored_on(runs: Sequence[Run]) -> str:
+    """Where the runs' scores come from, for the report's sentences."""
+    held = [run for run in runs if run.on_holdout]
+    if not held:
+        return "val"
+    roots = sorted({str(run.config["data_root"]) for run in held})
+    where = (f"the hold-out: val2017 of {', '.join(roots)}, training images held out of the source's train2017 "
+             f"({HOLDOUT_RECORD} lists them)")
+    return where if len(held) == len(runs) else f"{where} for {', '.join(r.label for r in held)}; val for the others"
+
+
+def name_the_holdout(rows: List[Dict[str, str]], runs: Sequence[Run]) -> List[Dict[str, str]]:
+    """Every score column says "hold-out" when every run is scored on one ("final mIoU" -> "final hold-out
+    mIoU"), so that no line of the report reads as a val score."""
+    if not runs or not all(run.on_holdout for run in runs):
+        return rows
+    return [{re.sub(r"\b(mIoU|acc)\b", r"hold-out \1", key, count=1): value for key, value in row.items()}
+            for row in rows]
 
 
 def summary_rows(runs: Sequence[Run], keys: Sequence[str]) -> List[Dict[str, str]]:
@@ -409,7 +438,7 @@ def plot_per_class(classes: Sequence[str], table: Dict[str, Dict], runs: Sequenc
 def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = differing_settings(runs)
-    rows = summary_rows(runs, keys)
+    rows = name_the_holdout(summary_rows(runs, keys), runs)
     columns = list(rows[0])
     classes, table, from_epoch = per_class_table(runs)
 
@@ -432,8 +461,8 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
             common[key] = first[key]
     lines = [f"# {title}", "",
              f"{len(runs)} run(s), compared by `tools/compare_runs.py` on {time.strftime('%Y-%m-%d %H:%M')}. "
-             "Final scores: fresh k-means with K_test clusters on the un-augmented train images, scored on val "
-             "(mean ± std over the repeats). Wall time: the sum of the logged phases.", ""]
+             "Final scores: fresh k-means with K_test clusters on the un-augmented train images, scored on "
+             f"{scored_on(runs)} (mean ± std over the repeats). Wall time: the sum of the logged phases.", ""]
     if keys:
         lines += [f"Settings that differ: {', '.join(f'`{k}`' for k in keys)}.", ""]
     else:
@@ -443,7 +472,7 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
     lines += ["## Summary", "", markdown_table(rows, columns), ""]
     groups = seed_groups(runs)
     if any(len(group) > 1 for group in groups):
-        rows_by_seed = seed_rows(groups)
+        rows_by_seed = name_the_holdout(seed_rows(groups), runs)
         lines += ["## Across training seeds", "",
                   "Runs whose settings differ only in `seed`, grouped: mean ± std (population) of their final scores "
                   "over the seeds.", "", markdown_table(rows_by_seed, list(rows_by_seed[0])), ""]

@@ -12,7 +12,8 @@ so that every tool of the toolkit (train_picie.py, test_picie.py, the sh_files s
 the rest of train2017 and scores on the hold-out with no option of its own. Nothing is copied:
 images/<split>/ and annotations/<split>/ hold one symbolic link per image to the source's
 train2017 files (per file, not per folder, so that --fullcoco, which lists the image folder, does
-not see the hold-out either), curated/ holds the two lists, HOLDOUT.json says what was drawn.
+not see the hold-out either), curated/ holds the two lists, HOLDOUT.json says what was drawn
+(with the held-out image ids).
 The source's val2017 is not read at all. Run again with the same arguments it does nothing.
 
     python -m tools.make_holdout --data_root datasets/coco --out datasets/coco_holdout --n_holdout 2000
@@ -38,6 +39,7 @@ from utils.files import write_text
 
 TRAIN, VAL = "train2017", "val2017"
 RECORD_NAME = "HOLDOUT.json"
+IDS_KEY = "holdout_ids"  # the held-out image ids (val2017 of the hold-out root), sorted
 
 
 class HoldoutError(UserError):
@@ -88,11 +90,15 @@ def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fr
                            f"annotations (or regenerate the curated list with python -m tools.make_curated)")
     record = {"source": str(data_root), "seed": seed, "n_holdout": n_holdout, "n_train": len(ids) - n_holdout,
               "val2017": f"held out of {data_root / 'curated' / TRAIN / CURATED_NAME}",
-              "note": "the source's val2017 is not part of this root"}
+              "note": "the source's val2017 is not part of this root", IDS_KEY: sorted(held)}
     if out.exists() and any(out.iterdir()):
         previous = json.loads((out / RECORD_NAME).read_text()) if (out / RECORD_NAME).is_file() else None
         if previous == record:
             return record  # written before with the same arguments
+        if previous is not None and {**previous, IDS_KEY: record[IDS_KEY]} == record:
+            # The same draw, recorded before the ids were: the root is right, its record gets them.
+            (out / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n")
+            return record
         what = ("not a hold-out root written by this tool" if previous is None else
                 f"another hold-out ({previous.get('n_holdout')} images of {previous.get('source')}, seed "
                 f"{previous.get('seed')})")

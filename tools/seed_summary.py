@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, seed_groups
+from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, name_the_holdout, scored_on, seed_groups
 from utils.errors import UserError
 from utils.files import write_text
 from utils.runtime import script_main
@@ -110,8 +110,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         groups = {group_name(group): group for group in seed_groups(runs)}
         if args.reference is not None and args.reference not in groups:
             raise UserError(f"--reference {args.reference}: no such row; rows: {', '.join(groups)}")
-        scores = score_rows(groups, args.reference)
-        text = "Final scores over training seeds (mean ± sample std)\n\n" + markdown(scores)
+        scores = name_the_holdout(score_rows(groups, args.reference), runs)
+        text = (f"Final scores over training seeds (mean ± sample std), scored on {scored_on(runs)}\n\n"
+                + markdown(scores))
         inv = None
         if args.invariance is not None:
             if not args.invariance.is_file():
