@@ -31,3 +31,13 @@ def test_make_figures_without_a_checkpoint_is_one_line(tiny_demo, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and err.count('\n') == 1 and '--checkpoint' in err and 'make demo' in err
     assert not (tmp_path / 'figures').exists()
+
+
+def test_figures_go_to_the_run_folder_unless_the_docs_are_asked_for():
+    """A student's regeneration must not change the repository's tracked docs/figures/."""
+    def folder(*argv):
+        return make_figures.output_folder(make_figures.get_parser().parse_args(list(argv)))
+    assert folder() == make_figures.Path('results/demo/figures')
+    assert folder('--checkpoint', 'runs/x/checkpoint.pth') == make_figures.Path('runs/x/figures')
+    assert folder('--out', 'elsewhere') == make_figures.Path('elsewhere')
+    assert folder('--docs') == make_figures.DOCS_FIGURES and make_figures.DOCS_FIGURES.is_dir()
