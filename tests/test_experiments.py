@@ -247,6 +247,26 @@ def test_compare_runs_groups_runs_that_differ_only_in_seed(tmp_path):
     assert '| seed1/all |' in report  # same folder names under different parents are told apart
 
 
+def test_compare_runs_says_hold_out_wherever_it_scores_on_one(tmp_path):
+    """Runs on a hold-out root (its HOLDOUT.json) are scored on held-out training images: no line of the
+    report may read as a val score."""
+    root = tmp_path / 'demo_holdout'
+    root.mkdir()
+    (root / 'HOLDOUT.json').write_text('{}')
+    runs = [_fake_run(tmp_path / name, 1, 1, True, lr=lr) for name, lr in (('base', 1e-4), ('lr', 1e-3))]
+    for run in runs:
+        config = json.loads((run / 'config.json').read_text())
+        (run / 'config.json').write_text(json.dumps(dict(config, data_root=str(root))))
+    out = tmp_path / 'report'
+    assert compare_runs.main([*map(str, runs), '--out', str(out)]) == 0
+    report = (out / 'report.md').read_text()
+    assert 'scored on val' not in report and f'scored on the hold-out: val2017 of {root}' in report
+    header = next(line for line in report.splitlines() if line.startswith('| run |'))
+    assert 'final hold-out mIoU' in header and 'final hold-out acc' in header and ' final mIoU' not in header
+    plain = compare_runs.main([str(_fake_run(tmp_path / 'val_run', 1, 1, True)), '--out', str(tmp_path / 'val')])
+    assert plain == 0 and 'scored on val' in (tmp_path / 'val' / 'report.md').read_text()
+
+
 @pytest.mark.parametrize('make, fragment', [
     (lambda p: p.mkdir(), 'no config.json'),
     (lambda p: None, 'is not a folder'),
