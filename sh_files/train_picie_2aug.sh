@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train PiCIE with exactly one photometric and one geometric transform; every other setting is the
 # preset's: it runs sh_files/train_picie.sh with only --inv_list PHOTO --eqv_list GEO added.
-# PRESET (paper by default, demo or tiny) and DATA_ROOT, SAVE_ROOT, RUN_NAME, SEED, LR work as in
-# train_picie.sh (PRESET=demo trains on the generated demo set, made when missing).
+# PRESET (paper by default, demo or tiny), DATA_ROOT, SAVE_ROOT, RUN_NAME and the one-flag variables (SEED,
+# EPOCHS, LR, ...) work as in train_picie.sh (PRESET=demo trains on the generated demo set, made when missing).
 #   PHOTO: jitter | brightness | contrast | saturation | hue | grey | blur
 #          (jitter, the default, is four operations: brightness, contrast, saturation and hue, each
 #          drawn with p 0.8; the other names are one operation each)

@@ -3,7 +3,7 @@
 # process per GPU). Batch sizes stay global: each GPU takes its share of every batch.
 #   GPUS=0,1,2,3 nohup ./sh_files/train_picie_ddp.sh > logs/picie_ddp.out &
 # Several machines: run this on each with NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT set.
-# Other settings come from sh_files/train_picie.sh's variables (DATA_ROOT, SAVE_ROOT, RUN_NAME, SEED).
+# Other settings come from sh_files/train_picie.sh's variables (DATA_ROOT, SAVE_ROOT, RUN_NAME, SEED, EPOCHS, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=sh_files/script_env.sh
