@@ -34,6 +34,8 @@ def test_the_summary_names_the_kind_and_its_measured_scores(autocast, has_bf16, 
     seeds = EXPECTED['kinds'][autocast]['seeds']
     if seeds.get('1', {}).get('epochs_8'):
         assert f"seed 1 {seeds['1']['epochs_8'][1]:.2f}" in text and 'this run is seed 1' in text
+    for report in EXPECTED['kinds'][autocast].get('reported', []):  # other machines of the kind, said as such
+        assert f"reported on {report['where'].split(':')[0]}: seed {report['seed']} {report['mIoU']:.2f}" in text
     other = 'fp32' if autocast == 'bf16' else 'bf16'
     other_seed1 = EXPECTED['kinds'][other]['seeds'].get('1', {}).get('epochs_8')
     if other_seed1:  # the other kind's numbers are not offered as this kind's
@@ -61,5 +63,8 @@ def test_docs_demo_table_shows_the_measured_numbers():
             for key, (acc, miou) in scores.items():
                 line = f'| {kind} | {seed} | {rows[key]} | {acc:.2f} / {miou:.2f} |'
                 assert line in text, f'docs/demo.md lacks the row {line}'
+    for kind in EXPECTED['kinds'].values():
+        for report in kind.get('reported', []):
+            assert f"{report['acc']:.2f} / {report['mIoU']:.2f}" in text
     assert len(re.findall(r'^\| (bf16|fp32) \| \d \|', text, re.M)) == sum(
         len(scores) for kind in EXPECTED['kinds'].values() for scores in kind['seeds'].values())

@@ -44,7 +44,8 @@ def kind_of_run(autocast: str, has_bf16: bool) -> str:
 
 
 def expectation(expected: Dict, autocast: str, seed: int, epochs: int) -> List[str]:
-    """Lines saying what the table measured for this precision, seed and length (mIoU of PiCIE)."""
+    """Lines saying what the table measured for this precision, seed and length (mIoU of PiCIE), and what
+    was reported from other machines of the kind."""
     kind = expected["kinds"].get(autocast)
     row = epochs_row(epochs)
     if kind is None:
@@ -57,9 +58,12 @@ def expectation(expected: Dict, autocast: str, seed: int, epochs: int) -> List[s
              + ", ".join(f"seed {s} {m:.2f}" for s, m in sorted(measured.items()))
              + (f" mIoU (range {min(measured.values()):.2f}-{max(measured.values()):.2f})" if len(measured) > 1
                 else " mIoU")]
+    for report in kind.get("reported", []):
+        if report["epochs"] == epochs:
+            lines.append(f"reported on {report['where'].split(':')[0]}: seed {report['seed']} {report['mIoU']:.2f} mIoU")
     if seed in measured:
-        lines.append(f"this run is seed {seed}: the same kind of CPU and libraries give {measured[seed]:.2f} mIoU; "
-                     f"seeds differ by several mIoU, so compare settings over 3 seeds")
+        lines.append(f"this run is seed {seed}: expect about {measured[seed]:.2f} mIoU (another machine of the kind may differ by "
+                     f"about 1: docs/demo.md); seeds differ by several, so compare settings over 3 seeds")
     return lines
 
 
