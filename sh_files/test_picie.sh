@@ -14,10 +14,11 @@ source sh_files/script_env.sh
 check_script_env sh_files/test_picie.sh EVAL_PATH DATA_ROOT OUT DRY_RUN
 
 EVAL_PATH=${EVAL_PATH:-results/picie/checkpoint.pth}
-DATA_ROOT=${DATA_ROOT:-datasets/coco/}
+# No DATA_ROOT: the data root the checkpoint's run recorded (test_picie.py says which).
+DATA_ROOT=${DATA_ROOT:-}
 OUT=${OUT:-$(dirname "${EVAL_PATH}")/test_metrics.json}
 
-CMD=("$PYTHON" test_picie.py --preset paper --data_root "${DATA_ROOT}" --eval_path "${EVAL_PATH}" --out "${OUT}" "$@")
+CMD=("$PYTHON" test_picie.py --preset paper ${DATA_ROOT:+--data_root "${DATA_ROOT}"} --eval_path "${EVAL_PATH}" --out "${OUT}" "$@")
 if [ "${DRY_RUN:-0}" = 1 ]; then
   printf '%q ' "${CMD[@]}"
   echo

@@ -28,9 +28,12 @@ def test_train_and_test_scripts(tiny_demo, tmp_path):
     assert config['num_batches'] == 1 and config['lr'] == 1e-4 and config['seed'] == 1
     assert config['augment_config']['inv_list'] == ['brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur']
     out = tmp_path / 'test.json'
-    done = _sh('test_picie.sh', {'EVAL_PATH': str(tmp_path / 'sh' / 'checkpoint.pth'), 'DATA_ROOT': str(tiny_demo),
-                                 'OUT': str(out)}, '--res', '64', '--num_workers', '0', '--device', 'cpu', '--stuff')
+    # No DATA_ROOT: the script scores on the data root the checkpoint's run recorded, and says so.
+    done = _sh('test_picie.sh', {'EVAL_PATH': str(tmp_path / 'sh' / 'checkpoint.pth'), 'OUT': str(out)},
+               '--res', '64', '--num_workers', '0', '--device', 'cpu', '--stuff')
     assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    assert f'data root: {tiny_demo}' in said and 'recorded in the checkpoint' in said, said[-2000:]
     assert set(json.loads(out.read_text())) >= {'acc', 'mIoU', 'per_class_iou', 'thing_mIoU', 'stuff_mIoU'}
 
 

@@ -49,6 +49,7 @@ from modules.networks import build_model, calibrate_batchnorm, model_from_checkp
 from utils import dist  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
 from utils.errors import UserError  # noqa: E402
+from utils.files import save_image  # noqa: E402
 from utils.loaders import make_loader  # noqa: E402
 from utils.runtime import make_runtime, script_main, seed_everything  # noqa: E402
 from utils.viz import IGNORED, UNMATCHED, class_palette, colour_map, matched_colours  # noqa: E402
@@ -274,9 +275,7 @@ def save_small_png(fig: plt.Figure, path: Path, dpi: int = 80, colours: int = 12
     plt.close(fig)
     buffer.seek(0)
     image = Image.open(buffer).convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
-    return path
+    return save_image(image, path, optimize=True)  # whole or not at all (utils/files.py)
 
 
 def make_figures(settings: FigureSettings) -> List[Path]:

@@ -97,7 +97,7 @@ def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fr
             return record  # written before with the same arguments
         if previous is not None and {**previous, IDS_KEY: record[IDS_KEY]} == record:
             # The same draw, recorded before the ids were: the root is right, its record gets them.
-            (out / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n")
+            write_text(out / RECORD_NAME, json.dumps(record, indent=1) + "\n")
             return record
         what = ("not a hold-out root written by this tool" if previous is None else
                 f"another hold-out ({previous.get('n_holdout')} images of {previous.get('source')}, seed "
