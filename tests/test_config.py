@@ -130,7 +130,8 @@ def test_restart_keeps_the_precision_auto_chose_when_the_run_started():
 def test_the_record_holds_the_transforms_that_ran_once():
     """config.json: the resolved lists in augment_config; of the original switches only those given, so
     no "blur": false sits beside a list with blur in it. A restart reads the switches back."""
-    lists = settings_from_args(parse_args(get_args_parser(), ['--preset', 'demo', '--inv_list', 'blur',
+    lists = settings_from_args(parse_args(get_args_parser(), ['--preset', 'demo', '--data_root', 'unused',
+                                                              '--inv_list', 'blur',
                                                               '--eqv_list', 'h_flip'])).record
     assert not {'augment', 'blur', 'h_flip', 'equiv'} & set(lists) and lists['transform_switches_given'] == []
     assert (lists['augment_config']['inv_list'], lists['augment_config']['eqv_list']) == (('blur',), ('h_flip',))
