@@ -36,6 +36,7 @@ from modules.networks import forward_features, model_from_checkpoint
 from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
 from utils.checkpoint import load_checkpoint
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.files import write_text
 from utils.runtime import make_runtime, script_main
@@ -122,7 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.set_defaults(data_root=None, dataset=None)  # None: the checkpoint's own
     args = parse_args(parser, argv)
     paths = [Path(p) for p in args.checkpoints] or ([Path(args.eval_path)] if args.eval_path else [])
-    try:
+
+    def measure(paths):
         if not paths:
             raise UserError("name one or more checkpoints (or run folders), or --eval_path CKPT")
         if args.n_images < 1:
@@ -163,20 +165,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), res1, args.seed, runtime)
             lists = [",".join(trained.get(k, [])) or "none" for k in ("inv_list", "eqv_list")]
             trained_with[name] = " / ".join(lists) if trained else "?"
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    table = markdown_table(results, trained_with)
-    print(f"cells whose cluster is unchanged, % ({len(images)} val images, view-1 centroids)\n")
-    print(table)
-    if args.out:
-        # --out (the shared flag): the table as OUT.md and the numbers as OUT.json.
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(out.with_suffix(".md"), table)
-        write_text(out.with_suffix(".json"), json.dumps({"results": results, "trained_with": trained_with,
-                                                         "n_images": len(images), "seed": args.seed}, indent=1))
-    return 0
+        table = markdown_table(results, trained_with)
+        print(f"cells whose cluster is unchanged, % ({len(images)} val images, view-1 centroids)\n")
+        print(table)
+        if args.out:
+            # --out (the shared flag): the table as OUT.md and the numbers as OUT.json.
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text(out.with_suffix(".md"), table)
+            write_text(out.with_suffix(".json"), json.dumps({"results": results, "trained_with": trained_with,
+                                                             "n_images": len(images), "seed": args.seed}, indent=1))
+    return run_cli(lambda: measure(paths))  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ PNGs are written as 128-colour palette images so that each stays small enough to
 """
 import argparse
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -48,6 +47,7 @@ from modules.metrics import confusion_histogram, hungarian_match, segmentation_m
 from modules.networks import build_model, calibrate_batchnorm, model_from_checkpoint  # noqa: E402
 from utils import dist  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.files import save_image  # noqa: E402
 from utils.loaders import make_loader  # noqa: E402
@@ -354,19 +354,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
+
+    def draw_figures():
         if args.n_images < 1:
             raise UserError(f"--n_images {args.n_images} must be at least 1")
         written = make_figures(FigureSettings(demo_root=Path(args.demo_root), checkpoint=Path(args.checkpoint),
                                               coco_root=Path(args.coco_root), out=output_folder(args),
                                               n_images=args.n_images, seed=args.seed, kmeans_iter=args.kmeans_iter,
                                               coco_res=args.coco_res, device=args.device))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
-    return 0
+        for path in written:
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+    return run_cli(draw_figures)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ report val2017 once (docs/understanding_picie.md, "Tuning without touching val")
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -34,8 +33,10 @@ import numpy as np
 from data.cocostuff import CURATED_NAME, read_curated_ids
 from data.cocostuff_classes import PICKLE_NAME
 from data.validation import DataError
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.files import write_text
+from utils.runtime import script_main
 
 TRAIN, VAL = "train2017", "val2017"
 RECORD_NAME = "HOLDOUT.json"
@@ -132,15 +133,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     size.add_argument("--fraction", type=float, help="the fraction of train2017 to hold out as val2017")
     parser.add_argument("--seed", type=int, default=0, help="which images are held out")
     args = parser.parse_args(argv)
-    try:
+
+    def hold_out():
         record = make_holdout(args.data_root, args.out, args.n_holdout, args.fraction, args.seed)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: train2017 {record['n_train']} images, val2017 {record['n_holdout']} held out of "
-          f"{record['source']}'s train2017 (seed {record['seed']})")
-    return 0
+        print(f"{args.out}: train2017 {record['n_train']} images, val2017 {record['n_holdout']} held out of "
+              f"{record['source']}'s train2017 (seed {record['seed']})")
+    return run_cli(hold_out)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -30,6 +30,7 @@ from data.datasets import EvalImages
 from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, score_classifiers, val_loader
 from modules.networks import model_from_checkpoint
 from utils.checkpoint import load_checkpoint
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.files import save_figure
 from utils.runtime import make_runtime, script_main
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
     # None: take the checkpoint's evaluation size (a res-96 demo checkpoint drawn at 320 looks wrong).
     parser.set_defaults(res=None)
     args = parse_args(parser, argv)
-    try:
+
+    def draw(args):
         if not args.eval_path:
             raise UserError("--eval_path is required: the checkpoint whose clusters to draw")
         if args.n_images < 1:
@@ -146,11 +148,8 @@ def main(argv=None) -> int:
         out_dir = Path(args.out_dir) if args.out_dir else Path(args.eval_path).parent / "cluster_maps"
         written = render(model, ckpt, source, settings, runtime, out_dir, args.n_images, args.classifier,
                          args.matching)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} PNG files to {out_dir}")
-    return 0
+        print(f"wrote {len(written)} PNG files to {out_dir}")
+    return run_cli(lambda: draw(args))  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":
