@@ -31,13 +31,52 @@ TINY_RUN_FLAGS = ['--stuff', '--K_train', '15', '--K_test', '15', '--num_epoch',
                   '--deterministic', '--repeats', '2']
 
 
-def assert_one_error_line(code, err, *fragments):
-    """A bad input's ending: exit code 2 and one 'error:' line on stderr (`err`) holding every fragment."""
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith('error:')]
+def error_lines(err: str) -> list:
+    """The 'error: ...' lines of a command's stderr (`err`), in order."""
+    return [line for line in err.splitlines() if line.startswith('error:')]
+
+
+def one_error_line(err: str, *fragments) -> str:
+    """The one 'error:' line of stderr (`err`), asserted to be the only one and to hold every fragment."""
+    lines = error_lines(err)
     assert len(lines) == 1, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_one_error_line(code, err, *fragments):
+    """A bad input's ending: exit code 2 and one 'error:' line on stderr (`err`) holding every fragment."""
+    assert code == 2
+    one_error_line(err, *fragments)
+
+
+def evaluate_checkpoint(checkpoint: Path, out: Path, *flags) -> dict:
+    """The metrics test_picie.py writes to `out` when it scores `checkpoint` with `flags` (in this
+    process); it must exit 0."""
+    import test_picie
+    assert test_picie.cli(['--eval_path', str(checkpoint), '--out', str(out), *flags]) == 0
+    return json.loads(out.read_text())
+
+
+def copy_demo(tiny_demo: Path, tmp_path: Path) -> Path:
+    """A writable copy of the tiny demo root (conftest's tiny_demo) at tmp_path/data, to damage."""
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_demo, root)
+    return root
+
+
+def curated_ids(root: Path, split: str) -> list:
+    """The image ids a COCO-layout root's curated list of `split` (train2017, val2017) names, in order."""
+    from data.cocostuff import CURATED_NAME
+    return (root / 'curated' / split / CURATED_NAME).read_text().split()
+
+
+def file_hashes(folder: Path) -> dict:
+    """{relative path: sha256} of every file under `folder`: equal results mean byte for byte unchanged."""
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
 def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = None, epoch: int = 1) -> Path:
@@ -47,6 +86,14 @@ def write_checkpoint(path: Path, model, classifiers: dict, eval_config: dict = N
     torch.save(checkpoint_state(model.config.to_dict(), model.state_dict(), optimizer.state_dict(), epoch,
                                 {'seed': 1}, classifiers, eval_config or {}), path)
     return path
+
+
+def original_state_key(key: str) -> str:
+    """A state-dict key of this toolkit's ResNet-FPN as the original project's checkpoints name it:
+    DataParallel's 'module.' prefix, and the original's decoder.layer<5-i> for decoder.lateral<i>."""
+    if key.startswith('decoder.lateral'):
+        key = f'decoder.layer{5 - int(key[len("decoder.lateral")])}' + key[len('decoder.lateralN'):]
+    return 'module.' + key
 
 
 def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_clusters: int = 27) -> Path:
@@ -79,11 +126,7 @@ def original_format_checkpoint(path: Path, seed: int, arch: str = 'resnet18', n_
         return out
 
     model = build_model(arch)
-    shapes = []
-    for key, value in model.state_dict().items():
-        if key.startswith('decoder.lateral'):
-            key = f'decoder.layer{5 - int(key[len("decoder.lateral")])}' + key[len('decoder.lateralN'):]
-        shapes.append(('module.' + key, list(value.shape)))
+    shapes = [(original_state_key(key), list(value.shape)) for key, value in model.state_dict().items()]
     head = [('module.weight', [n_clusters, model.feat_dim, 1, 1]), ('module.bias', [n_clusters])]
     n_params = sum(1 for name, _ in shapes if not name.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
     torch.save({'epoch': 10, 'state_dict': draw(shapes, seed), 'classifier1_state_dict': draw(head, seed + 1),

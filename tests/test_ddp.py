@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import test_picie
-from helpers import REPO_ROOT, TINY_FLAGS, free_port
+from helpers import REPO_ROOT, TINY_FLAGS, free_port, run_records
 
 FLAGS = [*TINY_FLAGS, '--inv_list', 'none', '--eqv_list', 'none']
 AUGMENT = ['--inv_list', 'jitter,grey', '--eqv_list', 'random_crop,h_flip']
@@ -28,10 +28,6 @@ def _run(nproc, data_root, save_root, run_name, *extra, timeout=240):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
 
 
-def _records(run):
-    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
-
-
 @pytest.fixture(scope='module')
 def ddp_run(tiny_demo, tmp_path_factory):
     save_root = tmp_path_factory.mktemp('ddp')
@@ -41,7 +37,7 @@ def ddp_run(tiny_demo, tmp_path_factory):
 
 
 def test_two_ranks_train_with_identical_centroids(ddp_run):
-    records = _records(ddp_run)
+    records = run_records(ddp_run)
     train = [r for r in records if r['stage'] == 'train']
     assert [r['epoch'] for r in train] == [1, 2]  # written once, by rank 0
     for record in train:
@@ -61,7 +57,7 @@ def test_ddp_checkpoint_evaluates_and_resumes_on_one_process(ddp_run, tiny_demo,
     shutil.copytree(ddp_run, resumed)
     done = _run(1, tiny_demo, tmp_path, 'resumed', '--num_epoch', '3', '--restart', *AUGMENT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [r['epoch'] for r in _records(resumed) if r['stage'] == 'train'] == [1, 2, 3]
+    assert [r['epoch'] for r in run_records(resumed) if r['stage'] == 'train'] == [1, 2, 3]
 
 
 def test_two_processes_give_one_process_centroids(tiny_demo, tmp_path):

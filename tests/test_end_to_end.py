@@ -11,19 +11,15 @@ import torch
 
 import test_picie
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS, evaluate_checkpoint, original_state_key, run_records
 from data.cocostuff_classes import FINE171_NAMES
 from modules.networks import build_model
-
-
-def _metrics(run):
-    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
 
 
 def test_demo_run_writes_metrics_and_checkpoint(tiny_run):
     """The shared session run (conftest's tiny_run: 2 epochs, --eval_init, --repeats 2, K 15)."""
     demo_run = tiny_run
-    records = _metrics(demo_run)
+    records = run_records(demo_run)
     assert [r['epoch'] for r in records] == [0, 0, 1, 2]
     assert [r['stage'] for r in records[:2]] == ['init', 'init_bn']  # as initialised, then BN re-estimated
     for record in records[2:]:
@@ -53,7 +49,7 @@ def test_checkpoint_evaluates_with_test_picie(tiny_run, tiny_demo, tmp_path):
         assert key in result
     assert len(result['per_class_iou']) == 15  # stuff-only, taken from the checkpoint
     # The stored view-1 classifier scores what the last epoch logged for it.
-    last = _metrics(demo_run)[-1]['view1']
+    last = run_records(demo_run)[-1]['view1']
     assert result['acc'] == pytest.approx(last['acc'], abs=1e-6)
     assert result['mIoU'] == pytest.approx(last['mIoU'], abs=1e-6)
 
@@ -61,7 +57,7 @@ def test_checkpoint_evaluates_with_test_picie(tiny_run, tiny_demo, tmp_path):
 def test_restart_continues_from_checkpoint(tiny_run_copy, tiny_demo, train):
     demo_run = tiny_run_copy
     assert train(tiny_demo, demo_run.parent, demo_run.name, '--num_epoch', '3', '--restart') == 0
-    epochs = [r['epoch'] for r in _metrics(demo_run)]
+    epochs = [r['epoch'] for r in run_records(demo_run)]
     assert epochs == [0, 0, 1, 2, 3]
     assert torch.load(demo_run / 'checkpoint.pth', weights_only=True)['epoch'] == 3
 
@@ -70,7 +66,7 @@ def test_real_sample_two_epochs(coco_mini, tmp_path, train):
     assert train(coco_mini, tmp_path, 'coco', '--num_epoch', '2', '--K_train', '27', '--K_test', '27',
                  '--batch_size_cluster', '16', '--stuff', '--thing') == 0
     run = tmp_path / 'coco'
-    records = _metrics(run)
+    records = run_records(run)
     assert [r['epoch'] for r in records] == [1, 2]
     assert all(math.isfinite(r['loss']) for r in records)
     final = json.loads((run / 'final_metrics.json').read_text())
@@ -92,12 +88,7 @@ def _original_checkpoint(path, arch='resnet18', n_clusters=27, seed=0):
     decoder.layer1 = lateral of the stride-32 map, classifier1_state_dict, pickled args)."""
     torch.manual_seed(seed)
     model = build_model(arch)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith('decoder.lateral'):
-            level = int(key[len('decoder.lateral')])
-            key = f'decoder.layer{5 - level}' + key[len('decoder.lateralN'):]
-        state['module.' + key] = value
+    state = {original_state_key(key): value for key, value in model.state_dict().items()}
     weight = torch.nn.functional.normalize(torch.randn(n_clusters, model.feat_dim), dim=1)
     classifier = {'module.weight': weight[:, :, None, None], 'module.bias': torch.zeros(n_clusters)}
     args = argparse.Namespace(arch=arch, in_dim=128, K_test=n_clusters, res=320, stuff=True, thing=True)
@@ -183,7 +174,7 @@ def test_bf16_training_run_on_the_cpu(tiny_demo, tmp_path, monkeypatch, train):
     assert train(tiny_demo, tmp_path, 'bf16', '--precision', 'bf16', '--num_epoch', '2') == 0
     run = tmp_path / 'bf16'
     assert seen and set(seen) == {torch.bfloat16}
-    records = [r for r in _metrics(run) if r['stage'] == 'train']
+    records = [r for r in run_records(run) if r['stage'] == 'train']
     assert all(math.isfinite(r['loss']) and r['n_steps'] == 3 for r in records)
     assert json.loads((run / 'final_metrics.json').read_text())['evaluation']['precision'] == 'fp32'
     assert json.loads((run / 'config.json').read_text())['autocast'] == 'bf16'  # what --restart keeps
@@ -198,14 +189,6 @@ def coco171_run(coco_mini, tmp_path_factory, train):
     return save_root / 'coco171'
 
 
-def _score(run, coco_mini, tmp_path, *extra):
-    out = tmp_path / 'm.json'
-    argv = ['--eval_path', str(run / 'checkpoint.pth'), '--data_root', str(coco_mini), '--device', 'cpu',
-            '--num_workers', '0', '--out', str(out), *extra]
-    code = test_picie.cli(argv)
-    return code, (json.loads(out.read_text()) if code == 0 else None)
-
-
 def test_171_run_records_its_label_set(coco171_run):
     config = json.loads((coco171_run / 'config.json').read_text())
     assert config['coco_classes'] == 171 and config['K_train'] == config['K_test'] == 171
@@ -217,24 +200,25 @@ def test_171_run_records_its_label_set(coco171_run):
     assert final['evaluation']['label_set'] == 'COCO-Stuff-171' and final['evaluation']['n_classes'] == 171
     assert final['K'] == 171 and len(final['per_class_iou']) == 171
     assert final['thing_mIoU'] is not None and final['stuff_mIoU'] is not None
-    record = _metrics(coco171_run)[-1]['view1']
+    record = run_records(coco171_run)[-1]['view1']
     assert record['thing_mIoU'] is not None and len(record['per_class_iou']) == 171
 
 
 def test_171_checkpoint_scores_with_test_picie(coco171_run, coco_mini, tmp_path):
     """The stored classifier (with --flip), --recluster (K_test 171) and the linear probe, on 171 classes;
     the stored classifier scores what the epoch logged."""
-    code, stored = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--flip')
-    assert code == 0 and stored['evaluation']['label_set'] == 'COCO-Stuff-171'
+    checkpoint, out = coco171_run / 'checkpoint.pth', tmp_path / 'm.json'
+    on_171 = ['--data_root', str(coco_mini), '--device', 'cpu', '--num_workers', '0', '--coco_classes', '171']
+    stored = evaluate_checkpoint(checkpoint, out, *on_171, '--flip')
+    assert stored['evaluation']['label_set'] == 'COCO-Stuff-171'
     assert len(stored['per_class_iou']) == 171 and stored['flip']['thing_mIoU'] is not None
-    assert stored['mIoU'] == pytest.approx(_metrics(coco171_run)[-1]['view1']['mIoU'], abs=1e-6)
-    code, fresh = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster')
-    assert code == 0 and fresh['K'] == 171 and fresh['evaluation']['protocol'] == 'fresh k-means'
-    code, over = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--recluster', '--K_test', '200')
-    assert code == 0 and over['K'] == 200 and over['majority']['matching'] == 'majority'  # many-to-one beside
-    code, probe = _score(coco171_run, coco_mini, tmp_path, '--coco_classes', '171', '--linear_probe',
-                         '--probe_epochs', '1')
-    assert code == 0 and probe['evaluation']['label_set'] == 'COCO-Stuff-171' and len(probe['per_class_iou']) == 171
+    assert stored['mIoU'] == pytest.approx(run_records(coco171_run)[-1]['view1']['mIoU'], abs=1e-6)
+    fresh = evaluate_checkpoint(checkpoint, out, *on_171, '--recluster')
+    assert fresh['K'] == 171 and fresh['evaluation']['protocol'] == 'fresh k-means'
+    over = evaluate_checkpoint(checkpoint, out, *on_171, '--recluster', '--K_test', '200')
+    assert over['K'] == 200 and over['majority']['matching'] == 'majority'  # many-to-one beside
+    probe = evaluate_checkpoint(checkpoint, out, *on_171, '--linear_probe', '--probe_epochs', '1')
+    assert probe['evaluation']['label_set'] == 'COCO-Stuff-171' and len(probe['per_class_iou']) == 171
 
 
 def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, capsys, original_checkpoints):

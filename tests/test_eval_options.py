@@ -10,7 +10,7 @@ import torch
 
 import test_picie
 import train_picie
-from helpers import write_checkpoint
+from helpers import evaluate_checkpoint, write_checkpoint
 from data.build import build_source, val_dataset
 from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
@@ -36,10 +36,7 @@ def random_checkpoints(tmp_path_factory):
 
 
 def _score(tiny_demo, tmp_path, checkpoint, *extra):
-    out = tmp_path / 'm.json'
-    assert test_picie.cli(['--eval_path', str(checkpoint), '--data_root', str(tiny_demo), *CPU, '--out', str(out),
-                           *extra]) == 0
-    return json.loads(out.read_text())
+    return evaluate_checkpoint(checkpoint, tmp_path / 'm.json', '--data_root', str(tiny_demo), *CPU, *extra)
 
 
 def _manual_acc(model, centroids, tiny_demo, flip, crf):

@@ -29,13 +29,10 @@ def fake_python(tmp_path):
 
 
 def _recorded_args(name, fake_python, tmp_path, **env):
-    out = tmp_path / f'{name}.argv'
-    done = _script(name, {'PYTHON': fake_python, 'ARGV_OUT': out, 'SAVE_ROOT': tmp_path / 'runs',
-                          'DATA_ROOT': tmp_path, **env})
-    assert done.returncode == 0, done.stderr
-    words = out.read_text().splitlines()
-    assert words[0] == 'train_picie.py'
-    return config.parse_args(config.get_args_parser(), words[1:])
+    """The parsed args of the train_picie.py command a training script runs."""
+    entry, args = _recorded(name, fake_python, tmp_path, **env)
+    assert entry == 'train_picie.py'
+    return args
 
 
 def test_2aug_script_is_train_picie_with_one_photometric_and_one_geometric(fake_python, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from data.cocostuff import CURATED_NAME, build_cocostuff
-from helpers import REPO_ROOT, LocalServer, image_bytes, write_zip
+from helpers import REPO_ROOT, LocalServer, image_bytes, one_error_line, write_zip
 from tools import get_coco
 
 pytestmark = pytest.mark.usefixtures('local_network_only')
@@ -49,14 +49,6 @@ def tree(root: Path, skip=()) -> dict:
     """{relative path: bytes} of every file under root, folders in `skip` left out."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
             if p.is_file() and p.relative_to(root).parts[0] not in skip}
-
-
-def one_error_line(err: str, *fragments) -> str:
-    lines = [line for line in err.splitlines() if line.startswith('error:')]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope='module')

@@ -2,8 +2,6 @@
 with one line naming the holder and changes nothing; the hold ends with its process, kill -9
 included. A first run is paused at an exact point (tests/_killpoint.py WAIT) while the second
 one is tried, so nothing depends on timing."""
-import hashlib
-import json
 import os
 import signal
 import socket
@@ -16,7 +14,7 @@ import pytest
 import predict
 import test_picie
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS, error_lines, file_hashes, run_records
 from utils.hold import Hold, HeldError, lock_file
 
 KILLPOINT = REPO_ROOT / 'tests' / '_killpoint.py'
@@ -24,15 +22,6 @@ KILLPOINT = REPO_ROOT / 'tests' / '_killpoint.py'
 
 def _argv(data_root, save_root, *flags):
     return [*TINY_FLAGS, '--data_root', str(data_root), '--save_root', str(save_root), '--run_name', 'run', *flags]
-
-
-def _snapshot(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob('*')) if p.is_file()}
-
-
-def _errors(capsys):
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
 
 
 def _start(point, argv, gate=None):
@@ -62,16 +51,16 @@ def test_a_second_run_into_a_held_folder_stops_and_the_first_finishes(tiny_demo,
         run = tmp_path / 'run'
         assert f'pid {first.pid} ' in lock_file(run).read_text()  # the holder's details, for the message
         assert not (run / 'checkpoint.pth').exists()
-        before = _snapshot(run)
+        before = file_hashes(run)
         for flags in ([], ['--restart'], ['--overwrite']):
             started = time.monotonic()
             assert train_picie.cli(_argv(tiny_demo, tmp_path, '--eval_init', *flags)) == 2
-            errors = _errors(capsys)
+            errors = error_lines(capsys.readouterr().err)
             assert len(errors) == 1, errors
             assert f'{run} is in use by another run: pid {first.pid} on {socket.gethostname()}, started' in errors[0]
             assert "_killpoint.py 'WAIT@bar:init" in errors[0]  # the holder's command
             assert time.monotonic() - started < 30  # refused before any work
-        assert _snapshot(run) == before  # the refused runs changed nothing
+        assert file_hashes(run) == before  # the refused runs changed nothing
         gate.touch()
         out, err = first.communicate(timeout=600)
     finally:
@@ -80,7 +69,7 @@ def test_a_second_run_into_a_held_folder_stops_and_the_first_finishes(tiny_demo,
             first.kill()
             first.wait()
     assert first.returncode == 0, err[-2000:]
-    records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    records = run_records(run)
     assert [(r['stage'], r['epoch']) for r in records] == [('init', 0), ('init_bn', 0), ('train', 1)]
     assert 'in use' not in (run / 'train.log').read_text()
     assert not lock_file(run).exists()  # the hold ended with the run
@@ -94,7 +83,7 @@ def test_a_run_killed_with_sigkill_leaves_no_hold(tiny_demo, tmp_path, worker_co
     lock = lock_file(tmp_path / 'run')
     assert f'pid {first.pid} ' in lock.read_text()  # its lock file is left, but no longer locked
     assert train_picie.cli(_argv(tiny_demo, tmp_path, '--restart')) == 0
-    records = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+    records = run_records(tmp_path / 'run')
     assert [r['epoch'] for r in records] == [1]
     assert not lock.exists()
 
@@ -102,7 +91,7 @@ def test_a_run_killed_with_sigkill_leaves_no_hold(tiny_demo, tmp_path, worker_co
 def test_a_failed_start_leaves_no_folder_and_no_lock_file(tmp_path, capsys):
     save_root = tmp_path / 'results' / 'deeper'
     assert train_picie.cli(_argv(tmp_path / 'nowhere', save_root)) == 2
-    assert len(_errors(capsys)) == 1
+    assert len(error_lines(capsys.readouterr().err)) == 1
     assert not (tmp_path / 'results').exists()  # the folders made for the lock file are removed with it
 
 
@@ -112,13 +101,13 @@ def test_predict_and_test_picie_hold_what_they_write(tmp_path, capsys):
     with Hold(output, '--output'):
         assert predict.cli(['--eval_path', str(tmp_path / 'none.pth'), '--input', str(tmp_path),
                             '--output', str(output)]) == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and f'{output} is in use by another run: pid {os.getpid()}' in errors[0]
     assert '--output' in errors[0] and not output.exists()
     with Hold(tmp_path / 'metrics' / 'test_metrics.json', '--save_root'):
         assert test_picie.cli(['--eval_path', str(tmp_path / 'none.pth'), '--save_root',
                                str(tmp_path / 'metrics')]) == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and 'test_metrics.json is in use by another run' in errors[0]
     assert not (tmp_path / 'metrics').exists()
 

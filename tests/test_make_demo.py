@@ -10,7 +10,8 @@ from PIL import Image
 
 from data.cocostuff import build_cocostuff
 from data.cocostuff_classes import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, STUFF_CLASSES
-from tools.make_demo import (CURATED_NAME, DEMO_CLASSES, IMAGE_SIZE, N_CLASSES, N_REGIONS, SPLITS, generate_demo,
+from helpers import curated_ids
+from tools.make_demo import (DEMO_CLASSES, IMAGE_SIZE, N_CLASSES, N_REGIONS, SPLITS, generate_demo,
                              image_rng, main, render_image)
 from modules.metrics import confusion_histogram, segmentation_metrics
 
@@ -21,11 +22,6 @@ N_TRAIN, N_VAL = 6, 4
 def demo_root(tmp_path_factory):
     """One small demo shared by the read-only tests."""
     return generate_demo(tmp_path_factory.mktemp("demo") / "demo", n_train=N_TRAIN, n_val=N_VAL, seed=0)
-
-
-def _ids(root, split):
-    """Ids listed in a split's curated file."""
-    return (root / "curated" / split / CURATED_NAME).read_text().split()
 
 
 def _label(root, split, image_id):
@@ -48,7 +44,7 @@ def test_layout_complete_and_ids_match(demo_root):
     assert (demo_root / "README.txt").is_file()
     all_ids = []
     for split, n in zip(SPLITS, (N_TRAIN, N_VAL)):
-        ids = _ids(demo_root, split)
+        ids = curated_ids(demo_root, split)
         assert len(ids) == n and ids == sorted(ids)
         assert all(len(i) == 12 and i.isdigit() for i in ids)
         images = sorted(p.stem for p in (demo_root / "images" / split).glob("*.jpg"))
@@ -62,7 +58,7 @@ def test_labels_and_sizes(demo_root):
     """Labels are mode-L PNGs of demo fine ids only, the image's size, with 3-5 regions per image."""
     allowed = {c.fine for c in DEMO_CLASSES}
     for split in SPLITS:
-        for image_id in _ids(demo_root, split):
+        for image_id in curated_ids(demo_root, split):
             image = Image.open(demo_root / "images" / split / f"{image_id}.jpg")
             label = Image.open(demo_root / "annotations" / split / f"{image_id}.png")
             assert image.format == "JPEG" and image.mode == "RGB"
@@ -140,7 +136,7 @@ def test_existing_other_content_raises(tmp_path):
     # overwrite replaces the demo files but leaves unrelated files alone
     generate_demo(foreign, n_train=1, n_val=1, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "mine"
-    assert _ids(foreign, "train2017") == ["000000000001"]
+    assert curated_ids(foreign, "train2017") == ["000000000001"]
 
 
 def test_interrupted_run_is_regenerated(tmp_path):
@@ -229,7 +225,7 @@ def test_cli(tmp_path, capsys):
     root = tmp_path / "cli"
     assert main(["--root", str(root), "--n_train", "1", "--n_val", "1", "--seed", "5"]) == 0
     assert "demo dataset ready" in capsys.readouterr().out
-    assert _ids(root, "val2017") == ["000000500000"]
+    assert curated_ids(root, "val2017") == ["000000500000"]
 
 
 def test_cli_flags_beside_preset_win(tmp_path, capsys):
@@ -238,4 +234,4 @@ def test_cli_flags_beside_preset_win(tmp_path, capsys):
     root = tmp_path / "given"
     assert main(["--preset", "tiny", "--root", str(root), "--n_val", "1"]) == 0
     assert f"ready at {root} (12 train + 1 val images, seed 0)" in capsys.readouterr().out
-    assert len(_ids(root, "train2017")) == 12 and len(_ids(root, "val2017")) == 1
+    assert len(curated_ids(root, "train2017")) == 12 and len(curated_ids(root, "val2017")) == 1

@@ -6,12 +6,8 @@ import os
 import pytest
 
 from data.build import DataSettings, build_source
-from data.cocostuff import CURATED_NAME
+from helpers import curated_ids
 from tools.make_holdout import draw_holdout, main
-
-
-def _ids(root, split):
-    return (root / 'curated' / split / CURATED_NAME).read_text().split()
 
 
 @pytest.fixture(scope='module')
@@ -22,8 +18,8 @@ def holdout(tiny_demo, tmp_path_factory):
 
 
 def test_holdout_splits_train2017_and_never_reads_val2017(holdout, tiny_demo):
-    source_train = _ids(tiny_demo, 'train2017')
-    train, val = _ids(holdout, 'train2017'), _ids(holdout, 'val2017')
+    source_train = curated_ids(tiny_demo, 'train2017')
+    train, val = curated_ids(holdout, 'train2017'), curated_ids(holdout, 'val2017')
     assert len(val) == 4 and len(train) == len(source_train) - 4
     assert not set(train) & set(val) and sorted(train + val) == sorted(source_train)
     assert train == [i for i in source_train if i not in val]  # the curated list's order
@@ -47,14 +43,14 @@ def test_a_record_written_before_the_ids_gets_them(tiny_demo, tmp_path):
 
 def test_the_toolkit_reads_the_holdout_root_as_it_is(holdout):
     source = build_source(DataSettings(dataset='cocostuff', data_root=str(holdout), stuff=True, thing=False))
-    val = _ids(holdout, 'val2017')
+    val = curated_ids(holdout, 'val2017')
     assert [p.stem for p in source.val_images] == val and [p.stem for p in source.val_labels] == val
     assert all(p.resolve().parent.name == 'train2017' for p in source.val_images + source.val_labels)
     assert not {p.stem for p in source.train_images} & set(val)
     # --fullcoco lists the image folder: the hold-out is not in it either.
     full = build_source(DataSettings(dataset='cocostuff', data_root=str(holdout), stuff=True, thing=False,
                                      fullcoco=True))
-    assert sorted(p.stem for p in full.train_images) == sorted(_ids(holdout, 'train2017'))
+    assert sorted(p.stem for p in full.train_images) == sorted(curated_ids(holdout, 'train2017'))
 
 
 def test_draw_is_reproducible_and_seed_dependent():

@@ -15,7 +15,8 @@ from PIL import Image
 import predict
 import test_picie
 
-from helpers import assert_one_error_line as _one_error_line, run_with_file_size_limit, write_checkpoint
+from helpers import (assert_one_error_line, original_state_key, run_records, run_with_file_size_limit,
+                     write_checkpoint)
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
 from config import data_settings, get_test_parser, parse_args
@@ -64,7 +65,7 @@ def test_checkpoint_stores_the_matching_of_its_evaluation(trained, tiny_demo, tm
     entry = ckpt['classifiers']['view1']
     assert len(entry['cluster_to_class']) == 15 and entry['matching'] == 'hungarian'
     assert len(entry['class_names']) == 15
-    last = [json.loads(line) for line in (trained.parent / 'metrics.jsonl').read_text().splitlines()][-1]
+    last = run_records(trained.parent)[-1]
     assert entry['cluster_to_class'] == last['view1']['cluster_to_class']
     out = tmp_path / 'm.json'
     assert test_picie.cli(['--eval_path', str(trained), '--data_root', str(tiny_demo), '--res', '64', *CPU,
@@ -201,10 +202,10 @@ def test_crf_without_the_package_is_one_line(trained, tiny_demo, tmp_path, capsy
     path = _random_image(tmp_path / 'photo.png', (40, 40))
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(path), '--output',
                             str(tmp_path / 'out'), '--crf')
-    _one_error_line(code, err, '--crf', 'pydensecrf2', 'pip install')
+    assert_one_error_line(code, err, '--crf', 'pydensecrf2', 'pip install')
     assert not (tmp_path / 'out').exists()
     code = test_picie.cli(['--eval_path', str(trained), '--data_root', str(tiny_demo), *CPU, '--crf'])
-    _one_error_line(code, capsys.readouterr().err, 'pydensecrf2')
+    assert_one_error_line(code, capsys.readouterr().err, 'pydensecrf2')
 
 
 def test_same_names_from_different_folders_and_a_list(trained, tmp_path, capsys):
@@ -233,7 +234,7 @@ def test_existing_output_is_not_overwritten(trained, tmp_path, capsys):
     before = {p: p.read_bytes() for p in out.iterdir()}
     _random_image(path, (40, 48), seed=7)  # a different image under the same name
     code, _, err = _predict(capsys, *argv)
-    _one_error_line(code, err, str(out), 'exists', '--overwrite')
+    assert_one_error_line(code, err, str(out), 'exists', '--overwrite')
     assert {p: p.read_bytes() for p in out.iterdir()} == before
     assert _predict(capsys, *argv, '--overwrite')[0] == 0
     assert (out / 'photo.png').read_bytes() != before[out / 'photo.png'] or \
@@ -244,24 +245,24 @@ def test_bad_inputs(trained, tmp_path, capsys):
     image = _random_image(tmp_path / 'photo.png', (40, 40))
     missing = tmp_path / 'nope.pth'
     code, _, err = _predict(capsys, '--eval_path', str(missing), '--input', str(image), '--output', str(tmp_path / 'o'))
-    _one_error_line(code, err, str(missing), 'not found')
+    assert_one_error_line(code, err, str(missing), 'not found')
     blocker = tmp_path / 'a_file'
     blocker.write_text('a file where the output folder should be')
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(image), '--output',
                             str(blocker / 'out'))
-    _one_error_line(code, err, str(blocker / 'out'), 'cannot be written')
+    assert_one_error_line(code, err, str(blocker / 'out'), 'cannot be written')
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(tmp_path / 'gone.jpg'), '--output',
                             str(tmp_path / 'o'))
-    _one_error_line(code, err, str(tmp_path / 'gone.jpg'), 'no such file')
+    assert_one_error_line(code, err, str(tmp_path / 'gone.jpg'), 'no such file')
     text = tmp_path / 'text.jpg'
     text.write_text('not an image')
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(text), '--output', str(tmp_path / 'o'))
-    _one_error_line(code, err, str(text), 'none of the 1 input')
+    assert_one_error_line(code, err, str(text), 'none of the 1 input')
     code, _, err = _predict(capsys, '--input', str(image), '--output', str(tmp_path / 'o'))
-    _one_error_line(code, err, '--eval_path')
+    assert_one_error_line(code, err, '--eval_path')
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(image), '--output', str(tmp_path / 'o'),
                             '--matching', 'majority')
-    _one_error_line(code, err, '--matching majority')
+    assert_one_error_line(code, err, '--matching majority')
 
 
 def test_checkpoints_without_a_matching_give_cluster_ids(tmp_path, capsys):
@@ -269,11 +270,7 @@ def test_checkpoints_without_a_matching_give_cluster_ids(tmp_path, capsys):
     at the original's evaluation resolution 320; more than 255 clusters need 16-bit PNGs."""
     torch.manual_seed(0)
     model = build_model('resnet18')
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith('decoder.lateral'):
-            key = f'decoder.layer{5 - int(key[len("decoder.lateral")])}' + key[len('decoder.lateralN'):]
-        state['module.' + key] = value
+    state = {original_state_key(key): value for key, value in model.state_dict().items()}
     weight = torch.nn.functional.normalize(torch.randn(8, model.feat_dim), dim=1)
     classifier = {'module.weight': weight[:, :, None, None], 'module.bias': torch.zeros(8)}
     original = tmp_path / 'original.pth.tar'
@@ -300,7 +297,7 @@ def test_an_output_that_is_a_file_is_named_as_one(trained, tmp_path, capsys):
     existing = tmp_path / 'maps.png'
     existing.write_bytes(b'a file the user meant to keep')
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(image), '--output', str(existing))
-    _one_error_line(code, err, f'--output {existing} is a file, not a folder')
+    assert_one_error_line(code, err, f'--output {existing} is a file, not a folder')
     assert existing.read_bytes() == b'a file the user meant to keep'
 
 
@@ -356,7 +353,7 @@ def test_a_prediction_that_cannot_fit_stops_before_any_map(trained, tmp_path, ca
     out = tmp_path / 'out'
     code, _, err = _predict(capsys, '--eval_path', str(trained), '--input', str(path), '--output', str(out),
                             '--res', '40000')
-    _one_error_line(code, err, 'prediction with --res 40000', 'the largest --res that fits is')
+    assert_one_error_line(code, err, 'prediction with --res 40000', 'the largest --res that fits is')
     assert not list(out.glob('*.png'))
 
 

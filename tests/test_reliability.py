@@ -8,7 +8,6 @@ import errno
 import hashlib
 import json
 import math
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import torch
 from PIL import Image
 
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS
+from helpers import (REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS, copy_demo, curated_ids, error_lines,
+                     run_records)
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
 from modules import objectives as objectives_module
@@ -42,14 +42,10 @@ def _argv(data_root, save_root, name, *flags):
     return ['--data_root', str(data_root), '--save_root', str(save_root), '--run_name', name, *flags]
 
 
-def _records(run):
-    return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
-
-
 def _outcome(run):
     """Everything a run computed, without wall-clock times: final metrics, metrics.jsonl, weights."""
     final = {k: v for k, v in json.loads((run / 'final_metrics.json').read_text()).items() if not k.endswith('_s')}
-    records = [{k: v for k, v in r.items() if k != 'phase_s'} for r in _records(run)]
+    records = [{k: v for k, v in r.items() if k != 'phase_s'} for r in run_records(run)]
     model = torch.load(run / 'checkpoint.pth', weights_only=True)['model']
     return final, records, model
 
@@ -73,20 +69,6 @@ def _run_until_signal(data_root, save_root, name, point, *flags):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, start_new_session=True)
 
 
-def _error_lines(err):
-    return [line for line in err.splitlines() if line.startswith('error:')]
-
-
-def _copy_demo(tiny_demo, tmp_path):
-    root = tmp_path / 'data'
-    shutil.copytree(tiny_demo, root)
-    return root
-
-
-def _ids(root, split):
-    return (root / 'curated' / split / 'Coco164kFull_Stuff_Coarse_7.txt').read_text().split()
-
-
 @pytest.fixture(scope='module')
 def reference(tiny_run):
     """The uninterrupted run every resumed run must reproduce exactly: the session's shared run."""
@@ -97,7 +79,7 @@ def reference(tiny_run):
 def test_two_fresh_deterministic_runs_are_identical(reference, tiny_demo, tmp_path, train):
     assert train(tiny_demo, tmp_path, 'again', *EXACT) == 0
     _assert_same_outcome(tmp_path / 'again', reference)
-    assert [r['epoch'] for r in _records(reference)] == [0, 0, 1, 2]
+    assert [r['epoch'] for r in run_records(reference)] == [0, 0, 1, 2]
     # benchmarks/fingerprint.py, the refactors' evidence, says so too (times and commit ignored).
     from benchmarks.fingerprint import fingerprint
     assert fingerprint(tmp_path / 'again') == fingerprint(reference)
@@ -179,11 +161,11 @@ def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, 
         return real_save(obj, handle, *args, **kwargs)
     monkeypatch.setattr(checkpoint_module.torch, 'save', save)
     assert train(tiny_demo, tmp_path, 'run', *EXACT) == 2
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and 'checkpoint.pth' in lines[0] and reason in lines[0] and '--restart' in lines[0]
     run = tmp_path / 'run'
     assert torch.load(run / 'checkpoint.pth', weights_only=True)['epoch'] == 1
-    assert [r['epoch'] for r in _records(run) if r['stage'] == 'train'] == [1]
+    assert [r['epoch'] for r in run_records(run) if r['stage'] == 'train'] == [1]
     assert not list(run.glob('.*.tmp'))
     monkeypatch.setattr(checkpoint_module.torch, 'save', real_save)
     assert train(tiny_demo, tmp_path, 'run', *EXACT, '--restart') == 0
@@ -243,7 +225,7 @@ def _nan_loss_at(call_number):
 def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys, train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))  # epoch 2, step 1 (3 steps per epoch)
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2') == 3
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1, lines
     for fragment in ('non-finite loss (nan) in epoch 2, training step 1 of 3', 'checkpoint after epoch 1',
                      '--lr', 'bf16', '--skip_nonfinite'):
@@ -265,7 +247,7 @@ def test_diverged_weights_stop_before_clustering_also_on_restart(tiny_run_copy, 
         assert train(tiny_demo, tiny_run_copy.parent, tiny_run_copy.name, *TINY_RUN_FLAGS, '--num_epoch', '3',
                      '--restart') == 3
         err = capsys.readouterr().err
-        lines = _error_lines(err)
+        lines = error_lines(err)
         assert len(lines) == 1 and 'non-finite features' in lines[0] and '--lr' in lines[0], err[-2000:]
         assert 'Traceback' not in err
     assert torch.load(path, weights_only=True)['epoch'] == 2
@@ -274,7 +256,7 @@ def test_diverged_weights_stop_before_clustering_also_on_restart(tiny_run_copy, 
 def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch, train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--skip_nonfinite') == 0
-    records = _records(tmp_path / 'run')
+    records = run_records(tmp_path / 'run')
     assert [(r['n_steps'], r['n_nonfinite_steps']) for r in records] == [(3, 0), (2, 1)]
     assert all(math.isfinite(r['loss']) for r in records)
     assert json.loads((tmp_path / 'run' / 'final_metrics.json').read_text())['n_nonfinite_steps'] == 1
@@ -284,7 +266,7 @@ def test_skip_nonfinite_skips_and_counts(tiny_demo, tmp_path, monkeypatch, train
 def _break_train_images(root):
     """A truncated JPEG, a zero-byte file and a corrupt PNG (under the .jpg name the list expects)."""
     folder = root / 'images' / 'train2017'
-    ids = _ids(root, 'train2017')
+    ids = curated_ids(root, 'train2017')
     truncated, empty, bad_png = (folder / f'{i}.jpg' for i in ids[:3])
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
     empty.write_bytes(b'')
@@ -297,13 +279,13 @@ def _break_train_images(root):
 
 
 def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp_path, capsys, train):
-    root = _copy_demo(tiny_demo, tmp_path)
+    root = copy_demo(tiny_demo, tmp_path)
     bad = _break_train_images(root)
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--max_bad_fraction', '0.3') == 0
     err = capsys.readouterr().err  # warnings go to stderr, each on its own line
     for path in bad:
         assert f'warning: skipping unreadable training image {path}' in err
-    record = _records(tmp_path / 'run')[-1]
+    record = run_records(tmp_path / 'run')[-1]
     assert record['n_bad_images'] == 3 and record['bad_images'] == bad
     assert record['n_steps'] == 3  # 9 readable images in batches of 4: 4 + 4 + 1 (per the sampler's order)
     final = json.loads((tmp_path / 'run' / 'final_metrics.json').read_text())
@@ -311,10 +293,10 @@ def test_unreadable_training_images_are_skipped_named_and_counted(tiny_demo, tmp
 
 
 def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, capsys, train):
-    root = _copy_demo(tiny_demo, tmp_path)
+    root = copy_demo(tiny_demo, tmp_path)
     bad = _break_train_images(root)
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and 'of 12 training images' in lines[0] and '--max_bad_fraction' in lines[0]
     assert any(path in lines[0] for path in bad)
     # Found by the image check before the run starts: nothing is written.
@@ -344,26 +326,26 @@ def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_dem
     flags = [*BASE, '--num_epoch', '1', '--max_bad_fraction', '0.2', '--calibrate_bn', '0', '--feature_cache_gb', cache_gb]
     assert train(tiny_demo, tmp_path, 'run', *flags) == 0
     assert sum(trained) == 11
-    assert _records(tmp_path / 'run')[-1]['n_bad_images'] == 1
+    assert run_records(tmp_path / 'run')[-1]['n_bad_images'] == 1
 
 
 def test_zero_byte_evaluation_image_is_an_error_before_training(tiny_demo, tmp_path, capsys, train):
-    root = _copy_demo(tiny_demo, tmp_path)
-    path = root / 'images' / 'val2017' / f"{_ids(root, 'val2017')[0]}.jpg"
+    root = copy_demo(tiny_demo, tmp_path)
+    path = root / 'images' / 'val2017' / f"{curated_ids(root, 'val2017')[0]}.jpg"
     path.write_bytes(b'')
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f'unreadable evaluation image {path}' in lines[0]
     assert not (tmp_path / 'run' / 'checkpoint.pth').exists()
 
 
 def test_truncated_evaluation_image_in_a_worker_is_one_clear_line(tiny_demo, tmp_path, capsys, train, worker_core):
-    root = _copy_demo(tiny_demo, tmp_path)
-    path = root / 'images' / 'val2017' / f"{_ids(root, 'val2017')[2]}.jpg"
+    root = copy_demo(tiny_demo, tmp_path)
+    path = root / 'images' / 'val2017' / f"{curated_ids(root, 'val2017')[2]}.jpg"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1', '--num_workers', '2') == 2
     err = capsys.readouterr().err
-    lines = _error_lines(err)
+    lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith(f'error: unreadable evaluation image {path}'), err
     assert 'Caught' not in err and 'Traceback' not in err
     assert torch.load(tmp_path / 'run' / 'checkpoint.pth', weights_only=True)['epoch'] == 0  # kept
@@ -380,7 +362,7 @@ def test_worker_error_message_is_unwrapped():
 
 # -- 6. malformed label maps ---------------------------------------------------------------------------
 def _label_path(root, n=0):
-    return root / 'annotations' / 'val2017' / f"{_ids(root, 'val2017')[n]}.png"
+    return root / 'annotations' / 'val2017' / f"{curated_ids(root, 'val2017')[n]}.png"
 
 
 def _resize_label(path):
@@ -397,17 +379,17 @@ def _undefined_values(path):
 @pytest.mark.parametrize('damage,fragment', [(_resize_label, '--bad_labels fix'),
                                              (_undefined_values, 'outside 0..181 and 255 (200)')])
 def test_malformed_label_map_is_an_error_naming_it_before_training(tiny_demo, tmp_path, capsys, damage, fragment, train):
-    root = _copy_demo(tiny_demo, tmp_path)
+    root = copy_demo(tiny_demo, tmp_path)
     path = _label_path(root, 1)
     damage(path)
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f'label map {path}' in lines[0] and fragment in lines[0], lines
     assert not (tmp_path / 'run' / 'checkpoint.pth').exists()  # stopped before any training
 
 
 def test_bad_labels_fix_resizes_and_ignores_and_counts(tiny_demo, tmp_path, train):
-    root = _copy_demo(tiny_demo, tmp_path)
+    root = copy_demo(tiny_demo, tmp_path)
     resized, undefined = _label_path(root, 1), _label_path(root, 2)
     _resize_label(resized)
     _undefined_values(undefined)
@@ -482,14 +464,14 @@ def test_odd_modes_and_sizes_load_at_the_crop_size(tmp_path, kind, width, height
 
 
 def test_training_on_odd_images_end_to_end(tiny_demo, tmp_path, train):
-    root = _copy_demo(tiny_demo, tmp_path)
-    for image_id, (kind, width, height) in zip(_ids(root, 'train2017'), ODD):
+    root = copy_demo(tiny_demo, tmp_path)
+    for image_id, (kind, width, height) in zip(curated_ids(root, 'train2017'), ODD):
         _odd_image(root / 'images' / 'train2017' / f'{image_id}.jpg', kind, width, height)
-    val_id = _ids(root, 'val2017')[0]
+    val_id = curated_ids(root, 'val2017')[0]
     _odd_image(root / 'images' / 'val2017' / f'{val_id}.jpg', 'RGBA', 5, 3)
     Image.fromarray(np.full((3, 5), 150, dtype=np.uint8), 'L').save(root / 'annotations' / 'val2017' / f'{val_id}.png')
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
-    assert _records(tmp_path / 'run')[-1]['n_bad_images'] == 0
+    assert run_records(tmp_path / 'run')[-1]['n_bad_images'] == 0
 
 
 # -- 8. save location --------------------------------------------------------------------------------------
@@ -497,7 +479,7 @@ def test_full_save_location_is_detected_before_training(tiny_demo, tmp_path, mon
     usage = namedtuple('usage', 'total used free')
     monkeypatch.setattr(run_module.shutil, 'disk_usage', lambda path: usage(10 * 2 ** 30, 10 * 2 ** 30, 50 * 2 ** 20))
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
-    lines = _error_lines(capsys.readouterr().err)
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(tmp_path / 'run') in lines[0] and '50 MB free' in lines[0] and '--save_root' in lines[0]
     assert not (tmp_path / 'run').exists()  # nothing written
 
@@ -510,7 +492,7 @@ def test_restart_keeps_the_existing_run_untouched_until_it_resumes(tiny_demo, tm
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2', '--restart') == 0
     after = (tmp_path / 'run' / 'metrics.jsonl').read_text()
     assert hashlib.sha256(after[: len(before)].encode()).hexdigest() == digest
-    assert [r['epoch'] for r in _records(tmp_path / 'run')] == [1, 2]
+    assert [r['epoch'] for r in run_records(tmp_path / 'run')] == [1, 2]
 
 
 # -- 9. k-means with empty clusters ------------------------------------------------------------------------
@@ -532,7 +514,7 @@ def test_more_clusters_than_distinct_features(tmp_path, backend, capsys, train):
     assert train(root, tmp_path, 'run', *flags) == 0
     out = capsys.readouterr().out
     assert 're-seeded' in out or 'clusters are empty' in out
-    records = _records(tmp_path / 'run')
+    records = run_records(tmp_path / 'run')
     assert all(math.isfinite(r['loss']) and math.isfinite(r['view1']['acc']) for r in records)
     ckpt = torch.load(tmp_path / 'run' / 'checkpoint.pth', weights_only=True)
     assert torch.isfinite(ckpt['classifiers']['view1']['weight']).all()

@@ -1,6 +1,5 @@
 """Run folders you can trust: --restart continues the recorded run, a failed start leaves nothing
 behind, inputs with nothing to learn stop with one line, strict JSON, and a CLI that guides."""
-import hashlib
 import json
 import logging
 import math
@@ -10,18 +9,8 @@ import pytest
 from PIL import Image
 
 import train_picie
-from helpers import TINY_FLAGS
+from helpers import TINY_FLAGS, error_lines, file_hashes, run_records
 from utils.run import RunLog, write_json
-
-
-def _snapshot(folder):
-    """Every file of a folder with its bytes' hash: equal snapshots mean byte for byte unchanged."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob('*')) if p.is_file()}
-
-
-def _errors(capsys):
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
 
 
 @pytest.fixture(scope='module')
@@ -34,11 +23,11 @@ def finished(tiny_demo, tmp_path_factory, train):
 
 
 def test_restart_of_a_finished_run_changes_nothing(finished, tiny_demo):
-    before = _snapshot(finished)
+    before = file_hashes(finished)
     # Only the run's identity: every setting comes from its record, nothing is left to do.
     assert train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(finished.parent), '--run_name',
                             'tiny', '--restart']) == 0
-    assert _snapshot(finished) == before
+    assert file_hashes(finished) == before
 
 
 def test_restart_continues_the_recorded_run(finished, tiny_demo, tmp_path, caplog):
@@ -48,7 +37,7 @@ def test_restart_continues_the_recorded_run(finished, tiny_demo, tmp_path, caplo
         assert train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'tiny',
                                 '--restart', '--num_epoch', '2', '--num_workers', '0']) == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing differs from the record
-    records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    records = run_records(run)
     assert [r['epoch'] for r in records] == [1, 2]
     assert len(records[-1]['view1']['cluster_to_class']) == 5  # K 5 from the record, not the default 27
     config = json.loads((run / 'config.json').read_text())
@@ -59,29 +48,29 @@ def test_restart_continues_the_recorded_run(finished, tiny_demo, tmp_path, caplo
 def test_restart_with_a_setting_that_changes_results_stops_or_is_accepted(finished, tiny_demo, tmp_path, capsys):
     run = tmp_path / 'tiny'
     shutil.copytree(finished, run)
-    before = _snapshot(run)
+    before = file_hashes(run)
     argv = ['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'tiny', '--restart',
             '--num_epoch', '2', '--lr', '1e-3', '--K_train', '6']
     assert train_picie.cli(argv) == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and '--lr 0.001 (the run: 0.0003)' in errors[0] and '--K_train 6' in errors[0]
-    assert '--accept_changes' in errors[0] and _snapshot(run) == before
+    assert '--accept_changes' in errors[0] and file_hashes(run) == before
     assert train_picie.cli([*argv, '--accept_changes']) == 0
     warnings = capsys.readouterr().err
     assert 'warning: --accept_changes: --lr is 0.001' in warnings
 
 
 def test_restart_with_a_bad_data_root_leaves_the_folder_byte_for_byte(finished, tmp_path, capsys):
-    before = _snapshot(finished)
+    before = file_hashes(finished)
     assert train_picie.cli(['--data_root', str(tmp_path / 'nowhere'), '--save_root', str(finished.parent),
                             '--run_name', 'tiny', '--restart', '--num_epoch', '3']) == 2
-    assert len(_errors(capsys)) == 1
-    assert _snapshot(finished) == before
+    assert len(error_lines(capsys.readouterr().err)) == 1
+    assert file_hashes(finished) == before
 
 
 def test_fresh_start_with_a_missing_data_root_creates_no_folder(tmp_path, capsys, train):
     assert train(tmp_path / 'nowhere', tmp_path / 'results', 'r') == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and 'nowhere' in errors[0]
     assert not (tmp_path / 'results').exists()
 
@@ -92,7 +81,7 @@ def test_folder_of_unreadable_files_stops_before_any_file(tmp_path, capsys, trai
     for i in range(6):
         (images / f'{i}.jpg').write_text('not an image')
     assert train(images, tmp_path / 'results', None, '--dataset', 'folder') == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and 'none of the 6 training images can be read' in errors[0]
     assert not (tmp_path / 'results').exists()
 
@@ -100,7 +89,7 @@ def test_folder_of_unreadable_files_stops_before_any_file(tmp_path, capsys, trai
 def test_more_clusters_than_feature_vectors_stops_before_any_file(tiny_demo, tmp_path, capsys, train):
     # 12 images at res 64: 12 x 16 x 16 = 3072 feature vectors for the final k-means.
     assert train(tiny_demo, tmp_path / 'results', None, '--K_test', '5000') == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and '--K_test 5000' in errors[0] and '3072' in errors[0]
     assert not (tmp_path / 'results').exists()
 
@@ -111,7 +100,7 @@ def test_labels_without_an_evaluated_class_stop_before_any_file(tiny_demo, tmp_p
     for label in (root / 'annotations' / 'val2017').glob('*.png'):
         Image.new('L', Image.open(label).size, 255).save(label)  # every pixel unlabelled
     assert train(root, tmp_path / 'results', None) == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and 'nothing to score' in errors[0]
     assert not (tmp_path / 'results').exists()
 
@@ -148,7 +137,7 @@ def test_picie_without_transforms_warns_on_its_own_line_and_in_train_log(tiny_de
 ])
 def test_flag_values_are_checked_up_front_naming_the_flag(argv, fragment, tiny_demo, tmp_path, capsys, train):
     assert train(tiny_demo, tmp_path / 'results', None, *argv) == 2
-    errors = _errors(capsys)
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and fragment in errors[0], errors
     assert not (tmp_path / 'results').exists()
 

@@ -1,19 +1,17 @@
 """test_picie.py: the data and the classes a checkpoint is scored on (the run's recorded data root and
 class selection unless given on the command line; a preset's do not count), and how that is said."""
-import json
 import shutil
 
 import torch
 
 import test_picie
-from helpers import assert_one_error_line
+from helpers import assert_one_error_line, evaluate_checkpoint
 
 CPU = ['--device', 'cpu', '--precision', 'fp32', '--num_workers', '0']
 
 
 def _score(checkpoint, out, *extra):
-    assert test_picie.cli(['--eval_path', str(checkpoint), *CPU, '--out', str(out), *extra]) == 0
-    return json.loads(out.read_text())
+    return evaluate_checkpoint(checkpoint, out, *CPU, *extra)
 
 
 def test_the_recorded_data_root_is_used_and_said(tiny_run, tiny_demo, tmp_path, capsys):

@@ -20,6 +20,9 @@ from modules.vit import (ARCH_TABLE, VIT_ARCHS, PretrainError, ViTConfig, ViTFea
 # Tokens before the patch tokens: CLS, plus DINOv3's 4 storage (register) tokens.
 PREFIX_TOKENS = {"dino": 1, "dinov2": 1, "dinov3": 5}
 
+# Tiny inputs: one thread is 3-10x faster than two on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 # Two transformer blocks instead of 12: what these tests check (key names, layouts, the token grid,
 # errors) is the same in every block, and a ViT-S weights file shrinks from ~87 MB to ~16 MB (the
@@ -31,15 +34,6 @@ DEPTH = 2
 def shallow_backbones():
     with shallow_vits(DEPTH):
         yield
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny inputs: one thread is 3-10x faster than two on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
