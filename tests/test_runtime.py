@@ -13,7 +13,8 @@ from utils import runtime
 from utils.runtime import MALLOC_ENV, keep_freed_memory, script_main
 
 SCRIPTS = ('train_picie.py', 'test_picie.py', 'predict.py', 'config/__main__.py', 'tools/invariance.py',
-           'tools/visualize.py', 'tools/make_figures.py', 'tools/compare_runs.py', 'tools/seed_summary.py',
+           'tools/visualize.py', 'tools/make_figures.py', 'tools/make_holdout.py', 'tools/compare_runs.py',
+           'tools/seed_summary.py',
            'benchmarks/fingerprint.py', 'benchmarks/bench_epoch.py', 'benchmarks/bench_efficiency.py',
            'benchmarks/bench_compile.py', 'benchmarks/bench_conv_kernels.py')
 

@@ -1,4 +1,4 @@
-"""Fuzzing the dataset loaders with malformed images and label maps (hypothesis).
+"""data/datasets.py: its image and label loaders fuzzed with malformed files (hypothesis).
 
 Every case must be either loaded correctly (right shape, dtype and value range) or rejected
 the documented way: a training image is skipped (None) with a warning naming the file; an

@@ -1,7 +1,7 @@
-"""test_picie.py's --flip and --crf (reported beside the plain protocol, in one pass), the
-many-to-one (majority) matching reported beside one-to-one Hungarian for over-clustering, --K_test
-checked against the feature vectors of --recluster (and said to be unused without it), and
---save_root through test_picie.py and train_picie.py --eval_only."""
+"""modules/evaluation.py's options through test_picie.py: --flip and --crf (reported beside the plain
+protocol, in one pass), the many-to-one (majority) matching reported beside one-to-one Hungarian for
+over-clustering, --K_test checked against the feature vectors of --recluster (and said to be unused without
+it), and --save_root through test_picie.py and train_picie.py --eval_only."""
 import json
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""test_picie.py --linear_probe: a 1x1 classifier on frozen features, scored without matching."""
+"""modules/probe.py through test_picie.py --linear_probe: a 1x1 classifier on frozen features,
+scored without matching."""
 import argparse
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""Distributed training with torchrun on the CPU (gloo): 2 processes."""
+"""utils/dist.py: distributed training with torchrun on the CPU (gloo), 2 processes."""
 import json
 import os
 import shutil

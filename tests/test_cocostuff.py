@@ -1,4 +1,5 @@
-"""The COCO-Stuff reader on real COCO images and labels (conftest's coco_mini, built from tests/fixtures)."""
+"""data/cocostuff.py, the COCO-Stuff reader, on real COCO images and labels (conftest's coco_mini,
+built from tests/fixtures)."""
 import pickle
 
 import numpy as np

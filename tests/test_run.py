@@ -1,4 +1,4 @@
-"""Run folders you can trust: --restart continues the recorded run, a failed start leaves nothing
+"""utils/run.py, run folders you can trust: --restart continues the recorded run, a failed start leaves nothing
 behind, inputs with nothing to learn stop with one line, strict JSON, and a CLI that guides."""
 import json
 import logging
