@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import train_picie
-from helpers import FIXTURES, TINY_FLAGS
+from helpers import FIXTURES, TINY_FLAGS, error_lines
 from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_path
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
@@ -92,7 +92,7 @@ def test_no_frames_is_one_line_error(cityscapes_mini, tmp_path, capsys):
     """Default training splits (train_extra, test) are absent from the sample: the run stops."""
     code = train_picie.cli(['--cityscapes', '--data_root', str(cityscapes_mini), '--save_root', str(tmp_path),
                             *TINY_FLAGS])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1
     assert '--cityscapes_train_splits train_extra test' in lines[0] and 'found: train, val' in lines[0]
     with pytest.raises(DataError, match='leftImg8bit'):

@@ -10,7 +10,7 @@ import torch
 
 import test_picie
 import train_picie
-from helpers import evaluate_checkpoint, write_checkpoint
+from helpers import error_lines, evaluate_checkpoint, write_checkpoint
 from data.build import build_source, val_dataset
 from config import data_settings, get_test_parser, parse_args
 from modules.crf import crf_refine
@@ -118,7 +118,7 @@ def test_recluster_with_more_clusters_than_feature_vectors_stops_before_any_work
     monkeypatch.setattr(test_picie, 'fresh_cluster_evaluation', no_work)
     code = test_picie.cli(['--eval_path', str(k15), '--data_root', str(tiny_demo), *CPU, '--recluster', '--K_test',
                            '100000', '--save_root', str(tmp_path / 'evals')])
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    errors = error_lines(capsys.readouterr().err)
     # The 12 train images at --res 64 and stride 4: 12 x 16 x 16 = 3072 feature vectors.
     assert code == 2 and len(errors) == 1, errors
     assert '--K_test 100000' in errors[0] and 'give 3072' in errors[0] and '--K_test 3072 or fewer' in errors[0]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS, run_records, train_commands
+from helpers import REPO_ROOT, TINY_FLAGS, error_lines, run_records, train_commands
 from helpers import run_script as _script
 import config
 
@@ -196,7 +196,7 @@ def test_tensorboard_missing_is_one_clear_line(tiny_demo, tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # import fails as if not installed
     code = train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'tb',
                             '--stuff', '--num_epoch', '1', *TINY_FLAGS, '--tensorboard'])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1
     assert '--tensorboard' in err[0] and 'pip install tensorboard' in err[0]
     assert not (tmp_path / 'tb').exists()  # stopped before the run folder was made

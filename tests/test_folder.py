@@ -12,7 +12,7 @@ from PIL import Image
 
 import test_picie
 import train_picie
-from helpers import TINY_FLAGS, write_checkpoint
+from helpers import TINY_FLAGS, error_lines, write_checkpoint
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.folder import find_images, folder_source
 from modules.networks import build_model
@@ -100,14 +100,14 @@ def test_bad_folder_flags(image_tree, tmp_path, capsys, extra, fragment):
     extra = [str(image_tree / 'labels') if e == 'LABELS' else str(tmp_path / 'none') if e == 'MISSING' else e
              for e in extra]
     code = train_picie.cli(['--data_root', str(image_tree), '--save_root', str(tmp_path), *FLAGS, *extra])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
 
 
 def test_empty_folder_is_one_line_error(tmp_path, capsys):
     (tmp_path / 'empty' / 'sub').mkdir(parents=True)
     code = train_picie.cli(['--data_root', str(tmp_path / 'empty'), '--save_root', str(tmp_path), *FLAGS])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and str(tmp_path / 'empty') in lines[0] and '--data_root' in lines[0]
 
 
@@ -116,5 +116,5 @@ def test_test_picie_without_labels_says_so(image_tree, tmp_path, capsys):
     write_checkpoint(tmp_path / 'c.pth', model, {'view1': torch.randn(8, model.feat_dim)})
     code = test_picie.cli(['--dataset', 'folder', '--data_root', str(image_tree), '--eval_path',
                            str(tmp_path / 'c.pth'), '--device', 'cpu'])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and 'no labelled evaluation images' in lines[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data.cityscapes import cityscapes_source
-from helpers import image_bytes, write_zip
+from helpers import error_lines, image_bytes, write_zip
 from tools import get_cityscapes
 from tools.get_cityscapes import check_splits
 from utils.fetch import FetchError
@@ -61,7 +61,7 @@ def test_missing_archive_says_where_to_get_it(archives, tmp_path, capsys):
     partial = Path(shutil.copytree(archives, tmp_path / 'downloads'))
     (partial / 'leftImg8bit_trainextra.zip').unlink()
     assert get_cityscapes.main(['--from', str(partial), '--root', str(tmp_path / 'cs'), *EXPECT]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and 'leftImg8bit_trainextra.zip not found in' in lines[0]
     assert 'cityscapes-dataset.com' in lines[0]
 
@@ -70,7 +70,7 @@ def test_published_counts_are_checked(archives, tmp_path, capsys):
     """Without --expect_counts the published split sizes apply: 2 train frames are not 2,975."""
     root = tmp_path / 'cs'
     assert get_cityscapes.main(['--from', str(archives), '--root', str(root)]) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and str(root / 'leftImg8bit' / 'train') in lines[0] and '2975' in lines[0]
 
 

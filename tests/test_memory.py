@@ -4,6 +4,7 @@ value that fits, and writes nothing."""
 import pytest
 
 import test_picie
+from helpers import error_lines
 from config import parse_args, get_args_parser, settings_from_args, training_memory
 from modules.networks import build_model, network_cost
 from utils.memory import Available, MemoryLimitError, largest_fitting, training_parts
@@ -52,7 +53,7 @@ def test_parts_grow_with_the_dataset_the_batch_and_the_resolution(tiny_cost):
 def test_training_that_cannot_fit_stops_before_any_file(tiny_demo, tmp_path, capsys, train):
     """--res1 8000 --res2 16000 needs hundreds of GB: exit 2 at once, one line naming --res1, no run folder."""
     assert train(tiny_demo, tmp_path, 'big', '--res1', '8000', '--res2', '16000') == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and '--res1 8000' in errors[0] and 'the largest --res1 that fits is' in errors[0]
     assert not (tmp_path / 'big').exists()
 
@@ -61,7 +62,7 @@ def test_evaluation_that_cannot_fit_stops_before_any_pass(tiny_run, tiny_demo, t
     out = tmp_path / 'm.json'
     code = test_picie.cli(['--eval_path', str(tiny_run / 'checkpoint.pth'), '--data_root', str(tiny_demo),
                            '--res', '8000', '--device', 'cpu', '--num_workers', '0', '--out', str(out)])
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    errors = error_lines(capsys.readouterr().err)
     assert code == 2 and len(errors) == 1 and 'the largest --res that fits is' in errors[0], errors
     assert not out.exists()
 

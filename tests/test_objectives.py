@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import train_mdc
 import train_picie
+from helpers import error_lines
 from data.transforms import AugmentConfig, ViewMaker
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from modules.objectives import MDCObjective, ObjectiveSettings, PiCIEObjective, build_objective, picie_heads
@@ -99,7 +100,7 @@ def test_bad_method_flags(capsys, tmp_path):
                             (['--method', 'mdc', '--overcluster'], '--overcluster'),
                             (['--overcluster', '--K_aux', '1'], '--K_aux 1')):
         code = train_picie.cli(['--data_root', str(tmp_path), '--save_root', str(tmp_path), *extra])
-        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+        lines = error_lines(capsys.readouterr().err)
         assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
 
 

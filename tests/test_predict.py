@@ -15,7 +15,7 @@ from PIL import Image
 import predict
 import test_picie
 
-from helpers import (assert_one_error_line, original_state_key, run_records, run_with_file_size_limit,
+from helpers import (assert_one_error_line, error_lines, original_state_key, run_records, run_with_file_size_limit,
                      write_checkpoint)
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
@@ -321,7 +321,7 @@ def test_a_full_disk_leaves_no_truncated_file_and_names_the_file(trained, tmp_pa
     out = tmp_path / 'maps'
     done = run_with_file_size_limit('predict.py', 20_000, '--eval_path', trained, '--input', src, '--output', out,
                                     *CPU)
-    errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+    errors = error_lines(done.stderr)
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
     assert '_overlay.jpg' in errors[0] and 'free disk space' in errors[0], errors[0]
     assert not list(out.glob('.*.tmp'))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import test_picie
-from helpers import write_checkpoint
+from helpers import error_lines, write_checkpoint
 from modules.networks import build_model
 from modules.metrics import segmentation_metrics
 
@@ -58,7 +58,7 @@ def test_probe_needs_the_train_labels(tiny_demo, random_checkpoint, tmp_path, ca
     missing = sorted((root / 'annotations' / 'train2017').glob('*.png'))[3]
     missing.unlink()
     code = test_picie.cli(['--eval_path', str(random_checkpoint), '--data_root', str(root), *PROBE_FLAGS])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and str(missing) in lines[0] and '--linear_probe' in lines[0]
 
 

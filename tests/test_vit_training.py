@@ -14,7 +14,7 @@ from torch import nn
 
 import test_picie
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS, shallow_vits
+from helpers import REPO_ROOT, TINY_FLAGS, error_lines, shallow_vits
 from data.transforms import AugmentConfig, ViewMaker, make_views
 import config
 from modules.networks import model_from_checkpoint
@@ -187,7 +187,7 @@ def test_notebook_draws_a_vit_checkpoint(vit_run, tiny_demo, monkeypatch):
 def test_bad_vit_flags_are_one_line(flags, fragment, tiny_demo, tmp_path, capsys):
     code = train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'bad',
                             *TINY_FLAGS, *flags])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1, err
     assert fragment in err[0]
 
@@ -200,7 +200,7 @@ def test_vit_pretrain_offline_names_the_url(tiny_demo, tmp_path, monkeypatch, ca
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
     code = train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--run_name', 'offline',
                             *VIT_FLAGS, '--pretrain'])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1
     assert 'dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth' in err[0] and '--pretrain_path' in err[0]
 
