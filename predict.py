@@ -13,12 +13,11 @@ existing output stops the run before anything is written, unless --overwrite. Ho
 batches and sizes are chosen: modules/segment.py (inputs and output names: data/image_files.py).
 """
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from config import check_args, eval_settings, get_predict_parser, parse_args, predict_settings
+from config import eval_settings, get_predict_parser, parse_args, predict_output, predict_settings, predict_target
 from data.image_files import PredictError, check_output_folder
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
@@ -32,27 +31,23 @@ from utils.runtime import make_runtime, script_main
 
 
 def main(args) -> PredictReport:
+    """Segment --input with --eval_path; the parsed flags go to config/from_args.py only."""
     log = setup_logging()
-    for flag, what in (("eval_path", "the checkpoint to segment with (e.g. results/<run>/checkpoint.pth)"),
-                       ("input", "image files, folders or .txt lists of image paths"),
-                       ("output", "the folder the maps are written to")):
-        if not getattr(args, flag):
-            raise PredictError(f"--{flag} is required: {what}")
-    check_args(args, for_training=False)
-    check_output_folder(Path(args.output))
-    if args.crf:
+    target = predict_target(args)
+    check_output_folder(target.output)
+    if target.crf:
         require_crf()  # before the checkpoint is read: a missing package is found in a second
-    ckpt = load_checkpoint(args.eval_path)
+    ckpt = load_checkpoint(target.eval_path)
     settings = predict_settings(args, ckpt)
     # The evaluation's precision (--eval_precision, float32 by default), as test_picie.py scores.
-    runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic),
+    runtime = evaluation_runtime(make_runtime(target.device, target.precision, target.deterministic),
                                  eval_settings(args, res=settings.res))
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
-    log.info("segmenting with %s (%s, epoch %s) at --res %d%s%s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
+    log.info("segmenting with %s (%s, epoch %s) at --res %d%s%s", target.eval_path, ckpt["format"], ckpt.get("epoch"),
              settings.res, ", --flip" if settings.flip else "", ", --crf" if settings.crf else "")
-    out_dir = Path(args.output)
-    report = segment_images(model, ckpt, args.input, out_dir, settings, runtime, checkpoint_path=str(args.eval_path))
-    for line in describe(report, out_dir):
+    report = segment_images(model, ckpt, target.inputs, target.output, settings, runtime,
+                            checkpoint_path=str(target.eval_path))
+    for line in describe(report, target.output):
         log.info("%s", line)
     return report
 
@@ -62,7 +57,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
 
     def run() -> None:
         # One run at a time writes into an --output folder (utils/hold.py).
-        with Hold(Path(args.output) if args.output else None, "--output"):
+        with Hold(predict_output(args), "--output"):
             main(args)
 
     return run_cli(run)

@@ -21,9 +21,8 @@ from typing import Collection, List, Optional, Sequence
 
 import torch
 
-from config import (check_args, check_label_set, checkpoint_resolution, data_root_line, data_settings,
-                    eval_settings, evaluation_memory, evaluated_classes, get_test_parser, given_flags, parse_args,
-                    probe_settings, recorded_data)
+from config import (METRICS_NAME, TestSettings, data_root_line, evaluation_memory, get_test_parser, given_flags,
+                    parse_args, test_output, test_settings, test_target)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
 from modules.crf import require_crf
@@ -40,95 +39,85 @@ from utils.run import setup_logging, write_json
 from utils.runtime import make_runtime, script_main
 
 
-METRICS_NAME = "test_metrics.json"   # the metrics file under --save_root (as sh_files/test_picie.sh writes it)
-
-
 def main(args, given: Collection[str] = ()) -> dict:
-    """Evaluate args.eval_path; `given`: the flags the command line set itself (given_flags)."""
+    """Evaluate --eval_path; `given`: the flags the command line set itself (given_flags). The
+    parsed flags go to config/from_args.py only, which returns the typed settings."""
     log = setup_logging()
-    if not args.eval_path:
-        raise UserError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
-    check_args(args, for_training=False)
-    out = output_path(args)
-    if out is not None:
-        check_output_file(out, "--out" if args.out else "--save_root")
-    if args.crf:
+    target = test_target(args)
+    if target.out is not None:
+        check_output_file(target.out, target.out_flag)
+    if target.crf:
         require_crf()  # before the checkpoint and data are read: a missing package is found in a second
-    ckpt = load_checkpoint(args.eval_path)
-    check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
-    if "K_test" in given and not args.recluster:
-        log.warning("--K_test %d is unused: %s", args.K_test, unused_k_test(args, ckpt))
+    ckpt = load_checkpoint(target.eval_path)
     # The data the checkpoint's run recorded, unless --data_root says otherwise (named in the output and the JSON).
-    args, data_record = recorded_data(args, ckpt, given, args.eval_path)
-    log.info("%s", data_root_line(data_record))
-    stuff, thing = evaluated_classes(args, ckpt, given)
-    settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
-    runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
+    s = test_settings(args, target, ckpt, given)
+    if s.k_test_unused:
+        log.warning("--K_test %d is unused: %s", s.eval.n_clusters, unused_k_test(s, ckpt))
+    log.info("%s", data_root_line(s.data_record))
+    return evaluate(s, ckpt, log)
+
+
+def evaluate(s: TestSettings, ckpt: dict, log) -> dict:
+    """Score the checkpoint `ckpt` as `s` says; the metrics are logged and written to s.target.out."""
+    settings, target = s.eval, s.target
+    runtime = evaluation_runtime(make_runtime(target.device, target.precision, target.deterministic), settings)
     model = model_from_checkpoint(ckpt, runtime.device).to(memory_format=torch.channels_last)
     # Only --recluster (fresh k-means on train images) and --linear_probe (train labels) read the train split.
-    needs_train = args.recluster or args.linear_probe
     try:
-        source = build_source(data_settings(args, stuff, thing, need_train=needs_train))
+        source = build_source(s.data)
     except DataError as exc:
-        if not needs_train:
+        if not s.reads_train_split:
             raise
-        flag = "--recluster (fresh k-means on the train images)" if args.recluster else "--linear_probe (train labels)"
+        flag = ("--recluster (fresh k-means on the train images)" if s.protocol == "fresh k-means"
+                else "--linear_probe (train labels)")
         raise DataError(f"{flag} reads the train split: {exc}") from None
     if not source.has_labels:
-        raise DataError(f"no labelled evaluation images under {args.data_root}; test_picie.py needs val labels")
-    if args.recluster and not source.cluster_images:
-        raise DataError(f"--recluster clusters the train images afresh, and {args.data_root} holds none; add the "
+        raise DataError(f"no labelled evaluation images under {s.data.data_root}; test_picie.py needs val labels")
+    if s.protocol == "fresh k-means" and not source.cluster_images:
+        raise DataError(f"--recluster clusters the train images afresh, and {s.data.data_root} holds none; add the "
                         "train split or score the stored classifier (drop --recluster)")
-    if args.recluster:
+    if s.protocol == "fresh k-means":
         check_fresh_kmeans(source, settings, model.stride)  # before any pass over the images
     # The memory of this evaluation, before any pass (a --K_test too large for the data is said first, above).
-    evaluation_memory(settings, network_cost(model), runtime.device, args.skip_memory_check)
+    evaluation_memory(settings, network_cost(model), runtime.device, target.skip_memory_check)
     loader = val_loader(source, settings, runtime)
     label_report = scan_label_maps(source.val_images, source.val_labels, source.label_valid, settings.bad_labels,
                                    settings.num_workers)
-    protocol = "linear_probe" if args.linear_probe else "fresh k-means" if args.recluster else "stored classifier"
-    evaluation = dict(evaluation_record(settings, source, "identity" if args.linear_probe else "hungarian"),
-                      protocol=protocol, **data_record)
-    log.info("evaluating %s (%s, epoch %s): %s", args.eval_path, ckpt["format"], ckpt.get("epoch"),
+    evaluation = dict(evaluation_record(settings, source, "identity" if s.protocol == "linear_probe" else "hungarian"),
+                      protocol=s.protocol, **s.data_record)
+    log.info("evaluating %s (%s, epoch %s): %s", target.eval_path, ckpt["format"], ckpt.get("epoch"),
              ", ".join(f"{k} {v}" for k, v in evaluation.items()))
-    if args.linear_probe:
-        result = linear_probe(model, source, settings, probe_settings(args), runtime)
-    elif args.recluster:
+    if s.protocol == "linear_probe":
+        result = linear_probe(model, source, settings, s.probe, runtime)
+    elif s.protocol == "fresh k-means":
         result = dict(fresh_cluster_evaluation(model, source, settings, runtime, loader))
     else:
         if not ckpt.get("classifiers"):
-            raise CheckpointError(f"{args.eval_path} stores no classifier; use --recluster to cluster afresh")
-        warn_fewer_clusters(ckpt, source.n_classes, args.eval_path, log)
+            raise CheckpointError(f"{target.eval_path} stores no classifier; use --recluster to cluster afresh")
+        warn_fewer_clusters(ckpt, source.n_classes, target.eval_path, log)
         scored = score_classifiers(model, loader, ckpt["classifiers"], source, settings, runtime, desc="test")
         first = "view1" if "view1" in scored else next(iter(scored))
         result = dict(scored[first])
         result["classifier"] = first
         result["per_classifier"] = {name: {k: m[k] for k in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "majority")
                                            if k in m} for name, m in scored.items()}
-    result.update(checkpoint=str(args.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
+    result.update(checkpoint=str(target.eval_path), checkpoint_format=ckpt["format"], epoch=ckpt.get("epoch"),
                   n_images=result.get("n_images", len(source.val_images)), class_names=list(source.class_names),
                   label_maps=label_report, evaluation=evaluation)
     for line in score_lines(result):
         log.info("%s", line)
     for name, iou in (result.get("per_class_iou") or {}).items():
         log.info("  %-20s %s", name, "  n/a" if iou is None else f"{iou:6.2f}")
+    out = target.out
     if out is not None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             write_json(out, result)  # whole or not at all (utils/files.py): a full disk is one line naming it
         except OSError as exc:
             raise UserError(f"cannot write the metrics to {out} ({exc.strerror or exc}); choose a writable "
-                            f"{'--out' if args.out else '--save_root'}") from None
+                            f"{target.out_flag}") from None
         log.info("metrics written to %s", out)
     return result
-
-
-def output_path(args) -> Optional[Path]:
-    """Where the metrics JSON goes: --out, else <--save_root>/test_metrics.json (train_picie.py
-    --eval_only passes its --save_root on), else nowhere (printed only)."""
-    if args.out:
-        return Path(args.out)
-    return Path(args.save_root) / METRICS_NAME if args.save_root else None
 
 
 def check_output_file(path: Path, flag: str) -> None:
@@ -143,14 +132,14 @@ def check_output_file(path: Path, flag: str) -> None:
         raise UserError(f"{flag}: {existing} is not writable; choose another {flag}")
 
 
-def unused_k_test(args, ckpt: dict) -> str:
+def unused_k_test(s: TestSettings, ckpt: dict) -> str:
     """Why --K_test does nothing without --recluster (the warning's reason)."""
-    if args.linear_probe:
+    if s.protocol == "linear_probe":
         return "--linear_probe trains a classifier of the classes and clusters nothing"
     sizes = sorted({int(c["weight"].shape[0]) for c in (ckpt.get("classifiers") or {}).values()})
     kept = f"its own {' and '.join(map(str, sizes))} clusters" if sizes else "its own clusters"
-    return (f"the stored classifier of {args.eval_path} is scored with {kept}; pass --recluster to cluster the train "
-            "images afresh with --K_test clusters")
+    return (f"the stored classifier of {s.target.eval_path} is scored with {kept}; pass --recluster to cluster the "
+            "train images afresh with --K_test clusters")
 
 
 def warn_fewer_clusters(ckpt: dict, n_classes: int, path: str, log) -> None:
@@ -211,7 +200,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
 
     def run() -> None:
         # One run at a time writes a metrics file (utils/hold.py); nothing is held when none is written.
-        with Hold(output_path(args), "--out" if args.out else "--save_root", enabled=dist.is_main()):
+        with Hold(*test_output(args), enabled=dist.is_main()):
             main(args, given_flags(get_test_parser(), argv))
 
     return run_cli(run)

@@ -10,12 +10,15 @@ from config.checks import check_args, check_label_set, feature_stride, vit_head
 from config.flags import EVAL_ONLY, FLAGS, RESULT, RESUME_SAFE, ROLES, Flag, FlagError, roles_markdown
 from config.from_args import (augment_config, checkpoint_resolution, data_settings, default_run_name,
                               data_root_line, eval_config, eval_settings, evaluated_classes, evaluated_groups,
-                              kmeans_settings, predict_settings, probe_settings, recorded_data,
-                              resolve_transform_lists, settings_from_args)
+                              invariance_settings, kmeans_settings, predict_output, predict_settings, predict_target,
+                              probe_settings, recorded_data, recorded_val_data, resolve_transform_lists,
+                              settings_from_args, test_output, test_settings, test_target, trained_view_sizes,
+                              visualize_checkpoint, visualize_settings)
 from config.parsers import (Parser, class_count_defaults, fit_defaults_to_network, get_args_parser, get_predict_parser,
                             get_test_parser, given_flags, parse_args)
 from config.memory import evaluation_memory, training_memory
 from config.presets import DEMO_SETS, PRESETS, preset_defaults
 from config.restart import INVOCATION_FLAGS, resolve_restart, restart_args
-from config.settings import ModelSettings, OptimSettings, RunSettings, TrainSettings
+from config.settings import (METRICS_NAME, InvarianceSettings, ModelSettings, OptimSettings, PredictTarget,
+                             RunSettings, TestSettings, TestTarget, TrainSettings, VisualizeSettings)
 

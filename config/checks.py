@@ -1,8 +1,9 @@
 """Ranges and combinations of flags, checked before anything runs; FlagError names the flag and the fix."""
 from typing import Any, Dict, Optional
 
-from config.flags import FlagError
-from data.cocostuff_classes import label_set_name
+from config.flags import FLAGS, FlagError
+from data.build import DataSettings
+from data.cocostuff_classes import DEFAULT_LABEL_SET, label_set_name
 from modules.loss import WITHIN_CROSS
 from modules.networks import feature_stride
 from modules.vit import ARCH_TABLE, VIT_ARCHS, round_to_patch
@@ -13,6 +14,7 @@ _RANGES = (("lr", 0, 10, False), ("momentum", 0, 1, True), ("weight_decay", 0, 1
            ("grey_p", 0, 1, True), ("blur_p", 0, 1, True), ("blur_sigma", 0, 100, False), ("min_scale", 0, 1, False),
            ("max_bad_fraction", 0, 1, True), ("feature_cache_gb", 0, 1e6, True), ("keep_checkpoints", 0, 1e6, True),
            ("calibrate_bn", -1, 1e9, True), ("probe_lr", 0, 10, False), ("train_list_repeats", 1, 1e6, True))
+_SCOPES = {flag.dest: flag.scope for flag in FLAGS}
 
 
 def vit_head(args) -> Optional[str]:
@@ -52,10 +54,11 @@ def check_args(args, for_training: bool = True) -> None:
             raise FlagError(f"--loss_terms {args.loss_terms} is an ablation of PiCIE's loss; use it with --method picie")
         if args.K_aux > 65535:
             raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
+    script = "train" if for_training else "test"  # predict.py's parser holds every flag of scope test
     for name, low, high, closed_low in _RANGES:
-        value = getattr(args, name, None)
-        if value is None:
+        if script not in _SCOPES[name]:
             continue
+        value = getattr(args, name)
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             if not (v >= low if closed_low else v > low) or v > high:
@@ -64,18 +67,24 @@ def check_args(args, for_training: bool = True) -> None:
     if for_training and args.blur_sigma[0] > args.blur_sigma[1]:
         raise FlagError(f"--blur_sigma {args.blur_sigma[0]} {args.blur_sigma[1]}: give the smaller value first")
     dataset = "cityscapes" if args.cityscapes else args.dataset
-    if args.coco_classes != 27 and dataset != "cocostuff":
+    if args.coco_classes != DEFAULT_LABEL_SET and dataset != "cocostuff":
         raise FlagError(f"--coco_classes {args.coco_classes} chooses COCO-Stuff's label set; --dataset {dataset} has "
                         f"its own classes: drop --coco_classes")
     if args.n_classes is not None and not 1 <= args.n_classes <= 255:
         raise FlagError(f"--n_classes {args.n_classes} must lie in 1..255 (label maps are 8-bit)")
     if args.dataset == "folder" and (args.label_root is None) != (args.n_classes is None):
         raise FlagError("--label_root and --n_classes go together: give both to evaluate a folder, or neither")
-    if getattr(args, "linear_probe", False) and getattr(args, "recluster", False):
+    if not for_training:
+        _check_protocol(args)
+
+
+def _check_protocol(args) -> None:
+    """The evaluation protocol flags of test_picie.py's parser (predict.py's and the tools' include them)."""
+    if args.linear_probe and args.recluster:
         raise FlagError("--linear_probe and --recluster are two evaluation protocols; pass one of them")
-    if getattr(args, "probe_epochs", 1) < 1:
+    if args.probe_epochs < 1:
         raise FlagError(f"--probe_epochs {args.probe_epochs} must be at least 1")
-    if getattr(args, "linear_probe", False) and (getattr(args, "flip", False) or getattr(args, "crf", False)):
+    if args.linear_probe and (args.flip or args.crf):
         raise FlagError("--flip and --crf score clusters (the stored classifier or --recluster), not --linear_probe; "
                         "drop one of them")
 
@@ -85,9 +94,9 @@ def check_label_set(args, ckpt: Dict[str, Any]) -> None:
     (27 vs 171 classes; checkpoints that record none are COCO-Stuff-27's, the original's included)."""
     saved = ckpt.get("eval_config", {})
     dataset = "cityscapes" if args.cityscapes else args.dataset
-    if dataset != "cocostuff" or saved.get("dataset", "cocostuff") != "cocostuff":
+    if dataset != "cocostuff" or saved.get("dataset", DataSettings.dataset) != "cocostuff":
         return
-    trained = int(saved.get("coco_classes", 27))
+    trained = int(saved.get("coco_classes", DEFAULT_LABEL_SET))
     if trained != args.coco_classes:
         raise FlagError(f"--coco_classes {args.coco_classes}: the checkpoint was trained on "
                         f"{label_set_name(trained)}, not {label_set_name(args.coco_classes)}; pass --coco_classes "

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Tuple
 from data.build import DATASETS, DataSettings
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
 from data.cocostuff_classes import LABEL_SETS
-from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig
-from data.validation import BAD_LABEL_POLICIES
+from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, PHOTOMETRIC_RES, AugmentConfig
+from data.validation import BAD_LABEL_POLICIES, DEFAULT_BAD_LABELS
 from modules.fpn import ARCHS
 from modules.kmeans import BACKENDS, KMeansSettings
 from modules.loss import CLASS_WEIGHTS, LOSS_TERMS
@@ -67,7 +67,8 @@ def _flag(group: str, scope: Tuple[str, ...], role: str, *names: str, **kwargs) 
 G = "paths and run"
 _flag(G, BOTH, RESUME_SAFE, "--preset", type=str, default=None, choices=("paper", "demo", "tiny"),
       help="start from the paper's, the built-in demo's or a tiny CPU run's settings (flags given still win)")
-_flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default="datasets/coco", help="dataset root (layout in docs/datasets.md)")
+_flag(G, BOTH, RESUME_SAFE, "--data_root", type=str, default=DataSettings.data_root,
+      help="dataset root (layout in docs/datasets.md)")
 _flag(G, BOTH, RESUME_SAFE, "--save_root", type=str, default="results",
       help="train_picie.py: folder that holds run folders; test_picie.py (and train_picie.py --eval_only): folder "
            "the metrics go to, as <save_root>/test_metrics.json, unless --out names the file (default there: none)")
@@ -106,7 +107,7 @@ _flag(G, TRAIN, RESUME_SAFE, "--tensorboard", action="store_true",
            "<run folder>/tensorboard (needs the optional tensorboard package)")
 
 G = "data"
-_flag(G, BOTH, RESULT, "--dataset", type=str, default="cocostuff", choices=DATASETS, help="data source")
+_flag(G, BOTH, RESULT, "--dataset", type=str, default=DataSettings.dataset, choices=DATASETS, help="data source")
 _flag(G, BOTH, RESULT, "--cityscapes", action="store_true", help="same as --dataset cityscapes (original flag)")
 _flag(G, BOTH, RESULT, "--fullcoco", action="store_true",
       help="train on every image in images/train2017 instead of the curated list")
@@ -124,11 +125,11 @@ _flag(G, BOTH, EVAL_ONLY, "--res", type=int, default=None,
            "protocol's; test_picie.py and the tools: the checkpoint's own, 320 for original checkpoints)")
 _flag(G, TRAIN, RESULT, "--res1", type=int, default=320, help="network input size of both training views")
 _flag(G, TRAIN, RESULT, "--res2", type=int, default=640, help="base image size the views are cut from")
-_flag(G, BOTH, RESUME_SAFE, "--bad_labels", type=str, default="error", choices=BAD_LABEL_POLICIES,
+_flag(G, BOTH, RESUME_SAFE, "--bad_labels", type=str, default=DEFAULT_BAD_LABELS, choices=BAD_LABEL_POLICIES,
       help="evaluation label map whose size differs from its image or with undefined values "
            "(COCO-Stuff: not 0..181 or 255): stop with an error, or fix it (resize by nearest "
            "neighbour, undefined values unlabelled; counted in final_metrics.json); resize = fix")
-_flag(G, TRAIN, RESULT, "--train_list_repeats", type=int, default=1,
+_flag(G, TRAIN, RESULT, "--train_list_repeats", type=int, default=DataSettings.train_list_repeats,
       help="benchmarking: repeat the training image list N times (throughput on a small sample)")
 _flag(G, TRAIN, RESUME_SAFE, "--max_bad_fraction", type=float, default=0.01,
       help="stop if more than this fraction of training images is unreadable")
@@ -227,7 +228,7 @@ _flag(G, TRAIN, RESULT, "--inv_list", type=str, default=None,
       help=f"photometric transforms, comma separated, added to the switches: jitter, {', '.join(PHOTOMETRIC_OPS)}")
 _flag(G, TRAIN, RESULT, "--eqv_list", type=str, default=None,
       help=f"geometric transforms, comma separated, added to the switches: {', '.join(GEOMETRIC_OPS)}")
-_flag(G, TRAIN, RESULT, "--photometric_res", type=str, default="view", choices=("view", "base"),
+_flag(G, TRAIN, RESULT, "--photometric_res", type=str, default=PHOTOMETRIC_RES[0], choices=PHOTOMETRIC_RES,
       help="apply the photometric ops at the network's input size (fast) or on the res2 base image")
 _flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=AugmentConfig.jitter_strength, help="colour factors drawn in [1-s, 1+s]")
 _flag(G, TRAIN, RESULT, "--hue_range", type=float, default=AugmentConfig.hue_range, help="hue shift drawn in [-h, h]")

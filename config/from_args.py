@@ -1,17 +1,22 @@
-"""From the parsed flags to the typed settings the functions of modules/ and data/ take, in one
-step (settings_from_args for a training run; data_settings, eval_settings, predict_settings and
-probe_settings for the evaluation scripts and tools). The parsed namespace is never changed.
+"""From the parsed flags to the typed settings the scripts and the functions of modules/ and data/
+take, in one step (settings_from_args for a training run; test_target and test_settings for
+test_picie.py, predict_target and predict_settings for predict.py, visualize_settings and
+invariance_settings for the tools). The only module that reads a flag's value from the parsed
+namespace, which is never changed.
 The original's switches (--augment --jitter ..., --no_balance, --cityscapes) are translated
 here, and only here."""
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
-from config.checks import check_args, vit_head
-from config.flags import FlagError
+from config.checks import check_args, check_label_set, vit_head
+from config.flags import FLAGS, FlagError
 from config.presets import make_demo_hint
-from config.settings import ModelSettings, OptimSettings, RunSettings, TrainSettings
+from config.settings import (METRICS_NAME, InvarianceSettings, ModelSettings, OptimSettings, PredictTarget,
+                             RunSettings, TestSettings, TestTarget, TrainSettings, VisualizeSettings)
 from data.build import DataSettings
+from data.image_files import PredictError
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
 from modules.crf import CRFSettings
 from modules.evaluation import PROTOCOL_RES, EvalSettings
@@ -21,6 +26,7 @@ from modules.segment import PredictSettings
 from modules.probe import ProbeSettings
 from modules.vit import VIT_ARCHS
 from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from utils.errors import UserError
 
 
 def _split_list(text: str) -> List[str]:
@@ -83,15 +89,15 @@ def augment_config(args) -> AugmentConfig:
 def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
                   need_train: bool = True) -> DataSettings:
     """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's);
-    need_train=False when only the evaluation split is read (scoring a stored classifier)."""
+    need_train=False when only the evaluation split is read (scoring a stored classifier). The
+    training-only --train_list_repeats is set by settings_from_args."""
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return DataSettings(dataset="cityscapes" if args.cityscapes else args.dataset, data_root=args.data_root,
                         stuff=stuff, thing=thing, fullcoco=args.fullcoco, coco_classes=args.coco_classes,
                         cityscapes_train_splits=tuple(args.cityscapes_train_splits),
                         cityscapes_eval_splits=tuple(args.cityscapes_eval_splits), label_root=args.label_root,
-                        n_classes=args.n_classes, train_list_repeats=getattr(args, "train_list_repeats", 1),
-                        need_train=need_train)
+                        n_classes=args.n_classes, need_train=need_train)
 
 
 def evaluated_groups(args) -> Tuple[bool, bool]:
@@ -160,17 +166,17 @@ def kmeans_settings(args, n_clusters: int) -> KMeansSettings:
 
 
 def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
-                  thing: Optional[bool] = None) -> EvalSettings:
+                  thing: Optional[bool] = None, flip: bool = False, crf: bool = False) -> EvalSettings:
     """How to score: the flags, with the resolution and the evaluated classes given here when the
-    caller resolved them (test_picie.py takes them from the checkpoint)."""
+    caller resolved them (test_picie.py takes them from the checkpoint); flip and crf are flags of
+    test_picie.py's parser, passed by test_settings (training scores neither)."""
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return EvalSettings(res=res or args.res or PROTOCOL_RES, l2_normalize=args.metric_test == "cosine",
                         kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
                         batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
                         num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing,
-                        precision=args.eval_precision, flip=getattr(args, "flip", False),
-                        crf=getattr(args, "crf", False))
+                        precision=args.eval_precision, flip=flip, crf=crf)
 
 
 def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
@@ -181,6 +187,125 @@ def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
                            overlay=not args.no_overlay, overwrite=args.overwrite, batch_size=args.batch_size_test,
                            num_workers=args.num_workers, l2_normalize=args.metric_test == "cosine",
                            skip_memory_check=args.skip_memory_check)
+
+
+def test_output(args) -> Tuple[Optional[Path], str]:
+    """(where test_picie.py writes its metrics JSON, the flag that chose it): --out, else
+    <--save_root>/test_metrics.json (train_picie.py --eval_only passes its --save_root on), else
+    nowhere (printed only)."""
+    flag = "--out" if args.out else "--save_root"
+    if args.out:
+        return Path(args.out), flag
+    return (Path(args.save_root) / METRICS_NAME if args.save_root else None), flag
+
+
+def test_target(args) -> TestTarget:
+    """test_picie.py's flags checked and typed before its checkpoint is read."""
+    if not args.eval_path:
+        raise UserError("--eval_path is required: the checkpoint to evaluate (e.g. results/<run>/checkpoint.pth)")
+    check_args(args, for_training=False)
+    out, out_flag = test_output(args)
+    return TestTarget(eval_path=args.eval_path, out=out, out_flag=out_flag, crf=args.crf, device=args.device,
+                      precision=args.precision, deterministic=args.deterministic,
+                      skip_memory_check=args.skip_memory_check)
+
+
+def test_settings(args, target: TestTarget, ckpt: Dict[str, Any], given: Collection[str]) -> TestSettings:
+    """test_picie.py's settings for the checkpoint `ckpt` (read from target.eval_path); `given`: the
+    dests the command line set (parsers.given_flags). The label set is checked against the
+    checkpoint; the data, --res and the evaluated classes default to what it recorded."""
+    check_label_set(args, ckpt)  # a checkpoint of COCO-Stuff-171 is not scored on the 27 classes, nor the reverse
+    args, data_record = recorded_data(args, ckpt, given, target.eval_path)
+    stuff, thing = evaluated_classes(args, ckpt, given)
+    protocol = "linear_probe" if args.linear_probe else "fresh k-means" if args.recluster else "stored classifier"
+    return TestSettings(target=target, protocol=protocol,
+                        eval=eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing,
+                                           flip=args.flip, crf=args.crf),
+                        data=data_settings(args, stuff, thing, need_train=protocol != "stored classifier"),
+                        data_record=data_record, probe=probe_settings(args),
+                        k_test_unused="K_test" in given and not args.recluster)
+
+
+def predict_output(args) -> Optional[Path]:
+    """predict.py's --output folder (None when not given: predict_target names the flag)."""
+    return Path(args.output) if args.output else None
+
+
+def predict_target(args) -> PredictTarget:
+    """predict.py's flags checked and typed before its checkpoint is read (predict_settings: after)."""
+    for value, flag, what in ((args.eval_path, "eval_path", "the checkpoint to segment with (e.g. "
+                                                            "results/<run>/checkpoint.pth)"),
+                              (args.input, "input", "image files, folders or .txt lists of image paths"),
+                              (args.output, "output", "the folder the maps are written to")):
+        if not value:
+            raise PredictError(f"--{flag} is required: {what}")
+    check_args(args, for_training=False)
+    return PredictTarget(eval_path=args.eval_path, inputs=tuple(args.input), output=Path(args.output), crf=args.crf,
+                         device=args.device, precision=args.precision, deterministic=args.deterministic)
+
+
+def visualize_checkpoint(args) -> str:
+    """tools/visualize.py's flags checked before its checkpoint is read; the checkpoint's path."""
+    if not args.eval_path:
+        raise UserError("--eval_path is required: the checkpoint whose clusters to draw")
+    if args.n_images < 1:
+        raise UserError(f"--n_images {args.n_images} must be at least 1")
+    check_args(args, for_training=False)
+    return args.eval_path
+
+
+def visualize_settings(args, ckpt: Dict[str, Any], given: Collection[str]) -> VisualizeSettings:
+    """tools/visualize.py's settings for `ckpt`: the data, --res and the classes as test_picie.py
+    takes them; a labelled split needs no training images, a folder without labels draws its own."""
+    check_label_set(args, ckpt)
+    args, data_record = recorded_data(args, ckpt, given, args.eval_path)  # the run's data unless --data_root
+    stuff, thing = evaluated_classes(args, ckpt, given)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.eval_path).parent / "cluster_maps"
+    return VisualizeSettings(eval=eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing),
+                             data=data_settings(args, stuff, thing, need_train=args.dataset == "folder"),
+                             data_record=data_record, n_images=args.n_images, out_dir=out_dir,
+                             classifier=args.classifier, matching=args.matching, device=args.device,
+                             precision=args.precision, deterministic=args.deterministic)
+
+
+def invariance_settings(args) -> InvarianceSettings:
+    """tools/invariance.py's settings: its own flags (checkpoints, --n_images, --res1, --res2) and
+    test_picie.py's (--eval_path, --seed, --out, the runtime)."""
+    paths = [Path(p) for p in args.checkpoints] or ([Path(args.eval_path)] if args.eval_path else [])
+    if not paths:
+        raise UserError("name one or more checkpoints (or run folders), or --eval_path CKPT")
+    if args.n_images < 1:
+        raise UserError(f"--n_images {args.n_images} must be at least 1")
+    return InvarianceSettings(checkpoints=tuple(p / "checkpoint.pth" if p.is_dir() else p for p in paths),
+                              n_images=args.n_images, res1=args.res1, res2=args.res2, seed=args.seed,
+                              out=Path(args.out) if args.out else None, device=args.device,
+                              precision=args.precision, deterministic=args.deterministic)
+
+
+def trained_view_sizes(settings: InvarianceSettings, ckpt: Dict[str, Any]) -> Tuple[int, int]:
+    """(res1, res2) to measure a checkpoint at: given, else its run's, else the training defaults."""
+    saved = ckpt.get("args", {})
+    return (settings.res1 or int(saved.get("res1", _training_default("res1"))),
+            settings.res2 or int(saved.get("res2", _training_default("res2"))))
+
+
+def recorded_val_data(args, ckpt: Dict[str, Any], given: Collection[str], path: Path) -> DataSettings:
+    """The val data a tool measures a checkpoint on: --data_root and --dataset where given (the
+    tool's parser defaults them to None), else the checkpoint run's; the evaluated classes as
+    test_picie.py chooses them (evaluated_classes)."""
+    saved = ckpt.get("args", {})
+    data_root = args.data_root or saved.get("data_root")
+    if not data_root:
+        raise UserError(f"{path} does not record its data: give --data_root")
+    stuff, thing = evaluated_classes(args, ckpt, given)
+    run_args = argparse.Namespace(**dict(vars(args), data_root=data_root,
+                                         dataset=args.dataset or saved.get("dataset", DataSettings.dataset)))
+    return data_settings(run_args, stuff, thing, need_train=False)
+
+
+def _training_default(dest: str) -> Any:
+    """A flag's default in the flag table (for records that predate the flag)."""
+    return next(flag.kwargs["default"] for flag in FLAGS if flag.dest == dest)
 
 
 def probe_settings(args) -> ProbeSettings:
@@ -199,7 +324,7 @@ def settings_from_args(args) -> RunSettings:
     if make_demo_hint(args.data_root):
         raise FlagError(f"--data_root {args.data_root} not found{make_demo_hint(args.data_root)}")
     augment = augment_config(args)
-    data = data_settings(args)
+    data = replace(data_settings(args), train_list_repeats=args.train_list_repeats)
     run_name = args.run_name or default_run_name(args)
     # BatchNorm statistics need setting only in a randomly initialised network that has BatchNorm.
     no_batchnorm = args.arch in VIT_ARCHS

@@ -117,7 +117,7 @@ def fit_defaults_to_network(args: argparse.Namespace, given: set) -> None:
     line is left as given (check_args then names it when it does not fit)."""
     arch, stride = args.arch, feature_stride(args.arch)
     for name in ("res1", "res2", "res"):
-        value = getattr(args, name, None)
+        value = getattr(args, name)  # the parsers with --arch have all three
         if name in given or value is None or (value >= 32 and value % stride == 0):
             continue
         fitted = max(round_to_patch(value, stride), -(-32 // stride) * stride)

@@ -1,12 +1,15 @@
-"""The typed settings of a training run, built once from the parsed flags (config/from_args.py).
+"""The typed settings of a training run, of test_picie.py and of predict.py, built once from the
+parsed flags (config/from_args.py).
 
 The settings of one part of the method live beside the code that takes them (modules/kmeans.py:
 KMeansSettings, modules/evaluation.py: EvalSettings, data/transforms.py: AugmentConfig, ...);
-here are those of the training run as a whole. Their fields have no defaults: the flag table
-(config/flags.py) holds them, and settings_from_args fills every field.
+here are those of a script's run as a whole. They live here, not beside their user, because
+their users are the entry scripts, which nothing in config/ may import. Their fields have no
+defaults: the flag table (config/flags.py) holds them, and from_args.py fills every field.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
 
 from data.build import DataSettings
 from data.transforms import AugmentConfig
@@ -15,6 +18,9 @@ from modules.kmeans import KMeansSettings
 from modules.objectives import ObjectiveSettings
 from modules.probe import ProbeSettings
 from modules.pseudo_labels import PseudoLabelSettings
+
+# test_picie.py's metrics file under --save_root (as sh_files/test_picie.sh writes it).
+METRICS_NAME = "test_metrics.json"
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -85,3 +91,79 @@ class RunSettings:
     def pseudo_labels(self) -> PseudoLabelSettings:
         """The settings of each epoch's clustering and labelling pass (modules/pseudo_labels.py)."""
         return PseudoLabelSettings(self.kmeans, self.seed, self.train.l2_normalize, self.train.feature_cache_bytes)
+
+
+@dataclass(frozen=True)
+class TestTarget:
+    """test_picie.py before its checkpoint is read: what is scored and where the metrics go."""
+
+    eval_path: str
+    out: Optional[Path]                # --out, else <--save_root>/test_metrics.json, else None (printed only)
+    out_flag: str                      # the flag that chose `out`, named in its errors
+    crf: bool                          # --crf: its package is checked before anything is read
+    device: str
+    precision: str
+    deterministic: bool
+    skip_memory_check: bool
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """test_picie.py after its checkpoint is read: the protocol, the data and how it is scored."""
+
+    target: TestTarget
+    protocol: str                      # "stored classifier", "fresh k-means" (--recluster) or "linear_probe"
+    eval: EvalSettings                 # res, classes and K_test resolved against the checkpoint
+    data: DataSettings                 # the run's recorded data unless --data_root says otherwise
+    data_record: Dict[str, str]        # how the data root was chosen (from_args.recorded_data)
+    probe: ProbeSettings
+    k_test_unused: bool                # --K_test given without --recluster
+
+    @property
+    def reads_train_split(self) -> bool:
+        """--recluster (fresh k-means) and --linear_probe (train labels) read the train images."""
+        return self.protocol != "stored classifier"
+
+
+@dataclass(frozen=True)
+class PredictTarget:
+    """predict.py before its checkpoint is read: the checkpoint, the inputs and the output folder."""
+
+    eval_path: str
+    inputs: Tuple[str, ...]
+    output: Path
+    crf: bool
+    device: str
+    precision: str
+    deterministic: bool
+
+
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """tools/invariance.py: the checkpoints measured, on how many val images, and the view sizes."""
+
+    checkpoints: Tuple[Path, ...]      # checkpoint files (a run folder given: its checkpoint.pth)
+    n_images: int
+    res1: Optional[int]                # None: each checkpoint's own (the training default where it records none)
+    res2: Optional[int]
+    seed: int
+    out: Optional[Path]                # OUT.md (the table) and OUT.json (the numbers)
+    device: str
+    precision: str
+    deterministic: bool
+
+
+@dataclass(frozen=True)
+class VisualizeSettings:
+    """tools/visualize.py: what is drawn (the checkpoint's classifier on val images) and where."""
+
+    eval: EvalSettings                 # res and classes resolved against the checkpoint, as test_picie.py's
+    data: DataSettings
+    data_record: Dict[str, str]        # how the data root was chosen (from_args.recorded_data)
+    n_images: int
+    out_dir: Path                      # --out_dir, else <checkpoint folder>/cluster_maps
+    classifier: str                    # view1 or view2
+    matching: str                      # hungarian or majority
+    device: str
+    precision: str
+    deterministic: bool

@@ -4,10 +4,11 @@ from typing import Optional, Tuple
 
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, cityscapes_source
 from data.cocostuff import build_cocostuff
+from data.cocostuff_classes import DEFAULT_LABEL_SET
 from data.datasets import EvalImages, TrainImages
 from data.folder import folder_source
 from data.source import DataSource
-from data.validation import DataError
+from data.validation import DEFAULT_BAD_LABELS, DataError
 
 DATASETS = ("cocostuff", "cityscapes", "folder")
 
@@ -23,7 +24,7 @@ class DataSettings:
     stuff: bool = True
     thing: bool = True
     fullcoco: bool = False
-    coco_classes: int = 27             # COCO-Stuff label set: 27 coarse classes or the 171 fine ones
+    coco_classes: int = DEFAULT_LABEL_SET   # COCO-Stuff label set: 27 coarse classes or the 171 fine ones
     cityscapes_train_splits: Tuple[str, ...] = DEFAULT_TRAIN_SPLITS
     cityscapes_eval_splits: Tuple[str, ...] = DEFAULT_EVAL_SPLITS
     label_root: Optional[str] = None
@@ -60,6 +61,6 @@ def cluster_dataset(source: DataSource, res: int) -> EvalImages:
     return EvalImages(source.cluster_images, res, skip_unreadable=True)
 
 
-def val_dataset(source: DataSource, res: int, bad_labels: str = "error") -> EvalImages:
+def val_dataset(source: DataSource, res: int, bad_labels: str = DEFAULT_BAD_LABELS) -> EvalImages:
     return EvalImages(source.val_images, res, source.val_labels, source.label_lut, label_policy=bad_labels,
                       label_valid=source.label_valid)

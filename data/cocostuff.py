@@ -13,8 +13,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from data.cocostuff_classes import (N_FINE, UNLABELED, class_names, coarse_lut, fine171_lut, fine171_names,
-                                    group_classes, label_set_name, load_fine_to_coarse)
+from data.cocostuff_classes import (DEFAULT_LABEL_SET, N_FINE, UNLABELED, class_names, coarse_lut, fine171_lut,
+                                    fine171_names, group_classes, label_set_name, load_fine_to_coarse)
 from data.validation import DataError
 from data.source import DataSource
 
@@ -72,7 +72,7 @@ def coco_split_files(data_root: Path, split: str, fullcoco: bool = False,
 
 def build_cocostuff(data_root, stuff: bool = True, thing: bool = True, fullcoco: bool = False,
                     train_split: str = "train2017", val_split: str = "val2017", need_train: bool = True,
-                    coco_classes: int = 27) -> DataSource:
+                    coco_classes: int = DEFAULT_LABEL_SET) -> DataSource:
     """COCO-Stuff-27 (or Stuff-15 / Thing-12) data source; coco_classes=171: COCO-Stuff-171 (or its
     91 stuff / 80 thing classes) on the same images. need_train=False (scoring a stored
     classifier) reads only the evaluation split: a root with val images and labels is enough."""

@@ -122,8 +122,10 @@ THING171_CLASSES = tuple(c for c, v in enumerate(FINE171_VALUES) if v < FIRST_ST
 STUFF171_CLASSES = tuple(c for c, v in enumerate(FINE171_VALUES) if v >= FIRST_STUFF_FINE)
 assert (N_FINE171, len(THING171_CLASSES), len(STUFF171_CLASSES)) == (171, 80, 91)
 
-#: The label sets of --coco_classes: 27 coarse classes (PiCIE's, the default) or the 171 fine ones.
-LABEL_SETS = (27, 171)
+#: The label sets of --coco_classes: 27 coarse classes (PiCIE's, the default; also the label set of a
+#: checkpoint that records none) or the 171 fine ones.
+DEFAULT_LABEL_SET = 27
+LABEL_SETS = (DEFAULT_LABEL_SET, 171)
 
 
 def label_set_name(coco_classes: int) -> str:

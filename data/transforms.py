@@ -28,6 +28,8 @@ from utils.runtime import Runtime
 
 PHOTOMETRIC_OPS = ("brightness", "contrast", "saturation", "hue", "grey", "blur")
 GEOMETRIC_OPS = ("random_crop", "h_flip", "v_flip")
+# Where the photometric ops apply (--photometric_res): at the view's size (the default, fast) or on the base image.
+PHOTOMETRIC_RES = ("view", "base")
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -344,8 +346,8 @@ class ViewMaker:
     """
 
     def __init__(self, cfg: AugmentConfig, res1: int, seed: int, feature_stride: int = 4,
-                 photometric_res: str = "view"):
-        if photometric_res not in ("view", "base"):
+                 photometric_res: str = PHOTOMETRIC_RES[0]):
+        if photometric_res not in PHOTOMETRIC_RES:
             raise UserError(f"--photometric_res {photometric_res!r}: choose view or base")
         self.cfg = cfg
         self.res1 = res1

@@ -20,6 +20,7 @@ from utils.errors import UserError
 log = logging.getLogger(__name__)
 
 BAD_LABEL_POLICIES = ("error", "fix", "resize")  # 'resize' is the earlier name of 'fix'
+DEFAULT_BAD_LABELS = "error"   # --bad_labels' default, and that of val_dataset
 
 
 class DataError(UserError):

@@ -38,7 +38,7 @@ ARCHS = tuple(_STAGE_CHANNELS)
 class FPNConfig:
     """Everything needed to rebuild the network from a checkpoint."""
 
-    arch: str = "resnet18"
+    arch: str
     feat_dim: Optional[int] = None  # None: the architecture's default (128 or 256)
 
     def resolved(self) -> "FPNConfig":

@@ -44,7 +44,7 @@ def imagenet_weights_file(arch: str) -> tuple:
     return weights.url, cache
 
 
-def build_model(arch: str = "resnet18", feat_dim: Optional[int] = None, pretrain: bool = False,
+def build_model(arch: str, feat_dim: Optional[int] = None, pretrain: bool = False,
                 pretrain_path: Optional[str] = None, vit_head: str = "linear",
                 freeze_backbone: bool = False) -> nn.Module:
     """The network of `arch`: a ResNet-FPN, or for a ViT arch (modules.vit.VIT_ARCHS) a ViTFeatures

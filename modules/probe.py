@@ -49,7 +49,7 @@ class ProbeSettings:
     cache_bytes: float = 2.0 * 2 ** 30
 
 
-def probe_datasets(source, res: int, bad_labels: str = "error") -> Tuple[EvalImages, EvalImages]:
+def probe_datasets(source, res: int, bad_labels: str) -> Tuple[EvalImages, EvalImages]:
     """(labelled train images, labelled val images) of the probe; DataError naming what is missing."""
     if source.probe_train_images is None or source.label_lut is None:
         raise DataError(f"--linear_probe: --dataset {source.name} has no labelled train split to fit the probe on "

@@ -12,7 +12,7 @@ features) is kept in a PassCache while it fits in --feature_cache_gb: labelling 
 features instead of recomputing them, and training reuses the views (identical by
 construction: the same parameters per (seed, epoch, image)).
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -72,8 +72,8 @@ class PassCache:
 
 @dataclass(frozen=True)
 class PseudoLabelSettings:
-    """How an epoch's pseudo-labels are made: the k-means schedule (its n_clusters is replaced by
-    each head's), the run's --seed (each head's k-means seed derives from it and the epoch; see
+    """How an epoch's pseudo-labels are made: the k-means schedule (batches, iterations, sample; the
+    K of each clustering is its head's, Head.n_clusters), the run's --seed (each head's k-means seed derives from it and the epoch; see
     Head.kmeans_seed), cosine features or not (--metric_train) and the budget of the PassCache
     (--feature_cache_gb, in bytes)."""
 
@@ -112,7 +112,7 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, heads: S
     kmeans_feeds = [OnlineKMeansFeed(MiniBatchKMeans(head.n_clusters, schedule.n_iter,
                                                      seed=head.kmeans_seed(seed, epoch), backend=schedule.backend,
                                                      device=runtime.device),
-                                     replace(schedule, n_clusters=head.n_clusters),
+                                     schedule,
                                      seed=head.kmeans_seed(seed, epoch), dim=model.feat_dim) for head in heads]
     cache = PassCache(settings.feature_cache_bytes, channels_last=runtime.channels_last)
     pair = SiamesePair(model)

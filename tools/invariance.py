@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader
 from data.build import build_source
 from data.datasets import TrainImages
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, make_views
-from config import data_settings, evaluated_classes, get_test_parser, given_flags, parse_args
+from config import (get_test_parser, given_flags, invariance_settings, parse_args, recorded_val_data,
+                    trained_view_sizes)
 from modules.networks import forward_features, model_from_checkpoint
 from modules.kmeans import assign_cells
 from modules.siamese import SiamesePair, embed_views
@@ -122,36 +123,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--res2", type=int, default=None, help="base image size (default: the checkpoint's)")
     parser.set_defaults(data_root=None, dataset=None)  # None: the checkpoint's own
     args = parse_args(parser, argv)
-    paths = [Path(p) for p in args.checkpoints] or ([Path(args.eval_path)] if args.eval_path else [])
 
-    def measure(paths):
-        if not paths:
-            raise UserError("name one or more checkpoints (or run folders), or --eval_path CKPT")
-        if args.n_images < 1:
-            raise UserError(f"--n_images {args.n_images} must be at least 1")
-        paths = [p / "checkpoint.pth" if p.is_dir() else p for p in paths]
+    def measure() -> None:
+        settings = invariance_settings(args)
         results: Dict[str, Dict[str, float]] = {}
         trained_with: Dict[str, str] = {}
         loader = None
-        runtime = make_runtime(args.device, args.precision, args.deterministic)
+        runtime = make_runtime(settings.device, settings.precision, settings.deterministic)
         runtime.progress = False
-        for path in paths:
+        for path in settings.checkpoints:
             ckpt = load_checkpoint(str(path))
-            saved = ckpt.get("args", {})
-            trained = saved.get("augment_config") or {}
+            trained = ckpt.get("args", {}).get("augment_config") or {}
             # The checkpoint's own view sizes and data unless given on the command line.
-            res1 = args.res1 or int(saved.get("res1", 320))
-            res2 = args.res2 or int(saved.get("res2", 640))
+            res1, res2 = trained_view_sizes(settings, ckpt)
             if loader is None:
-                data_root = args.data_root or saved.get("data_root")
-                if not data_root:
-                    raise UserError(f"{path} does not record its data: give --data_root")
-                stuff, thing = evaluated_classes(args, ckpt, given_flags(parser, argv if argv is not None
-                                                                          else sys.argv[1:]))
-                run_args = argparse.Namespace(**dict(vars(args), data_root=data_root,
-                                                     dataset=args.dataset or saved.get("dataset", "cocostuff")))
-                source = build_source(data_settings(run_args, stuff, thing, need_train=False))
-                images = TrainImages(source.val_images[: args.n_images], res2)
+                given = given_flags(parser, argv if argv is not None else sys.argv[1:])
+                source = build_source(recorded_val_data(args, ckpt, given, path))
+                images = TrainImages(source.val_images[: settings.n_images], res2)
                 loader = DataLoader(images, batch_size=min(16, len(images)), num_workers=0)
             model = model_from_checkpoint(ckpt, runtime.device).eval()
             if res1 % model.stride:
@@ -162,20 +150,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             name = run_name(path)
             if name in results:
                 name = str(path)
-            results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), res1, args.seed, runtime)
+            results[name] = cluster_agreement(model, centroids, loader, probe_configs(trained), res1, settings.seed,
+                                              runtime)
             lists = [",".join(trained.get(k, [])) or "none" for k in ("inv_list", "eqv_list")]
             trained_with[name] = " / ".join(lists) if trained else "?"
         table = markdown_table(results, trained_with)
         print(f"cells whose cluster is unchanged, % ({len(images)} val images, view-1 centroids)\n")
         print(table)
-        if args.out:
+        if settings.out:
             # --out (the shared flag): the table as OUT.md and the numbers as OUT.json.
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_text(out.with_suffix(".md"), table)
-            write_text(out.with_suffix(".json"), json.dumps({"results": results, "trained_with": trained_with,
-                                                             "n_images": len(images), "seed": args.seed}, indent=1))
-    return run_cli(lambda: measure(paths))  # bad input: one error line, exit 2
+            settings.out.parent.mkdir(parents=True, exist_ok=True)
+            write_text(settings.out.with_suffix(".md"), table)
+            write_text(settings.out.with_suffix(".json"), json.dumps(
+                {"results": results, "trained_with": trained_with, "n_images": len(images), "seed": settings.seed},
+                indent=1))
+    return run_cli(measure)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

@@ -23,8 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 from matplotlib.patches import Patch
 
-from config import (check_args, check_label_set, checkpoint_resolution, data_root_line, data_settings,
-                    eval_settings, evaluated_classes, get_test_parser, given_flags, parse_args, recorded_data)
+from config import data_root_line, get_test_parser, given_flags, parse_args, visualize_checkpoint, visualize_settings
 from data.build import build_source, val_dataset
 from data.datasets import EvalImages
 from modules.evaluation import EvalSettings, cluster_ids, evaluation_runtime, score_classifiers, val_loader
@@ -127,29 +126,17 @@ def main(argv=None) -> int:
     parser.set_defaults(res=None)
     args = parse_args(parser, argv)
 
-    def draw(args):
-        if not args.eval_path:
-            raise UserError("--eval_path is required: the checkpoint whose clusters to draw")
-        if args.n_images < 1:
-            raise UserError(f"--n_images {args.n_images} must be at least 1")
-        check_args(args, for_training=False)
-        ckpt = load_checkpoint(args.eval_path)
-        check_label_set(args, ckpt)
-        given = given_flags(parser, argv if argv is not None else sys.argv[1:])
-        args, data_record = recorded_data(args, ckpt, given, args.eval_path)  # the run's data unless --data_root
-        print(data_root_line(data_record))
-        stuff, thing = evaluated_classes(args, ckpt, given)
-        settings = eval_settings(args, res=checkpoint_resolution(args, ckpt), stuff=stuff, thing=thing)
-        runtime = evaluation_runtime(make_runtime(args.device, args.precision, args.deterministic), settings)
+    def draw() -> None:
+        ckpt = load_checkpoint(visualize_checkpoint(args))
+        s = visualize_settings(args, ckpt, given_flags(parser, argv if argv is not None else sys.argv[1:]))
+        print(data_root_line(s.data_record))
+        runtime = evaluation_runtime(make_runtime(s.device, s.precision, s.deterministic), s.eval)
         runtime.progress = False
         model = model_from_checkpoint(ckpt, runtime.device)
-        # Drawing a labelled split needs no training images; a folder without labels draws its images.
-        source = build_source(data_settings(args, stuff, thing, need_train=args.dataset == "folder"))
-        out_dir = Path(args.out_dir) if args.out_dir else Path(args.eval_path).parent / "cluster_maps"
-        written = render(model, ckpt, source, settings, runtime, out_dir, args.n_images, args.classifier,
-                         args.matching)
-        print(f"wrote {len(written)} PNG files to {out_dir}")
-    return run_cli(lambda: draw(args))  # bad input: one error line, exit 2
+        source = build_source(s.data)
+        written = render(model, ckpt, source, s.eval, runtime, s.out_dir, s.n_images, s.classifier, s.matching)
+        print(f"wrote {len(written)} PNG files to {s.out_dir}")
+    return run_cli(draw)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

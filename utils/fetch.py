@@ -412,6 +412,9 @@ def add_fetch_flags(parser, default_root: str, downloads: bool) -> None:
                             help="how often a dropped download is resumed before giving up (default: %(default)s)")
         parser.add_argument("--retry_wait_s", type=float, default=FetchSettings.retry_wait_s,
                             help="seconds to wait before resuming a dropped download (default: %(default)s)")
+    else:  # archives read in place: nothing is downloaded, kept or deleted
+        parser.set_defaults(archive_dir=None, delete_archives=False, base_url=None, retries=FetchSettings.retries,
+                            retry_wait_s=FetchSettings.retry_wait_s)
     parser.add_argument("--expect_counts", nargs="+", metavar="SPLIT=N", default=None,
                         help="the number of images each split must hold (default: the published dataset's); "
                              "for a subset or a test")
@@ -423,13 +426,12 @@ def fetch_settings(args) -> FetchSettings:
     """The FetchSettings of the flags add_fetch_flags declared."""
     if args.from_dir is not None and not args.from_dir.is_dir():
         raise FetchError(f"--from {args.from_dir}: no such folder; give the folder that holds the archives")
-    if getattr(args, "retries", 0) < 0:
+    if args.retries < 0:
         raise FetchError(f"--retries {args.retries}: give 0 or more")
-    return FetchSettings(root=args.root, archive_dir=getattr(args, "archive_dir", None) or args.root / "archives",
-                         from_dir=args.from_dir, base_url=getattr(args, "base_url", None),
-                         retries=getattr(args, "retries", FetchSettings.retries),
-                         retry_wait_s=getattr(args, "retry_wait_s", FetchSettings.retry_wait_s),
-                         free_bytes=args.free_bytes, delete_archives=getattr(args, "delete_archives", False))
+    return FetchSettings(root=args.root, archive_dir=args.archive_dir or args.root / "archives",
+                         from_dir=args.from_dir, base_url=args.base_url, retries=args.retries,
+                         retry_wait_s=args.retry_wait_s, free_bytes=args.free_bytes,
+                         delete_archives=args.delete_archives)
 
 
 def expected_counts(given: Optional[List[str]], published: Dict[str, int]) -> Dict[str, int]:
