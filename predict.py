@@ -12,13 +12,12 @@ side the network sees; images are not cropped. --flip, --crf, --device, --batch_
 existing output stops the run before anything is written, unless --overwrite. How names,
 batches and sizes are chosen: modules/segment.py (inputs and output names: data/image_files.py).
 """
-import sys
 from typing import Optional, Sequence
 
 import torch
 
 from config import eval_settings, get_predict_parser, parse_args, predict_output, predict_settings, predict_target
-from data.image_files import PredictError, check_output_folder
+from data.image_files import check_output_folder
 from modules.crf import require_crf
 from modules.evaluation import evaluation_runtime
 from modules.networks import model_from_checkpoint
