@@ -166,3 +166,18 @@ def test_171_histogram_and_hungarian_on_the_fixtures(coco_val_root):
     assert metrics['thing_mIoU'] == pytest.approx(100.0)
     assert metrics['stuff_mIoU'] == pytest.approx(100 * np.mean([iou[c] for c in stuffs]))
     assert metrics['per_class_iou']['sky-other'] == 0.0 and metrics['per_class_iou']['wood'] is None
+
+
+def test_fullcoco_lists_the_folder_once(coco_mini, monkeypatch):
+    """--fullcoco reads the image folder in one listing (a glob per image read COCO's 118,287-file
+    folder once per image), and an id with two files (x.jpg and x.png) is one image."""
+    folder = coco_mini / 'images/train2017'
+    first = sorted(folder.glob('*.jpg'))[0]
+    twin = first.with_suffix('.png')
+    twin.write_bytes(first.read_bytes())
+    try:
+        monkeypatch.setattr(type(folder), 'glob', lambda *a, **k: (_ for _ in ()).throw(AssertionError('glob')))
+        full, _ = coco_split_files(coco_mini, 'train2017', fullcoco=True, with_labels=False)
+    finally:
+        twin.unlink()
+    assert len(full) == 8 and len({p.stem for p in full}) == 8 and first in full
