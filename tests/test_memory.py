@@ -74,3 +74,35 @@ def test_the_presets_fit_a_24_gb_machine():
     training_memory(_settings('--preset', 'demo'), cost, 480, [6, 6], 'cpu', available=Available(24 * GB, None))
     training_memory(_settings('--preset', 'paper'), cost, 118287, [27, 27], 'cuda', half_precision=True,
                     available=Available(24 * GB, 24 * GB))
+
+
+def test_the_parts_that_grow_with_the_dataset_follow_the_arithmetic(tiny_cost):
+    """The pseudo-label arrays are N x 2 views x (res1 / stride)^2 bytes (uint8 for K <= 256): at the
+    paper's 49,629 images and 80 x 80 cells 635 MB, the figure docs/measurements.md states; the
+    feature cache grows with N up to --feature_cache_gb."""
+    budget = _settings('--feature_cache_gb', '2').train.feature_cache_bytes  # 2 GiB
+    parts = training_parts(tiny_cost, 49629, 320, 640, 256, 128, [27, 27], budget, 20 * 256 * 128, 2, 2)
+    assert parts['pseudo-labels'] == 49629 * 2 * 80 * 80 == 635_251_200
+    assert parts['feature cache'] == budget == 2 ** 31
+    small = training_parts(tiny_cost, 100, 320, 640, 256, 128, [27, 27], budget, 20 * 256 * 128, 2, 2)
+    assert small['feature cache'] < budget and small['pseudo-labels'] == 100 * 2 * 80 * 80
+
+
+def test_config_memory_prints_the_estimate_without_training(tiny_demo, tmp_path, capsys):
+    """python -m config --memory: every part of both estimates, the data root's image count, and
+    whether it fits; nothing is written."""
+    from config.__main__ import main
+    before = sorted(tmp_path.iterdir())
+    assert main(['--preset', 'tiny', '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--memory']) == 0
+    out = capsys.readouterr().out
+    n_images = len(list((tiny_demo / 'images' / 'train2017').iterdir()))
+    assert out.startswith(f'memory estimate: {n_images} training images')
+    for part in ('pseudo-labels', 'feature cache', 'k-means sample', 'training activations', 'evaluation pass'):
+        assert part in out
+    assert out.count('  fits: ') == 2 and sorted(tmp_path.iterdir()) == before
+
+
+def test_config_memory_names_a_missing_data_root(tmp_path, capsys):
+    from config.__main__ import main
+    assert main(['--preset', 'tiny', '--data_root', str(tmp_path / 'none'), '--memory']) == 2
+    assert str(tmp_path / 'none') in capsys.readouterr().err

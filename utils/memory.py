@@ -186,10 +186,10 @@ def split_parts(parts: Dict[str, float], on_device: Iterable[str], uses_device: 
 def format_parts(parts: Dict[str, float], top: Optional[int] = None) -> str:
     """'total 41.2 GB (training activations 30.1 GB, ...)': the largest parts first."""
     ranked = sorted(parts.items(), key=lambda item: -item[1])[:top]
-    return ", ".join(f"{name} {_size(value)}" for name, value in ranked)
+    return ", ".join(f"{name} {format_size(value)}" for name, value in ranked)
 
 
-def _size(n_bytes: float) -> str:
+def format_size(n_bytes: float) -> str:
     return f"{n_bytes / GIB:.1f} GB" if n_bytes >= 0.1 * GIB else f"{n_bytes / MIB:.0f} MB"
 
 
@@ -204,13 +204,18 @@ class Available:
     def now(cls, device) -> "Available":
         return cls(host_available(), device_available(device))
 
+    def describe(self) -> str:
+        """What is available, in words."""
+        host = f"{format_size(self.host)} of RAM available" if self.host is not None else "RAM unknown"
+        return host + (f", {format_size(self.device)} of GPU memory free" if self.device is not None else "")
+
     def shortfall(self, parts: Dict[str, float], on_device: Iterable[str]) -> Optional[str]:
         """None when `parts` fits, else which memory it exceeds, in words."""
         host, device = split_parts(parts, on_device, self.device is not None)
         if self.device is not None and device > self.device:
-            return f"{_size(device)} of GPU memory where {_size(self.device)} is free"
+            return f"{format_size(device)} of GPU memory where {format_size(self.device)} is free"
         if self.host is not None and host > self.host:
-            return f"{_size(host)} of RAM where {_size(self.host)} is available"
+            return f"{format_size(host)} of RAM where {format_size(self.host)} is available"
         return None
 
 
