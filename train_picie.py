@@ -136,6 +136,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
             check_skipped_images(trainset.image_paths, cluster_loader.skipped, s.train.max_bad_fraction)
             progress.enter("training")
             epoch_record = train_one_epoch(training, epoch, clusters, should_stop=lambda: bool(stop_requested()))
+            clusters.cache.release()  # its memory goes back before the next clustering pass and the final protocol
             if stop_requested():
                 raise StopRequested(stop_requested())
             progress.lap("train")

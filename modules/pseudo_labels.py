@@ -66,6 +66,11 @@ class PassCache:
             view2 = view2.contiguous(memory_format=torch.channels_last)
         return view1, view2
 
+    def release(self) -> None:
+        """Empty the cache once the epoch's training has used it: the next clustering pass and the
+        final protocol would otherwise run beside up to --feature_cache_gb of stale views and features."""
+        self.batches, self.views_of, self.bytes, self.complete = [], {}, 0, False
+
     def drop_features(self) -> None:
         self.batches = [(indices, views, ()) for indices, views, _ in self.batches]
 

@@ -95,3 +95,23 @@ def test_initial_kmeans_sees_a_sample_and_updates_see_whole_batches(loader, monk
     grid_cells = 8 * 8
     assert sizes['init'] == [3 * SETTINGS.pixels_per_image] * 2  # one init batch of 3 images, per view
     assert sizes['update'] == [3 * grid_cells] * 2
+
+
+def test_the_feature_cache_is_released_once_training_used_it(tiny_demo, tmp_path, monkeypatch):
+    """The epoch's cache (up to --feature_cache_gb) is emptied after training: the scores, the next
+    epoch's clustering pass and the final protocol do not run beside it."""
+    import train_picie
+    from config import get_args_parser, parse_args, settings_from_args
+    seen = []
+    score = train_picie.score_epoch
+
+    def spy(model, objective, clusters, *args, **kwargs):
+        seen.append((clusters.reused_features, clusters.cache.bytes))
+        return score(model, objective, clusters, *args, **kwargs)
+
+    monkeypatch.setattr(train_picie, 'score_epoch', spy)
+    args = parse_args(get_args_parser(), ['--preset', 'tiny', '--data_root', str(tiny_demo), '--stuff',
+                                          '--save_root', str(tmp_path), '--run_name', 'cache'])
+    train_picie.main(settings_from_args(args))
+    assert seen and all(reused for reused, _ in seen)  # the cache was used...
+    assert all(size == 0 for _, size in seen)  # ...and released before the scores
