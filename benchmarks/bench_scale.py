@@ -296,6 +296,8 @@ def main(argv=None) -> int:
     parser.add_argument("--_restart", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child is not None:
+        from utils.runtime import keep_freed_memory  # noqa: PLC0415 - as train_picie.py's start does
+        keep_freed_memory()  # the memory figures are then those of a run of train_picie.py
         print(json.dumps(measure_one(json.loads(args._child), args.train_steps, args._restart)))
         return 0
     n_curated_train, n_curated_val = min(CURATED_TRAIN, args.total_train), min(CURATED_VAL, args.total_val)
