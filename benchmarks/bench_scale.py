@@ -47,6 +47,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from utils.runtime import script_main
+
 REPO = Path(__file__).resolve().parents[1]
 CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"
 #: COCO 2017's image counts and the official curated lists' lengths (IIC, version 7).
@@ -340,4 +342,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

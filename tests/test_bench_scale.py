@@ -2,6 +2,7 @@
 import json
 
 from benchmarks import bench_scale
+from helpers import assert_one_error_line
 
 
 def test_bench_scale_measures_every_step_and_removes_its_tree(tmp_path, capsys):
@@ -39,6 +40,5 @@ def test_growth_exponent():
 
 
 def test_bad_size_is_one_line(capsys):
-    assert bench_scale.main(['--sizes', '50', '--total_train', '40']) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and '--sizes 50' in err[0]
+    code = bench_scale.main(['--sizes', '50', '--total_train', '40'])
+    assert_one_error_line(code, capsys.readouterr().err, '--sizes 50')
