@@ -84,6 +84,7 @@ def test_the_parts_that_grow_with_the_dataset_follow_the_arithmetic(tiny_cost):
     parts = training_parts(tiny_cost, 49629, 320, 640, 256, 128, [27, 27], budget, 20 * 256 * 128, 2, 2)
     assert parts['pseudo-labels'] == 49629 * 2 * 80 * 80 == 635_251_200
     assert parts['feature cache'] == budget == 2 ** 31
+    assert parts['image lists'] == 49629 * 3 * 1024  # measured by benchmarks/bench_scale.py
     small = training_parts(tiny_cost, 100, 320, 640, 256, 128, [27, 27], budget, 20 * 256 * 128, 2, 2)
     assert small['feature cache'] < budget and small['pseudo-labels'] == 100 * 2 * 80 * 80
 
@@ -97,7 +98,8 @@ def test_config_memory_prints_the_estimate_without_training(tiny_demo, tmp_path,
     out = capsys.readouterr().out
     n_images = len(list((tiny_demo / 'images' / 'train2017').iterdir()))
     assert out.startswith(f'memory estimate: {n_images} training images')
-    for part in ('pseudo-labels', 'feature cache', 'k-means sample', 'training activations', 'evaluation pass'):
+    for part in ('pseudo-labels', 'feature cache', 'image lists', 'k-means sample', 'training activations',
+                 'evaluation pass'):
         assert part in out
     assert out.count('  fits: ') == 2 and sorted(tmp_path.iterdir()) == before
 

@@ -26,6 +26,9 @@ TRAIN_ACTIVATION_FACTOR = 0.5      # training: kept for the backward / every lay
 INFERENCE_ACTIVATION_FACTOR = 0.15  # no gradients: only a few layer outputs are alive at once (calibrated)
 FLOAT = 4                          # bytes of a float32 value
 MEMMAP_ABOVE = 2 ** 31             # pseudo-label arrays larger than this are memory-mapped files (pseudo_labels.py)
+# The image lists, their checks and loaders' index state per training image: the rehearsal at COCO-Stuff's size
+# (benchmarks/bench_scale.py, docs/measurements.md) measured +146 MB from 1,000 to 49,629 images.
+LISTS_BYTES_PER_IMAGE = 3 * 1024
 
 
 class MemoryLimitError(UserError):
@@ -75,6 +78,7 @@ def training_parts(net: NetworkCost, n_images: int, res1: int, res2: int, batch_
                                                 + feature_bytes),
         "loaded images": loader_batches * max(batch_cluster, batch_train) * 3 * res2 * res2 * (1 + FLOAT),
         "feature cache": min(feature_cache_bytes, n_images * 2 * (view_bytes + feature_bytes)),
+        "image lists": n_images * LISTS_BYTES_PER_IMAGE,
         "k-means sample": n_heads * 2 * init_points * net.feat_dim * FLOAT,
         # Larger arrays are memory-mapped files in the run folder: the page cache holds what fits.
         "pseudo-labels": sum(b for b in label_bytes if b <= MEMMAP_ABOVE),
