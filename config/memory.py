@@ -109,11 +109,15 @@ def memory_report(s) -> List[str]:
     from modules.objectives import build_objective  # noqa: PLC0415
     from utils.runtime import make_runtime  # noqa: PLC0415
 
-    log.setLevel(logging.WARNING)  # the run's own log line of the estimate would say it all twice
     runtime = make_runtime(s.device, s.precision, s.deterministic)
     n_images = len(train_dataset(build_source(s.data), s.train.res2))
     model = build_model(s.model.arch, s.model.feat_dim, False, None, vit_head=s.model.vit_head,
                         freeze_backbone=s.model.freeze_backbone)
     heads = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim, None, s.seed).heads
-    return estimate_report(s, network_cost(model), n_images, [head.n_clusters for head in heads], runtime.device,
-                           half_precision=runtime.amp_dtype in (torch.bfloat16, torch.float16))
+    level = log.level
+    log.setLevel(logging.WARNING)  # the run's own log line of each estimate would say it all twice
+    try:
+        return estimate_report(s, network_cost(model), n_images, [head.n_clusters for head in heads],
+                               runtime.device, half_precision=runtime.amp_dtype in (torch.bfloat16, torch.float16))
+    finally:
+        log.setLevel(level)  # in a process that goes on (a test), the run log is as it was

@@ -92,9 +92,11 @@ def test_the_parts_that_grow_with_the_dataset_follow_the_arithmetic(tiny_cost):
 def test_config_memory_prints_the_estimate_without_training(tiny_demo, tmp_path, capsys):
     """python -m config --memory: every part of both estimates, the data root's image count, and
     whether it fits; nothing is written."""
+    import logging
     from config.__main__ import main
-    before = sorted(tmp_path.iterdir())
+    before, level = sorted(tmp_path.iterdir()), logging.getLogger('picie').level
     assert main(['--preset', 'tiny', '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--memory']) == 0
+    assert logging.getLogger('picie').level == level  # later runs in this process still log their INFO lines
     out = capsys.readouterr().out
     n_images = len(list((tiny_demo / 'images' / 'train2017').iterdir()))
     assert out.startswith(f'memory estimate: {n_images} training images')
