@@ -34,6 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 import torch
 
+from utils.files import write_text
+
 MODELS = {
     "vit_s8_frozen": "DINO ViT-S/8, frozen, + linear head (1x1 conv 384 -> out_dim)",
     "vit_s8_frozen_nonlinear": "DINO ViT-S/8, frozen, + linear and nonlinear (STEGO) head",
@@ -201,7 +203,7 @@ def main(argv=None) -> list:
               f"{r['fwd_ms']:6.0f} {r['bwd_ms']:6.0f} {r['fwd_bwd_cpu_ms']:6.0f} {no_grad:>13s} "
               f"{r['no_grad_fwd_cpu_ms']:6.0f} {r['saved_for_backward_mb']:6.1f} {r['peak_rss_step_mb']:6.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        write_text(Path(args.json), json.dumps(results, indent=1) + "\n")
     return results
 
 

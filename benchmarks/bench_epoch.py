@@ -30,6 +30,7 @@ import torch
 
 import train_picie
 from config import get_args_parser, parse_args, settings_from_args
+from utils.files import write_text
 from utils.run import RunProgress
 from utils.cli import run_cli
 from utils.runtime import script_main
@@ -185,7 +186,7 @@ def main(argv=None, progress: Optional[PhaseMemory] = None) -> dict:
                                 "eval_img_per_s": eval_rate, "epoch_s": projected, "epoch_min": projected / 60}
     print_table(result)
     if args.bench_json:
-        Path(args.bench_json).write_text(json.dumps(result, indent=2))
+        write_text(Path(args.bench_json), json.dumps(result, indent=2))
     return result
 
 

@@ -47,6 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from utils.files import write_text
 from utils.runtime import script_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -334,8 +335,8 @@ def main(argv=None) -> int:
         text = report(results, header)
         print(text)
         if args.out:
-            Path(args.out).with_suffix(".txt").write_text(text + "\n")
-            Path(args.out).with_suffix(".json").write_text(json.dumps({"header": header, "results": results}, indent=2))
+            write_text(Path(args.out).with_suffix(".txt"), text + "\n")
+            write_text(Path(args.out).with_suffix(".json"), json.dumps({"header": header, "results": results}, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

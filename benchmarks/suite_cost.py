@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from utils.files import write_text
+
 
 def folder_bytes(path: Path) -> int:
     """Bytes of the regular files under `path` (0 if it does not exist); links are not followed."""
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
     print(f"suite cost: {cost['wall_s']:.0f} s wall, {cost['cpu_s']:.0f} s CPU, {cost['written_mb']:.0f} MB "
           f"written to disk, {cost['left_mb']:.0f} MB left in {cost['temp_root']}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(cost, indent=2) + "\n")
+        write_text(Path(args.json), json.dumps(cost, indent=2) + "\n")
     if cost["exit_code"] != 0:
         return cost["exit_code"]
     for key, bound, what in (("written_mb", args.max_written_mb, "wrote"),
