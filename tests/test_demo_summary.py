@@ -36,6 +36,9 @@ def test_the_summary_names_the_kind_and_its_measured_scores(autocast, has_bf16, 
         assert f"seed 1 {seeds['1']['epochs_8'][1]:.2f}" in text and 'this run is seed 1' in text
     for report in EXPECTED['kinds'][autocast].get('reported', []):  # other machines of the kind, said as such
         assert f"reported on {report['where'].split(':')[0]}: seed {report['seed']} {report['mIoU']:.2f}" in text
+        if report['seed'] == 1 and report['epochs'] == 8:  # how far apart machines of the kind land, measured
+            apart = abs(report['mIoU'] - seeds['1']['epochs_8'][1])
+            assert f"gave {report['mIoU']:.2f}, up to {apart:.1f} apart" in text
     other = 'fp32' if autocast == 'bf16' else 'bf16'
     other_seed1 = EXPECTED['kinds'][other]['seeds'].get('1', {}).get('epochs_8')
     if other_seed1:  # the other kind's numbers are not offered as this kind's
