@@ -47,6 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from benchmarks.bench_epoch import _reset_peak_rss, _status_mb  # one reader of the peak memory
 from utils.files import write_text
 from utils.runtime import script_main
 
@@ -128,15 +129,13 @@ def root_of_size(tree: Path, curated: Dict[str, List[str]], n_train: int, n_val:
 
 # --- one size, in a child process -------------------------------------------------------------------
 
-def _proc_value(path: str, key: str) -> Optional[int]:
+def _written_bytes() -> Optional[int]:
+    """Bytes this process has passed to write calls (/proc/self/io wchar); None off Linux."""
     try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
+        with open("/proc/self/io") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("wchar:"))
+    except (OSError, StopIteration):
         return None
-    return None
 
 
 class StepMeter:
@@ -148,20 +147,16 @@ class StepMeter:
 
     def wrap(self, name: str, function: Callable) -> Callable:
         def measured(*args, **kwargs):
-            try:
-                with open("/proc/self/clear_refs", "w") as handle:
-                    handle.write("5")  # restart the peak-RSS counter
-            except OSError:
-                pass
-            written, started, cpu = _proc_value("/proc/self/io", "wchar"), time.perf_counter(), time.process_time()
+            _reset_peak_rss()
+            written, started, cpu = _written_bytes(), time.perf_counter(), time.process_time()
             try:
                 return function(*args, **kwargs)
             finally:
                 step = self.steps.setdefault(name, {"s": 0.0, "cpu_s": 0.0, "peak_mb": 0.0, "written_mb": 0.0})
                 step["s"] += time.perf_counter() - started
                 step["cpu_s"] += time.process_time() - cpu
-                step["peak_mb"] = max(step["peak_mb"], (_proc_value("/proc/self/status", "VmHWM") or 0) / 1024)
-                after = _proc_value("/proc/self/io", "wchar")
+                step["peak_mb"] = max(step["peak_mb"], _status_mb("VmHWM") or 0.0)
+                after = _written_bytes()
                 if written is not None and after is not None:
                     step["written_mb"] += (after - written) / 2 ** 20
         return measured
@@ -219,7 +214,7 @@ def measure_one(argv: Sequence[str], train_steps: int, restart: bool) -> Dict:
     if trained:
         steps["train"]["n_steps"] = trained["steps"]
     return {"steps": steps, "whole_s": time.perf_counter() - started,
-            "peak_mb": (_proc_value("/proc/self/status", "VmHWM") or 0) / 1024}
+            "peak_mb": _status_mb("VmHWM") or 0.0}
 
 
 def run_size(root: Path, save_root: Path, train_steps: int, extra: Sequence[str]) -> Dict:

@@ -13,10 +13,16 @@ import logging
 from dataclasses import replace
 from typing import Dict, List, Optional, Sequence
 
+import torch
+
+from data.build import build_source, train_dataset
 from modules.evaluation import EvalSettings
 from modules.kmeans import KMeansSettings
+from modules.networks import build_model, network_cost
+from modules.objectives import build_objective
 from utils.memory import (EVALUATION_ON_DEVICE, TRAINING_ON_DEVICE, Available, MemoryLimitError, NetworkCost,
                           check_fits, evaluation_parts, format_parts, format_size, training_parts)
+from utils.runtime import make_runtime
 
 log = logging.getLogger("picie")
 LOADER_BATCHES = 2     # a batch in use and about one more in flight (utils/loaders.py bounds the prefetch)
@@ -102,13 +108,6 @@ def memory_report(s) -> List[str]:
     counts them, the network built as the run builds it (random weights: none are downloaded) and
     measured (modules/networks.py: network_cost), the objective's clusterings, the device and
     precision the run would use. Nothing is trained or written."""
-    import torch  # noqa: PLC0415 - only this command builds a network
-
-    from data.build import build_source, train_dataset  # noqa: PLC0415
-    from modules.networks import build_model, network_cost  # noqa: PLC0415
-    from modules.objectives import build_objective  # noqa: PLC0415
-    from utils.runtime import make_runtime  # noqa: PLC0415
-
     runtime = make_runtime(s.device, s.precision, s.deterministic)
     n_images = len(train_dataset(build_source(s.data), s.train.res2))
     model = build_model(s.model.arch, s.model.feat_dim, False, None, vit_head=s.model.vit_head,
