@@ -12,7 +12,7 @@ side the network sees; images are not cropped. --flip, --crf, --device, --batch_
 existing output stops the run before anything is written, unless --overwrite. How names,
 batches and sizes are chosen: modules/segment.py (inputs and output names: data/image_files.py).
 """
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -51,7 +51,7 @@ def main(args) -> PredictReport:
     return report
 
 
-def cli(argv: Optional[Sequence[str]] = None) -> int:
+def cli(argv: Sequence[str] | None = None) -> int:
     args = parse_args(get_predict_parser(), argv)
 
     def run() -> None:

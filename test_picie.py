@@ -16,18 +16,34 @@ and the paper's protocol), in every variant.
 """
 import os
 import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Collection, List, Optional, Sequence
 
 import torch
 
-from config import (METRICS_NAME, TestSettings, data_root_line, evaluation_memory, get_test_parser, given_flags,
-                    parse_args, test_output, test_settings, test_target)
+from config import (
+    METRICS_NAME,
+    TestSettings,
+    data_root_line,
+    evaluation_memory,
+    get_test_parser,
+    given_flags,
+    parse_args,
+    test_output,
+    test_settings,
+    test_target,
+)
 from data.build import build_source
 from data.validation import DataError, scan_label_maps
 from modules.crf import require_crf
-from modules.evaluation import (check_fresh_kmeans, evaluation_record, evaluation_runtime, fresh_cluster_evaluation,
-                                score_classifiers, val_loader)
+from modules.evaluation import (
+    check_fresh_kmeans,
+    evaluation_record,
+    evaluation_runtime,
+    fresh_cluster_evaluation,
+    score_classifiers,
+    val_loader,
+)
 from modules.networks import model_from_checkpoint, network_cost
 from modules.probe import linear_probe
 from utils import dist
@@ -156,7 +172,7 @@ def warn_fewer_clusters(ckpt: dict, n_classes: int, path: str, log) -> None:
                     own, n_classes)
 
 
-def score_lines(result: dict) -> List[str]:
+def score_lines(result: dict) -> list[str]:
     """The printed scores: plain, then many-to-one (majority) and each --flip / --crf variant present."""
     def scores(m: dict) -> str:
         line = f"acc {m['acc']:.2f}  mIoU {m['mIoU']:.2f}"
@@ -181,7 +197,7 @@ def score_lines(result: dict) -> List[str]:
     return lines
 
 
-def test_argv(train_argv: Sequence[str]) -> List[str]:
+def test_argv(train_argv: Sequence[str]) -> list[str]:
     """The arguments of `train_picie.py --eval_only ...` (the original's test command) that
     test_picie.py takes: flags of training only (--save_root, --num_epoch, ...) are dropped."""
     known = {option for action in get_test_parser()._actions for option in action.option_strings}
@@ -194,7 +210,7 @@ def test_argv(train_argv: Sequence[str]) -> List[str]:
     return kept
 
 
-def cli(argv: Optional[Sequence[str]] = None) -> int:
+def cli(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(get_test_parser(), argv)
 

@@ -12,34 +12,78 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from config import (OptimSettings, RunSettings, TrainSettings, eval_config, get_args_parser, parse_args,
-                    resolve_restart, settings_from_args, training_memory)
+from config import (
+    OptimSettings,
+    RunSettings,
+    TrainSettings,
+    eval_config,
+    get_args_parser,
+    parse_args,
+    resolve_restart,
+    settings_from_args,
+    training_memory,
+)
 from data.build import build_source, train_dataset
 from data.transforms import ViewMaker
 from data.validation import check_skipped_images, check_training_images, record_bad_images, scan_label_maps
-from modules.evaluation import (check_fresh_kmeans, cluster_ids, evaluation_record, evaluation_runtime,
-                                example_images, fresh_cluster_evaluation, score_classifiers, val_loader)
+from modules.evaluation import (
+    check_fresh_kmeans,
+    cluster_ids,
+    evaluation_record,
+    evaluation_runtime,
+    example_images,
+    fresh_cluster_evaluation,
+    score_classifiers,
+    val_loader,
+)
 from modules.kmeans import require_points
 from modules.networks import build_model, calibrate_batchnorm, has_batchnorm, model_from_checkpoint, network_cost
 from modules.objectives import Objective, build_objective
-from modules.pseudo_labels import (EpochClusters, allocate_labels, batch_labels, cluster_and_label, training_batches,
-                                   training_views)
+from modules.pseudo_labels import (
+    EpochClusters,
+    allocate_labels,
+    batch_labels,
+    cluster_and_label,
+    training_batches,
+    training_views,
+)
 from modules.siamese import SiamesePair, features_of_views
 from utils import dist
-from utils.checkpoint import (checkpoint_state, classifier_entry, epoch_matchings, keep_epoch_checkpoints,
-                              load_checkpoint, match_thread_counts, restore_rng, save_checkpoint)
+from utils.checkpoint import (
+    checkpoint_state,
+    classifier_entry,
+    epoch_matchings,
+    keep_epoch_checkpoints,
+    load_checkpoint,
+    match_thread_counts,
+    restore_rng,
+    save_checkpoint,
+)
 from utils.cli import run_cli
 from utils.hold import Hold
 from utils.loaders import PassLoader, make_loader
-from utils.run import (CHECKPOINT_NAME, RunLog, RunProgress, brief_metrics, check_run_folder, finished, loggable,
-                       open_run, repair_config, resume_command, setup_logging, write_json)
+from utils.run import (
+    CHECKPOINT_NAME,
+    RunLog,
+    RunProgress,
+    brief_metrics,
+    check_run_folder,
+    finished,
+    loggable,
+    open_run,
+    repair_config,
+    resume_command,
+    setup_logging,
+    write_json,
+)
 from utils.runtime import Runtime, configure_determinism, make_runtime, script_main, seed_everything
 from utils.signals import StopRequested, stop_requested
 from utils.tb import ExampleMaps, open_tensorboard
@@ -63,7 +107,7 @@ class Training:
     class_weights: str                  # the cross-entropy's --class_weights (modules/loss.py)
 
 
-def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
+def main(s: RunSettings, progress: RunProgress | None = None) -> dict:
     """The run; `progress` is kept up to date for the messages of cli() when it stops early."""
     progress = progress if progress is not None else RunProgress()
     run_folder = Path(s.save_root) / s.run_name
@@ -86,8 +130,8 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
         # The views' geometric parameters live on the network's feature grid (res1 / stride cells).
         view_maker = ViewMaker(s.augment, s.train.res1, s.seed, feature_stride=model.stride,
                                photometric_res=s.train.photometric_res)
-        objective = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim,
-                                    lambda module: build_optimizer(module, s.optim), s.seed)
+        objective = build_objective(s.objective, model.feat_dim, lambda module: build_optimizer(module, s.optim),
+                                    s.seed)
         check_cluster_counts(objective, len(trainset) * view_maker.grid ** 2, source, s, model.stride)
         # Memory for this resolution, batch, network and dataset, before anything is written (config/memory.py).
         training_memory(s, network_cost(model), len(trainset), [head.n_clusters for head in objective.heads],
@@ -153,7 +197,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
             log.info("epoch %d/%d: %s", epoch + 1, s.train.num_epoch, loggable(epoch_record))
             progress.enter("checkpoint")
             centroids = objective.named_centroids(clusters.centroids)
-            tb.log_epoch(epoch_record, lambda: example_maps(centroids["view1"], epoch_record))
+            tb.log_epoch(epoch_record, partial(example_maps, centroids["view1"], epoch_record))
             if dist.is_main():
                 matchings = epoch_matchings(epoch_record, centroids, source.class_names)  # for predict.py
                 state = checkpoint_of(epoch + 1, centroids, matchings)
@@ -177,7 +221,7 @@ def main(s: RunSettings, progress: Optional[RunProgress] = None) -> dict:
 
 
 def train_one_epoch(t: Training, epoch: int, clusters: EpochClusters,
-                    should_stop: Callable[[], bool] = lambda: False) -> Dict[str, float]:
+                    should_stop: Callable[[], bool] = lambda: False) -> dict[str, float]:
     """Step 3 of an epoch: train the network (the Siamese pair t.pair) against every head's pseudo-labels.
 
     For each batch: the two views with this epoch's transform parameters (the clustering pass's,
@@ -190,7 +234,7 @@ def train_one_epoch(t: Training, epoch: int, clusters: EpochClusters,
     pair, objective, optimizer, loader, runtime = t.pair, t.objective, t.optimizer, t.loader, t.runtime
     pair.train()
     objective.start_epoch(clusters.centroids, clusters.counts, t.class_weights, runtime.device)
-    sums: Dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
+    sums: dict[str, float] = {"loss": 0.0}  # the parts' keys are added by the first step
     n_steps = n_nonfinite = n_bad_images = 0
     for batch in runtime.bar(training_batches(loader, clusters), f"epoch {epoch} train", total=len(loader)):
         n_bad_images += batch.n_skipped  # unreadable, or not labelled this epoch
@@ -241,7 +285,7 @@ def load_data(s: RunSettings, runtime: Runtime, log):
     return source, trainset, cluster_loader, train_loader, evaluation_loader, label_report
 
 
-def tensorboard_maps(model, source, s: RunSettings, runtime: Runtime) -> Callable[[torch.Tensor, Dict], object]:
+def tensorboard_maps(model, source, s: RunSettings, runtime: Runtime) -> Callable[[torch.Tensor, dict], object]:
     """--tensorboard's cluster maps of the first val images: (view 1's centroids, the epoch's record
     with view 1's matching) -> an image grid, drawn only when TensorBoard asks for it."""
     maps = ExampleMaps(lambda: example_images(source, s.eval), lambda images, centroids: cluster_ids(
@@ -249,7 +293,7 @@ def tensorboard_maps(model, source, s: RunSettings, runtime: Runtime) -> Callabl
     return lambda centroids, record: maps(centroids, record.get("view1", {}).get("cluster_to_class"))
 
 
-def checkpoint_maker(model, optimizer, record: Dict, evaluation: Dict, run_log: RunLog) -> Callable[..., Dict]:
+def checkpoint_maker(model, optimizer, record: dict, evaluation: dict, run_log: RunLog) -> Callable[..., dict]:
     """(epoch, {head: centroids}, matchings=None) -> the checkpoint state every save writes: the
     network, optimiser, run record, classifiers, evaluation config and history as they are now."""
     return lambda epoch, centroids, matchings=None: checkpoint_state(
@@ -356,7 +400,7 @@ def prepare_untrained(model, s: RunSettings, source, evaluation_loader, cluster_
 
 
 def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s: RunSettings, runtime: Runtime,
-                evaluation_loader, epoch: int, lap: Callable[[str], None]) -> Dict:
+                evaluation_loader, epoch: int, lap: Callable[[str], None]) -> dict:
     """Step 4: each main head's frozen classifier on val ({view1, view2}: metrics), and with
     over-clustering (K_train > K_test) also a fresh K_test clustering, as the final protocol."""
     classifiers = {name: classifier_entry(c)
@@ -365,7 +409,7 @@ def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s:
                                desc=f"epoch {epoch} eval")
     lap("eval")
     out = {view: brief_metrics(metrics) for view, metrics in scored.items()}
-    if s.kmeans.n_clusters > s.eval.n_clusters:
+    if s.objective.n_clusters > s.eval.n_clusters:
         fresh = fresh_cluster_evaluation(model, source, s.eval, runtime, evaluation_loader,
                                          desc=f"epoch {epoch} fresh", repeats=1)
         out["fresh_K_test"] = dict(brief_metrics(fresh), matching="hungarian", K=s.eval.n_clusters,
@@ -375,7 +419,7 @@ def score_epoch(model, objective: Objective, clusters: EpochClusters, source, s:
 
 
 def final_evaluation(model, source, s: RunSettings, runtime: Runtime, evaluation_loader, run_log: RunLog,
-                     label_report: Dict, n_train: int, log) -> Dict:
+                     label_report: dict, n_train: int, log) -> dict:
     """Step 6: the paper's final protocol (fresh K_test k-means on the un-augmented train images,
     --repeats seeds, scored on val), with run-level counts and the untrained network's scores."""
     final = {"epochs": s.train.num_epoch, "n_train_images": n_train, "n_val_images": len(source.val_images),

@@ -139,14 +139,15 @@ def measure_one(name: str, res: int, batch: int, repeats: int, warmup: int, out_
                 no_grad_cpu.append(time.process_time() - c0)
     ms = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     fastest = lambda xs: round(1000 * min(xs), 1)  # noqa: E731 - least disturbed by other processes
+    fwd_bwd = [f + b for f, b in zip(fwd, bwd, strict=True)]
     return {
         "model": name, "description": MODELS[name], "res": res, "batch": batch, "threads": threads,
         "features": list(shape[1:]),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "trainable_params_m": round(sum(p.numel() for p in trainable) / 1e6, 3),
-        "fwd_bwd_ms": ms([f + b for f, b in zip(fwd, bwd)]), "fwd_ms": ms(fwd), "bwd_ms": ms(bwd),
+        "fwd_bwd_ms": ms(fwd_bwd), "fwd_ms": ms(fwd), "bwd_ms": ms(bwd),
         "no_grad_fwd_ms": ms(no_grad),
-        "min_fwd_bwd_ms": fastest([f + b for f, b in zip(fwd, bwd)]), "min_no_grad_fwd_ms": fastest(no_grad),
+        "min_fwd_bwd_ms": fastest(fwd_bwd), "min_no_grad_fwd_ms": fastest(no_grad),
         "fwd_bwd_cpu_ms": ms(cpu), "no_grad_fwd_cpu_ms": ms(no_grad_cpu),
         "saved_for_backward_mb": round(saved / 2**20, 1),
         "peak_rss_step_mb": round((rss.peak - rss.start) / 2**20, 1),

@@ -12,6 +12,7 @@ features): the network's cost is what is timed.
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 
@@ -31,6 +32,23 @@ def timed(step, device: torch.device, steps: int):
         sync()
         times.append(time.perf_counter() - started)
     return times[0], statistics.median(times[1:])
+
+
+def train_step(model, net, optimizer, views, runtime) -> None:
+    """One SGD step of `net` (model, eager or compiled) on both views."""
+    model.train()
+    with runtime.autocast():
+        loss = sum(net(view).float().pow(2).mean() for view in views)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def forward_step(model, net, views, runtime) -> None:
+    """One forward pass of `net` in inference mode."""
+    model.eval()
+    with torch.inference_mode(), runtime.autocast():
+        net(views[0])
 
 
 def main(argv=None) -> dict:
@@ -54,21 +72,10 @@ def main(argv=None) -> dict:
         model = build_model(args.arch).to(runtime.device).to(memory_format=torch.channels_last)
         net = torch.compile(model, mode=args.mode) if name == "compiled" else model
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-        def train_step():
-            model.train()
-            with runtime.autocast():
-                loss = sum(net(view).float().pow(2).mean() for view in views)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        def forward_step():
-            model.eval()
-            with torch.inference_mode(), runtime.autocast():
-                net(views[0])
-        results[name] = {"train": timed(train_step, runtime.device, args.steps),
-                         "forward": timed(forward_step, runtime.device, args.steps)}
+        results[name] = {"train": timed(partial(train_step, model, net, optimizer, views, runtime), runtime.device,
+                                        args.steps),
+                         "forward": timed(partial(forward_step, model, net, views, runtime), runtime.device,
+                                          args.steps)}
     print(f"{args.arch}, {args.batch} x {args.res} px per view, {runtime.device}, autocast {runtime.amp_dtype}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for kind in ("train", "forward"):

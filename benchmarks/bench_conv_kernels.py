@@ -15,7 +15,6 @@ with these kernels, and no code outside the kernels changes it.
 """
 import argparse
 from collections import Counter
-from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -26,12 +25,12 @@ from utils.cli import run_cli
 from utils.runtime import best_seconds, make_runtime, script_main
 
 # (input shape, weight shape, stride, padding, has bias): one kind of convolution call
-ConvKey = Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, int], Tuple[int, int], bool]
+ConvKey = tuple[tuple[int, ...], tuple[int, ...], tuple[int, int], tuple[int, int], bool]
 
 
-def conv_calls(model: nn.Module, images: torch.Tensor) -> List[ConvKey]:
+def conv_calls(model: nn.Module, images: torch.Tensor) -> list[ConvKey]:
     """The convolution calls of one forward pass of `images`, in order."""
-    calls: List[ConvKey] = []
+    calls: list[ConvKey] = []
 
     def record(conv: nn.Conv2d, inputs) -> None:
         calls.append((tuple(inputs[0].shape), tuple(conv.weight.shape), tuple(conv.stride), tuple(conv.padding),
@@ -53,7 +52,7 @@ def conv_flops(key: ConvKey) -> float:
 
 
 def kernel_seconds(key: ConvKey, memory_format: torch.memory_format, device: torch.device,
-                   repeats: int) -> Dict[str, float]:
+                   repeats: int) -> dict[str, float]:
     """Best seconds of the forward, the input gradient and the weight (and bias) gradient of one call."""
     shape, weight_shape, stride, padding, has_bias = key
     x = torch.randn(shape, device=device).contiguous(memory_format=memory_format)

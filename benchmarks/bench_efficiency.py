@@ -31,7 +31,6 @@ import argparse
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -42,7 +41,7 @@ from benchmarks.bench_epoch import main as bench_epoch_main
 from utils.cli import run_cli
 from utils.runtime import best_seconds, script_main
 
-Call = Tuple[Tuple[int, ...], bool, Optional[str]]  # (input shape, gradients on, autocast dtype or None)
+Call = tuple[tuple[int, ...], bool, str | None]  # (input shape, gradients on, autocast dtype or None)
 
 
 def gemm_flops_per_s(dtype: torch.dtype, size: int, device: torch.device, repeats: int = 5) -> float:
@@ -90,7 +89,7 @@ def conv_flops_per_s(dtype: torch.dtype, device: torch.device, repeats: int = 5,
     return 2 * batch * height * width * channels * out_channels * kernel * kernel / seconds
 
 
-def autocast_dtype(device_type: str) -> Optional[str]:
+def autocast_dtype(device_type: str) -> str | None:
     if not torch.is_autocast_enabled(device_type):
         return None
     return str(torch.get_autocast_dtype(device_type)).replace("torch.", "")
@@ -103,16 +102,16 @@ class NetworkCalls(PhaseMemory):
     epoch num_epoch + 1 what ran after the last (phase "final evaluation"). seconds[(epoch, phase)]
     is the phase's wall time."""
 
-    calls: Dict[Tuple[int, str], List[Call]] = field(default_factory=lambda: defaultdict(list))
-    seconds: Dict[Tuple[int, str], float] = field(default_factory=dict)
-    _pending: List[Call] = field(default_factory=list)
+    calls: dict[tuple[int, str], list[Call]] = field(default_factory=lambda: defaultdict(list))
+    seconds: dict[tuple[int, str], float] = field(default_factory=dict)
+    _pending: list[Call] = field(default_factory=list)
     _started: float = field(default_factory=time.perf_counter)
 
     def record(self, module, inputs) -> None:
         x = inputs[0]
         self._pending.append((tuple(x.shape), torch.is_grad_enabled(), autocast_dtype(x.device.type)))
 
-    def _file(self, key: Tuple[int, str], seconds: float) -> None:
+    def _file(self, key: tuple[int, str], seconds: float) -> None:
         self.calls[key].extend(self._pending)
         self._pending = []
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
@@ -182,7 +181,7 @@ def main(argv=None) -> dict:
     conv3_rates = {name: conv_flops_per_s(dtype, device, kernel=3) for name, dtype in dtypes.items()}
     peaks = {name: max(rates[name], conv_rates[name], conv3_rates[name]) for name in dtypes}
 
-    cache: Dict[Call, float] = {}
+    cache: dict[Call, float] = {}
     rows = []
     for (epoch, phase), calls in progress.calls.items():  # in the order the run went through them
         flops = 0.0

@@ -24,15 +24,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
 
 import torch
 
 import train_picie
 from config import get_args_parser, parse_args, settings_from_args
+from utils.cli import run_cli
 from utils.files import write_text
 from utils.run import RunProgress
-from utils.cli import run_cli
 from utils.runtime import script_main
 
 
@@ -43,7 +42,7 @@ def peak_rss_mb(progress: "PhaseMemory") -> dict:
             "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def _status_mb(key: str) -> Optional[float]:
+def _status_mb(key: str) -> float | None:
     """A memory figure of this process from /proc/self/status (VmRSS, VmHWM), MB; None off Linux."""
     try:
         with open("/proc/self/status") as handle:
@@ -73,7 +72,7 @@ class PhaseMemory(RunProgress):
     processes than the wall time): peaks[epoch][phase] = {"peak_mb", "rise_mb", "cpu_s"} (epoch
     1-based, as metrics.jsonl)."""
 
-    peaks: Dict[int, Dict[str, Dict[str, float]]] = field(default_factory=dict)
+    peaks: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     _start_rss: float = 0.0
     _start_cpu: float = 0.0
     _run_peak: float = 0.0
@@ -118,7 +117,7 @@ def kmeans_working_set_mb(batch: int, init_batches: int, grid: int, dim: int, pi
             "both_views_peak_mb": 2 * max(2 * init, online) / 2 ** 20}
 
 
-def main(argv=None, progress: Optional[PhaseMemory] = None) -> dict:
+def main(argv=None, progress: PhaseMemory | None = None) -> dict:
     """Run, print and return the benchmark; `progress` (default a PhaseMemory) receives the run's
     phases (benchmarks/bench_efficiency.py passes one that also files the network's calls)."""
     parser = argparse.ArgumentParser("bench_epoch", parents=[get_args_parser(add_help=False)])

@@ -25,7 +25,7 @@ def write_archives(folder: Path, n_images: dict, image_kb: int) -> int:
     """The three archives and a curated/ folder listing every id; returns the archives' bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = {split: [f"{i:012d}" for i in range(start, start + n)]
-           for (split, n), start in zip(n_images.items(), (1, 10 ** 9))}
+           for (split, n), start in zip(n_images.items(), (1, 10 ** 9), strict=True)}
     with zipfile.ZipFile(folder / "stuffthingmaps_trainval2017.zip", "w", zipfile.ZIP_STORED) as maps:
         for split, split_ids in ids.items():
             with zipfile.ZipFile(folder / f"{split}.zip", "w", zipfile.ZIP_STORED) as images:

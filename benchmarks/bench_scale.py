@@ -41,8 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -66,7 +67,7 @@ RUN_FLAGS = ["--preset", "paper", "--no-pretrain", "--res", "32", "--res1", "32"
 
 # --- the tree ---------------------------------------------------------------------------------------
 
-def official_ids(split: str, n: int) -> List[str]:
+def official_ids(split: str, n: int) -> list[str]:
     """The curated ids of `split` from this repository's curated/ when it holds the official list
     (n ids), else n made-up 12-digit ids."""
     path = REPO / "curated" / split / CURATED_NAME
@@ -74,7 +75,7 @@ def official_ids(split: str, n: int) -> List[str]:
     return ids if len(ids) == n else [f"{900_000_000_000 + i:012d}" for i in range(n)]
 
 
-def _variants(n_variants: int, size: tuple, seed: int = 0) -> List[tuple]:
+def _variants(n_variants: int, size: tuple, seed: int = 0) -> list[tuple]:
     """(JPEG bytes, PNG bytes) of `n_variants` small images and stuffthingmaps: blocks of colour with
     fine-class labels (stuff 91..181 and things 0..90, a few 255), so k-means has something to find."""
     rng = np.random.default_rng(seed)
@@ -93,7 +94,7 @@ def _variants(n_variants: int, size: tuple, seed: int = 0) -> List[tuple]:
     return out
 
 
-def write_tree(root: Path, total_train: int, total_val: int, image_size=(80, 64)) -> Dict[str, List[str]]:
+def write_tree(root: Path, total_train: int, total_val: int, image_size=(80, 64)) -> dict[str, list[str]]:
     """images/ and annotations/ with COCO's file counts under `root`; returns {split: curated ids}.
     Each file is one of 256 small variants, so writing 246,574 files takes a minute, not an hour."""
     variants = _variants(256, image_size)
@@ -116,7 +117,7 @@ def write_tree(root: Path, total_train: int, total_val: int, image_size=(80, 64)
     return curated
 
 
-def root_of_size(tree: Path, curated: Dict[str, List[str]], n_train: int, n_val: int, out: Path) -> Path:
+def root_of_size(tree: Path, curated: dict[str, list[str]], n_train: int, n_val: int, out: Path) -> Path:
     """A data root reading the whole tree's folders (links) with curated lists of the first ids."""
     out.mkdir(parents=True)
     for sub in ("images", "annotations"):
@@ -129,7 +130,7 @@ def root_of_size(tree: Path, curated: Dict[str, List[str]], n_train: int, n_val:
 
 # --- one size, in a child process -------------------------------------------------------------------
 
-def _written_bytes() -> Optional[int]:
+def _written_bytes() -> int | None:
     """Bytes this process has passed to write calls (/proc/self/io wchar); None off Linux."""
     try:
         with open("/proc/self/io") as handle:
@@ -143,7 +144,7 @@ class StepMeter:
     process (Linux: /proc/self/status VmHWM reset through /proc/self/clear_refs; /proc/self/io)."""
 
     def __init__(self):
-        self.steps: Dict[str, Dict[str, float]] = {}
+        self.steps: dict[str, dict[str, float]] = {}
 
     def wrap(self, name: str, function: Callable) -> Callable:
         def measured(*args, **kwargs):
@@ -166,7 +167,7 @@ class _Resumed(Exception):
     """Raised when a --restart reaches its next epoch: what the restart costs has been measured."""
 
 
-def measure_one(argv: Sequence[str], train_steps: int, restart: bool) -> Dict:
+def measure_one(argv: Sequence[str], train_steps: int, restart: bool) -> dict:
     """Run train_picie.main with `argv`, every step measured; with `restart`, stop when the next
     epoch's clustering begins."""
     import train_picie
@@ -217,7 +218,7 @@ def measure_one(argv: Sequence[str], train_steps: int, restart: bool) -> Dict:
             "peak_mb": _status_mb("VmHWM") or 0.0}
 
 
-def run_size(root: Path, save_root: Path, train_steps: int, extra: Sequence[str]) -> Dict:
+def run_size(root: Path, save_root: Path, train_steps: int, extra: Sequence[str]) -> dict:
     """Both child processes of one size: the run, then its --restart."""
     argv = [*RUN_FLAGS, "--data_root", str(root), "--save_root", str(save_root), "--run_name", "run", *extra]
     result = {}
@@ -241,27 +242,27 @@ def run_size(root: Path, save_root: Path, train_steps: int, extra: Sequence[str]
 
 # --- the report ---------------------------------------------------------------------------------------
 
-def exponent(t_small: float, t_large: float, n_small: int, n_large: int) -> Optional[float]:
+def exponent(t_small: float, t_large: float, n_small: int, n_large: int) -> float | None:
     """a of time ~ n^a between two sizes (None when a time is too short to say: under 0.05 s)."""
     if min(t_small, t_large) < 0.05:
         return None
     return math.log(t_large / t_small) / math.log(n_large / n_small)
 
 
-def report(results: Dict[int, Dict], header: str) -> str:
+def report(results: dict[int, dict], header: str) -> str:
     """The table: per step and size wall s, CPU s, peak RSS MB, MB written; the growth exponent of
     the CPU time between neighbouring sizes (less disturbed by other processes than the wall time;
     the training step's per step, since its steps are bounded)."""
     sizes = sorted(results)
     lines = [header, "", f"{'step':<11}" + "".join(f"{f'n={n}: s / CPU s / peak MB / written MB':>44}" for n in sizes)
-             + "".join(f"{f'a {a}->{b}':>14}" for a, b in zip(sizes, sizes[1:]))]
+             + "".join(f"{f'a {a}->{b}':>14}" for a, b in pairwise(sizes))]
     for step in STEPS:
         row = f"{step:<11}"
         for n in sizes:
             m = results[n]["steps"].get(step)
             row += (f"{m['s']:>14.2f}{m['cpu_s']:>10.2f}{m['peak_mb']:>10.0f}{m['written_mb']:>10.1f}" if m
                     else f"{'-':>44}")
-        for a, b in zip(sizes, sizes[1:]):
+        for a, b in pairwise(sizes):
             ma, mb = results[a]["steps"].get(step), results[b]["steps"].get(step)
             growth = None
             if ma and mb:

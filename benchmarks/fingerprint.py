@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict
 
 import torch
 
@@ -33,7 +32,7 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def fingerprint(run: Path, keys=None) -> Dict[str, object]:
+def fingerprint(run: Path, keys=None) -> dict[str, object]:
     """{acc, mIoU, model, history, final} of a run folder; `keys` limits the final metrics hashed
     (e.g. those an older version also wrote)."""
     final = _strip(json.loads((run / "final_metrics.json").read_text()))

@@ -2,7 +2,7 @@
 a run of these flags on its data root will need (--memory)."""
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from config.flags import roles_markdown
 from config.from_args import settings_from_args
@@ -12,7 +12,7 @@ from utils.cli import run_cli
 from utils.runtime import script_main
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """python -m config [--preset NAME] [flags] --get NAME [NAME ...]: print the values the
     flags resolve to (one per line), e.g. for shell scripts that need a preset's base values;
     python -m config --roles: the flags by role, as docs/configuration.md shows them;

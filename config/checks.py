@@ -1,5 +1,5 @@
 """Ranges and combinations of flags, checked before anything runs; FlagError names the flag and the fix."""
-from typing import Any, Dict, Optional
+from typing import Any
 
 from config.flags import FLAGS, FlagError
 from data.build import DataSettings
@@ -17,7 +17,7 @@ _RANGES = (("lr", 0, 10, False), ("momentum", 0, 1, True), ("weight_decay", 0, 1
 _SCOPES = {flag.dest: flag.scope for flag in FLAGS}
 
 
-def vit_head(args) -> Optional[str]:
+def vit_head(args) -> str | None:
     """The --vit_head of a ViT arch with its default (linear) applied; None for a ResNet."""
     return (args.vit_head or "linear") if args.arch in VIT_ARCHS else None
 
@@ -89,7 +89,7 @@ def _check_protocol(args) -> None:
                         "drop one of them")
 
 
-def check_label_set(args, ckpt: Dict[str, Any]) -> None:
+def check_label_set(args, ckpt: dict[str, Any]) -> None:
     """FlagError when a COCO-Stuff checkpoint is scored on the other label set than it was trained with
     (27 vs 171 classes; checkpoints that record none are COCO-Stuff-27's, the original's included)."""
     saved = ckpt.get("eval_config", {})

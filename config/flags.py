@@ -16,10 +16,11 @@ each default is written once.
 """
 import argparse
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 from data.build import DATASETS, DataSettings
-from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, SPLITS as CITYSCAPES_SPLITS
+from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS
+from data.cityscapes import SPLITS as CITYSCAPES_SPLITS
 from data.cocostuff_classes import LABEL_SETS
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, PHOTOMETRIC_RES, AugmentConfig
 from data.validation import BAD_LABEL_POLICIES, DEFAULT_BAD_LABELS
@@ -46,20 +47,20 @@ class FlagError(UserError):
 @dataclass(frozen=True)
 class Flag:
     group: str
-    names: Tuple[str, ...]
+    names: tuple[str, ...]
     role: str
-    scope: Tuple[str, ...]
-    kwargs: Dict[str, Any]
+    scope: tuple[str, ...]
+    kwargs: dict[str, Any]
 
     @property
     def dest(self) -> str:
         return self.kwargs.get("dest") or self.names[0].lstrip("-")
 
 
-FLAGS: List[Flag] = []
+FLAGS: list[Flag] = []
 
 
-def _flag(group: str, scope: Tuple[str, ...], role: str, *names: str, **kwargs) -> None:
+def _flag(group: str, scope: tuple[str, ...], role: str, *names: str, **kwargs) -> None:
     FLAGS.append(Flag(group, names, role, scope, kwargs))
 
 
@@ -275,7 +276,7 @@ _flag(G, PREDICT, EVAL_ONLY, "--matching", type=str, default="hungarian", choice
       help="which cluster -> class matching stored in the checkpoint names the pixels: one-to-one (the "
            "metrics' protocol) or many-to-one (stored when the classifier has more clusters than classes)")
 
-ROLES: Dict[str, str] = {flag.dest: flag.role for flag in FLAGS}
+ROLES: dict[str, str] = {flag.dest: flag.role for flag in FLAGS}
 
 
 def roles_markdown() -> str:
@@ -287,7 +288,7 @@ def roles_markdown() -> str:
               EVAL_ONLY: "**Evaluation only** (how a network is scored, never its training):"}
     lines = []
     for role, title in titles.items():
-        groups: Dict[str, List[str]] = {}
+        groups: dict[str, list[str]] = {}
         for flag in FLAGS:
             if flag.role == role:
                 mark = "" if set(BOTH) <= set(flag.scope) else "†" if "train" in flag.scope else (

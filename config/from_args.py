@@ -6,15 +6,26 @@ namespace, which is never changed.
 The original's switches (--augment --jitter ..., --no_balance, --cityscapes) are translated
 here, and only here."""
 import argparse
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from config.checks import check_args, check_label_set, vit_head
 from config.flags import FLAGS, FlagError
 from config.presets import make_demo_hint
-from config.settings import (METRICS_NAME, InvarianceSettings, ModelSettings, OptimSettings, PredictTarget,
-                             RunSettings, TestSettings, TestTarget, TrainSettings, VisualizeSettings)
+from config.settings import (
+    METRICS_NAME,
+    InvarianceSettings,
+    ModelSettings,
+    OptimSettings,
+    PredictTarget,
+    RunSettings,
+    TestSettings,
+    TestTarget,
+    TrainSettings,
+    VisualizeSettings,
+)
 from data.build import DataSettings
 from data.image_files import PredictError
 from data.transforms import GEOMETRIC_OPS, JITTER_OPS, PHOTOMETRIC_OPS, AugmentConfig
@@ -22,20 +33,20 @@ from modules.crf import CRFSettings
 from modules.evaluation import PROTOCOL_RES, EvalSettings
 from modules.kmeans import KMeansSettings
 from modules.objectives import ObjectiveSettings
-from modules.segment import PredictSettings
 from modules.probe import ProbeSettings
+from modules.segment import PredictSettings
 from modules.vit import VIT_ARCHS
 from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from utils.errors import UserError
 
 
-def _split_list(text: str) -> List[str]:
+def _split_list(text: str) -> list[str]:
     """'a,b c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
     items = [t for t in text.replace(",", " ").split() if t]
     return [] if items == ["none"] else items
 
 
-def resolve_transform_lists(args) -> Tuple[List[str], List[str]]:
+def resolve_transform_lists(args) -> tuple[list[str], list[str]]:
     """Photometric and geometric lists from the original switches plus --inv_list/--eqv_list."""
     inv, eqv = [], []
     if args.augment:
@@ -64,13 +75,13 @@ TRANSFORM_SWITCHES = ("augment", "jitter", "grey", "blur", "equiv", "random_crop
 SWITCHES_GIVEN_KEY = "transform_switches_given"
 
 
-def record_transform_switches(record: Dict[str, Any]) -> Dict[str, Any]:
+def record_transform_switches(record: dict[str, Any]) -> dict[str, Any]:
     """A run record with the switches replaced by the list of those given."""
     given = [f"--{name}" for name in TRANSFORM_SWITCHES if record.get(name)]
     return {**{k: v for k, v in record.items() if k not in TRANSFORM_SWITCHES}, SWITCHES_GIVEN_KEY: given}
 
 
-def switches_of_record(record: Dict[str, Any]) -> Dict[str, Any]:
+def switches_of_record(record: dict[str, Any]) -> dict[str, Any]:
     """A run record with the switches as flags again (a record of either form), for --restart."""
     if SWITCHES_GIVEN_KEY not in record:
         return record
@@ -86,7 +97,7 @@ def augment_config(args) -> AugmentConfig:
 
 
 
-def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = None,
+def data_settings(args, stuff: bool | None = None, thing: bool | None = None,
                   need_train: bool = True) -> DataSettings:
     """The data of the flags; --stuff/--thing unless given here (test_picie.py takes the checkpoint's);
     need_train=False when only the evaluation split is read (scoring a stored classifier). The
@@ -100,14 +111,14 @@ def data_settings(args, stuff: Optional[bool] = None, thing: Optional[bool] = No
                         n_classes=args.n_classes, need_train=need_train)
 
 
-def evaluated_groups(args) -> Tuple[bool, bool]:
+def evaluated_groups(args) -> tuple[bool, bool]:
     """(stuff, thing) evaluated: both when neither flag is given."""
     if args.stuff is None and args.thing is None:
         return True, True
     return bool(args.stuff), bool(args.thing)
 
 
-def evaluated_classes(args, ckpt: Dict[str, Any], given: Collection[str] = ()) -> Tuple[bool, bool]:
+def evaluated_classes(args, ckpt: dict[str, Any], given: Collection[str] = ()) -> tuple[bool, bool]:
     """(stuff, thing) to score a checkpoint on: --stuff/--thing given on the command line (`given`:
     the dests it set, parsers.given_flags; none for the notebook), else those the checkpoint was
     evaluated with, else all classes. A --preset's class selection does not count: a stuff-only
@@ -119,7 +130,7 @@ def evaluated_classes(args, ckpt: Dict[str, Any], given: Collection[str] = ()) -
     return (stuff, thing) if (stuff or thing) else (True, True)
 
 
-def recorded_data(args, ckpt: Dict[str, Any], given: Collection[str], checkpoint: str):
+def recorded_data(args, ckpt: dict[str, Any], given: Collection[str], checkpoint: str):
     """(args with the data to score `ckpt` on, how it was chosen): --data_root given on the command
     line; else the root the checkpoint's run recorded (and its --dataset, unless given); else
     --data_root's default (the original project's checkpoints record a path of another machine,
@@ -146,40 +157,40 @@ def recorded_data(args, ckpt: Dict[str, Any], given: Collection[str], checkpoint
     return argparse.Namespace(**values), {"data_root": trained_root, "data_root_from": "recorded in the checkpoint"}
 
 
-def data_root_line(record: Dict[str, str]) -> str:
+def data_root_line(record: dict[str, str]) -> str:
     """'data root: X (recorded in the checkpoint)', or which flag chose it and the run's own root."""
     trained = record.get("trained_data_root")
     return (f"data root: {record['data_root']} ({record['data_root_from']}"
             + (f"; the checkpoint was trained on {trained})" if trained else ")"))
 
 
-def checkpoint_resolution(args, ckpt: Dict[str, Any]) -> int:
+def checkpoint_resolution(args, ckpt: dict[str, Any]) -> int:
     """The evaluation size to score a checkpoint at: --res, else the checkpoint's own evaluation
     size, else (original checkpoints record none) the protocol's 320. Every tool uses this."""
     return int(args.res or ckpt.get("eval_config", {}).get("res") or PROTOCOL_RES)
 
 
-def kmeans_settings(args, n_clusters: int) -> KMeansSettings:
-    return KMeansSettings(n_clusters=n_clusters, n_iter=args.kmeans_n_iter, num_init_batches=args.num_init_batches,
+def kmeans_settings(args) -> KMeansSettings:
+    return KMeansSettings(n_iter=args.kmeans_n_iter, num_init_batches=args.num_init_batches,
                           num_batches=args.num_batches, pixels_per_image=args.kmeans_pixels_per_image,
                           init_all_pixels=args.kmeans_init_all_pixels, backend=args.kmeans_backend)
 
 
-def eval_settings(args, res: Optional[int] = None, stuff: Optional[bool] = None,
-                  thing: Optional[bool] = None, flip: bool = False, crf: bool = False) -> EvalSettings:
+def eval_settings(args, res: int | None = None, stuff: bool | None = None,
+                  thing: bool | None = None, flip: bool = False, crf: bool = False) -> EvalSettings:
     """How to score: the flags, with the resolution and the evaluated classes given here when the
     caller resolved them (test_picie.py takes them from the checkpoint); flip and crf are flags of
     test_picie.py's parser, passed by test_settings (training scores neither)."""
     if stuff is None and thing is None:
         stuff, thing = evaluated_groups(args)
     return EvalSettings(res=res or args.res or PROTOCOL_RES, l2_normalize=args.metric_test == "cosine",
-                        kmeans=kmeans_settings(args, args.K_test), repeats=args.repeats, seed=args.seed,
+                        n_clusters=args.K_test, kmeans=kmeans_settings(args), repeats=args.repeats, seed=args.seed,
                         batch_size_test=args.batch_size_test, batch_size_cluster=args.batch_size_cluster,
                         num_workers=args.num_workers, bad_labels=args.bad_labels, stuff=stuff, thing=thing,
                         precision=args.eval_precision, flip=flip, crf=crf)
 
 
-def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
+def predict_settings(args, ckpt: dict[str, Any]) -> PredictSettings:
     """predict.py's typed settings; --res defaults to the checkpoint's evaluation resolution
     (checkpoint_resolution: eval_config["res"], 320 for the original's checkpoints)."""
     return PredictSettings(res=checkpoint_resolution(args, ckpt), flip=args.flip,
@@ -189,7 +200,7 @@ def predict_settings(args, ckpt: Dict[str, Any]) -> PredictSettings:
                            skip_memory_check=args.skip_memory_check)
 
 
-def test_output(args) -> Tuple[Optional[Path], str]:
+def test_output(args) -> tuple[Path | None, str]:
     """(where test_picie.py writes its metrics JSON, the flag that chose it): --out, else
     <--save_root>/test_metrics.json (train_picie.py --eval_only passes its --save_root on), else
     nowhere (printed only)."""
@@ -210,7 +221,7 @@ def test_target(args) -> TestTarget:
                       skip_memory_check=args.skip_memory_check)
 
 
-def test_settings(args, target: TestTarget, ckpt: Dict[str, Any], given: Collection[str]) -> TestSettings:
+def test_settings(args, target: TestTarget, ckpt: dict[str, Any], given: Collection[str]) -> TestSettings:
     """test_picie.py's settings for the checkpoint `ckpt` (read from target.eval_path); `given`: the
     dests the command line set (parsers.given_flags). The label set is checked against the
     checkpoint; the data, --res and the evaluated classes default to what it recorded."""
@@ -226,7 +237,7 @@ def test_settings(args, target: TestTarget, ckpt: Dict[str, Any], given: Collect
                         k_test_unused="K_test" in given and not args.recluster)
 
 
-def predict_output(args) -> Optional[Path]:
+def predict_output(args) -> Path | None:
     """predict.py's --output folder (None when not given: predict_target names the flag)."""
     return Path(args.output) if args.output else None
 
@@ -254,7 +265,7 @@ def visualize_checkpoint(args) -> str:
     return args.eval_path
 
 
-def visualize_settings(args, ckpt: Dict[str, Any], given: Collection[str]) -> VisualizeSettings:
+def visualize_settings(args, ckpt: dict[str, Any], given: Collection[str]) -> VisualizeSettings:
     """tools/visualize.py's settings for `ckpt`: the data, --res and the classes as test_picie.py
     takes them; a labelled split needs no training images, a folder without labels draws its own."""
     check_label_set(args, ckpt)
@@ -282,14 +293,14 @@ def invariance_settings(args) -> InvarianceSettings:
                               precision=args.precision, deterministic=args.deterministic)
 
 
-def trained_view_sizes(settings: InvarianceSettings, ckpt: Dict[str, Any]) -> Tuple[int, int]:
+def trained_view_sizes(settings: InvarianceSettings, ckpt: dict[str, Any]) -> tuple[int, int]:
     """(res1, res2) to measure a checkpoint at: given, else its run's, else the training defaults."""
     saved = ckpt.get("args", {})
     return (settings.res1 or int(saved.get("res1", _training_default("res1"))),
             settings.res2 or int(saved.get("res2", _training_default("res2"))))
 
 
-def recorded_val_data(args, ckpt: Dict[str, Any], given: Collection[str], path: Path) -> DataSettings:
+def recorded_val_data(args, ckpt: dict[str, Any], given: Collection[str], path: Path) -> DataSettings:
     """The val data a tool measures a checkpoint on: --data_root and --dataset where given (the
     tool's parser defaults them to None), else the checkpoint run's; the evaluated classes as
     test_picie.py chooses them (evaluated_classes)."""
@@ -340,10 +351,11 @@ def settings_from_args(args) -> RunSettings:
         model=ModelSettings(args.arch, args.in_dim, args.pretrain, args.pretrain_path, calibrate,
                             vit_head=head or "linear", freeze_backbone=args.freeze_backbone),
         optim=OptimSettings(args.optim_type, args.lr, args.weight_decay, args.momentum),
-        objective=ObjectiveSettings(method=args.method, aux_clusters=args.K_aux if args.overcluster else 0,
+        objective=ObjectiveSettings(n_clusters=args.K_train, method=args.method,
+                                    aux_clusters=args.K_aux if args.overcluster else 0,
                                     nonparametric=args.nonparametric, loss_terms=args.loss_terms,
                                     class_weights="none" if args.no_balance else args.class_weights),
-        kmeans=kmeans_settings(args, args.K_train),
+        kmeans=kmeans_settings(args),
         train=TrainSettings(num_epoch=args.num_epoch,
                             batch_size_cluster=args.batch_size_cluster, batch_size_train=args.batch_size_train,
                             l2_normalize=args.metric_train == "cosine",
@@ -358,7 +370,7 @@ def settings_from_args(args) -> RunSettings:
         eval_init=args.eval_init, record=record)
 
 
-def eval_config(settings: RunSettings, class_names: Sequence[str]) -> Dict[str, Any]:
+def eval_config(settings: RunSettings, class_names: Sequence[str]) -> dict[str, Any]:
     """What a checkpoint records about its evaluation (test_picie.py reads it back)."""
     return {"res": settings.eval.res, "metric_test": "cosine" if settings.eval.l2_normalize else "euclidean",
             "K_test": settings.eval.n_clusters, "stuff": settings.eval.stuff, "thing": settings.eval.thing,

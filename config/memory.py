@@ -10,8 +10,8 @@ predict.py's check (--res, else the largest image) is modules/segment.py: check_
 flags by part, and whether they fit here, without training (estimate_report).
 """
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -20,8 +20,18 @@ from modules.evaluation import EvalSettings
 from modules.kmeans import KMeansSettings
 from modules.networks import build_model, network_cost
 from modules.objectives import build_objective
-from utils.memory import (EVALUATION_ON_DEVICE, TRAINING_ON_DEVICE, Available, MemoryLimitError, NetworkCost,
-                          check_fits, evaluation_parts, format_parts, format_size, training_parts)
+from utils.memory import (
+    EVALUATION_ON_DEVICE,
+    TRAINING_ON_DEVICE,
+    Available,
+    MemoryLimitError,
+    NetworkCost,
+    check_fits,
+    evaluation_parts,
+    format_parts,
+    format_size,
+    training_parts,
+)
 from utils.runtime import make_runtime
 
 log = logging.getLogger("picie")
@@ -36,7 +46,7 @@ def init_points(kmeans: KMeansSettings, batch_cluster: int, n_cells: int) -> int
 
 
 def training_memory(s, net: NetworkCost, n_images: int, head_clusters: Sequence[int], device,
-                    half_precision: bool = False, available: Optional[Available] = None) -> Dict[str, float]:
+                    half_precision: bool = False, available: Available | None = None) -> dict[str, float]:
     """Check that training with RunSettings `s` (on `device`; half_precision: under a 16-bit
     autocast) fits (MemoryLimitError otherwise, unless --skip_memory_check); returns the
     breakdown at the run's --res1."""
@@ -44,7 +54,7 @@ def training_memory(s, net: NetworkCost, n_images: int, head_clusters: Sequence[
     slots = 2 if s.optim.optim_type == "Adam" else (1 if s.optim.momentum else 0)
     ratio = s.train.res2 / s.train.res1
 
-    def parts_at(res1: int) -> Dict[str, float]:
+    def parts_at(res1: int) -> dict[str, float]:
         cells = (res1 // net.stride) ** 2
         return training_parts(net, n_images, res1, int(res1 * ratio), s.train.batch_size_cluster,
                               s.train.batch_size_train, head_clusters, s.train.feature_cache_bytes,
@@ -60,11 +70,11 @@ def training_memory(s, net: NetworkCost, n_images: int, head_clusters: Sequence[
 
 
 def evaluation_memory(settings: EvalSettings, net: NetworkCost, device, skip: bool,
-                      available: Optional[Available] = None) -> Dict[str, float]:
+                      available: Available | None = None) -> dict[str, float]:
     """Check that an evaluation with `settings` fits; returns the breakdown at its --res."""
     available = available or Available.now(device)
 
-    def parts_at(res: int) -> Dict[str, float]:
+    def parts_at(res: int) -> dict[str, float]:
         cells = (res // net.stride) ** 2
         return evaluation_parts(net, res, settings.batch_size_test, settings.n_clusters,
                                 init_points(settings.kmeans, settings.batch_size_cluster, cells), LOADER_BATCHES)
@@ -74,7 +84,7 @@ def evaluation_memory(settings: EvalSettings, net: NetworkCost, device, skip: bo
 
 
 def estimate_report(s, net: NetworkCost, n_images: int, head_clusters: Sequence[int], device,
-                    half_precision: bool = False, available: Optional[Available] = None) -> List[str]:
+                    half_precision: bool = False, available: Available | None = None) -> list[str]:
     """The lines of `python -m config --memory`: training's and evaluation's estimates by part (where
     each part lives: RAM, or the accelerator when `device` is one), their totals, and whether each
     fits in `available` (the one-line reason and the largest value that fits when not)."""
@@ -103,7 +113,7 @@ def estimate_report(s, net: NetworkCost, n_images: int, head_clusters: Sequence[
     return lines
 
 
-def memory_report(s) -> List[str]:
+def memory_report(s) -> list[str]:
     """estimate_report for RunSettings `s`: the data root's training images counted as training
     counts them, the network built as the run builds it (random weights: none are downloaded) and
     measured (modules/networks.py: network_cost), the objective's clusterings, the device and
@@ -112,7 +122,7 @@ def memory_report(s) -> List[str]:
     n_images = len(train_dataset(build_source(s.data), s.train.res2))
     model = build_model(s.model.arch, s.model.feat_dim, False, None, vit_head=s.model.vit_head,
                         freeze_backbone=s.model.freeze_backbone)
-    heads = build_objective(s.objective, s.kmeans.n_clusters, model.feat_dim, None, s.seed).heads
+    heads = build_objective(s.objective, model.feat_dim, None, s.seed).heads
     level = log.level
     log.setLevel(logging.WARNING)  # the run's own log line of each estimate would say it all twice
     try:

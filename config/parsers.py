@@ -6,7 +6,8 @@ import difflib
 import logging
 import re
 import sys
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from config.flags import FLAGS
 from config.presets import preset_defaults
@@ -49,7 +50,7 @@ def build_parser(prog: str, scope: str, add_help: bool, parents: Sequence[argpar
     parser = Parser(prog, add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                     parents=list(parents))
     inherited = {option for parent in parents for action in parent._actions for option in action.option_strings}
-    groups: Dict[str, argparse._ArgumentGroup] = {}
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for flag in FLAGS:
         if scope in flag.scope and not inherited.intersection(flag.names):
             group = groups.setdefault(flag.group, parser.add_argument_group(flag.group))
@@ -80,7 +81,7 @@ def get_predict_parser(add_help: bool = True) -> Parser:
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse argv after applying `--preset` (if given) as defaults, so flags on the command line win."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen, _ = preset_only_parser().parse_known_args(argv)
@@ -133,7 +134,7 @@ def fit_defaults_to_network(args: argparse.Namespace, given: set) -> None:
         args.kmeans_pixels_per_image = cells
 
 
-def class_count_defaults(values: Dict[str, Any]) -> Dict[str, int]:
+def class_count_defaults(values: dict[str, Any]) -> dict[str, int]:
     """{K_train, K_test: the evaluated class count} for --coco_classes 171 (171 classes, 91 with --stuff,
     80 with --thing), which replaces the default 27 and a preset's value (both the 27-class count);
     {} for the 27 classes, whose K defaults stay the paper's."""

@@ -1,11 +1,12 @@
 """The presets (`--preset paper|demo|tiny`): values the command line overrides, the only place
 they are written: the paper's settings (the original sh_files/train_picie.sh), the built-in
 demo's, and a tiny CPU run for checking a script end to end."""
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection, Dict
+from typing import Any
 
 _PAPER_TRANSFORMS = {"inv_list": "jitter,grey,blur", "eqv_list": "random_crop,h_flip"}
-PRESETS: Dict[str, Dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     # The original sh_files/train_picie.sh (the paper's settings); Cityscapes: add --cityscapes --lr 1e-3.
     "paper": {"data_root": "datasets/coco", "stuff": True, "thing": True, "pretrain": True, "repeats": 1,
               "lr": 1e-4, "seed": 1, "num_init_batches": 20, "num_batches": 1, "kmeans_n_iter": 20,
@@ -29,12 +30,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 
 # The generated data of the demo presets (tools/make_demo.py --preset demo|tiny writes it to the preset's data_root).
-DEMO_SETS: Dict[str, Dict[str, int]] = {"demo": {"n_train": 480, "n_val": 40, "seed": 0},
+DEMO_SETS: dict[str, dict[str, int]] = {"demo": {"n_train": 480, "n_val": 40, "seed": 0},
                                         "tiny": {"n_train": 12, "n_val": 6, "seed": 0}}
 
 
 
-def preset_defaults(name: str, given: Collection[str]) -> Dict[str, Any]:
+def preset_defaults(name: str, given: Collection[str]) -> dict[str, Any]:
     """The values of preset `name` as defaults under a command line that sets the flags `given` (dests).
     The class selection is one choice, not two flags: --stuff or --thing given alone replaces the
     preset's whole (--preset paper --stuff evaluates the stuff classes only, not stuff and thing)."""

@@ -2,8 +2,9 @@
 flag of role RESULT (config/flags.py) that differs from the run's stops the restart unless
 --accept_changes."""
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any
 
 from config.flags import RESULT, ROLES, FlagError
 from config.from_args import default_run_name, switches_of_record
@@ -16,7 +17,7 @@ from utils.run import CHECKPOINT_NAME
 INVOCATION_FLAGS = frozenset({"restart", "overwrite", "accept_changes", "eval_only", "eval_path", "preset"})
 
 
-def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: Dict[str, Any]):
+def restart_args(args: argparse.Namespace, argv: Sequence[str], recorded: dict[str, Any]):
     """The flags of `--restart`: the recorded run's (`recorded`, a checkpoint's "args"), except those
     given now on the command line or by --preset. Returns (namespace, conflicts, changes): conflicts
     are the RESULT flags given with another value than the run's, changes the other given flags

@@ -9,7 +9,7 @@ defaults: the flag table (config/flags.py) holds them, and from_args.py fills ev
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from data.build import DataSettings
 from data.transforms import AugmentConfig
@@ -27,9 +27,9 @@ class ModelSettings:
     """The network (modules/networks.py: build_model)."""
 
     arch: str
-    feat_dim: Optional[int]            # None: the arch's (FPN width, or the ViT's embedding width)
+    feat_dim: int | None            # None: the arch's (FPN width, or the ViT's embedding width)
     pretrain: bool
-    pretrain_path: Optional[str]
+    pretrain_path: str | None
     calibrate_bn_batches: int          # -1 resolved: 10 from random init, 0 from pretrained weights or a ViT
     vit_head: str                      # ViT archs only (resolved --vit_head)
     freeze_backbone: bool              # ViT archs only
@@ -85,7 +85,7 @@ class RunSettings:
     skip_memory_check: bool            # --skip_memory_check: no memory estimate before the run (config/memory.py)
     tensorboard: bool
     eval_init: bool
-    record: Dict[str, Any]             # the resolved flags, as config.json stores them
+    record: dict[str, Any]             # the resolved flags, as config.json stores them
 
     @property
     def pseudo_labels(self) -> PseudoLabelSettings:
@@ -98,7 +98,7 @@ class TestTarget:
     """test_picie.py before its checkpoint is read: what is scored and where the metrics go."""
 
     eval_path: str
-    out: Optional[Path]                # --out, else <--save_root>/test_metrics.json, else None (printed only)
+    out: Path | None                # --out, else <--save_root>/test_metrics.json, else None (printed only)
     out_flag: str                      # the flag that chose `out`, named in its errors
     crf: bool                          # --crf: its package is checked before anything is read
     device: str
@@ -115,7 +115,7 @@ class TestSettings:
     protocol: str                      # "stored classifier", "fresh k-means" (--recluster) or "linear_probe"
     eval: EvalSettings                 # res, classes and K_test resolved against the checkpoint
     data: DataSettings                 # the run's recorded data unless --data_root says otherwise
-    data_record: Dict[str, str]        # how the data root was chosen (from_args.recorded_data)
+    data_record: dict[str, str]        # how the data root was chosen (from_args.recorded_data)
     probe: ProbeSettings
     k_test_unused: bool                # --K_test given without --recluster
 
@@ -130,7 +130,7 @@ class PredictTarget:
     """predict.py before its checkpoint is read: the checkpoint, the inputs and the output folder."""
 
     eval_path: str
-    inputs: Tuple[str, ...]
+    inputs: tuple[str, ...]
     output: Path
     crf: bool
     device: str
@@ -142,12 +142,12 @@ class PredictTarget:
 class InvarianceSettings:
     """tools/invariance.py: the checkpoints measured, on how many val images, and the view sizes."""
 
-    checkpoints: Tuple[Path, ...]      # checkpoint files (a run folder given: its checkpoint.pth)
+    checkpoints: tuple[Path, ...]      # checkpoint files (a run folder given: its checkpoint.pth)
     n_images: int
-    res1: Optional[int]                # None: each checkpoint's own (the training default where it records none)
-    res2: Optional[int]
+    res1: int | None                # None: each checkpoint's own (the training default where it records none)
+    res2: int | None
     seed: int
-    out: Optional[Path]                # OUT.md (the table) and OUT.json (the numbers)
+    out: Path | None                # OUT.md (the table) and OUT.json (the numbers)
     device: str
     precision: str
     deterministic: bool
@@ -159,7 +159,7 @@ class VisualizeSettings:
 
     eval: EvalSettings                 # res and classes resolved against the checkpoint, as test_picie.py's
     data: DataSettings
-    data_record: Dict[str, str]        # how the data root was chosen (from_args.recorded_data)
+    data_record: dict[str, str]        # how the data root was chosen (from_args.recorded_data)
     n_images: int
     out_dir: Path                      # --out_dir, else <checkpoint folder>/cluster_maps
     classifier: str                    # view1 or view2

@@ -1,6 +1,5 @@
 """Pick the data source named by the data settings and build its datasets."""
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from data.cityscapes import DEFAULT_EVAL_SPLITS, DEFAULT_TRAIN_SPLITS, cityscapes_source
 from data.cocostuff import build_cocostuff
@@ -25,10 +24,10 @@ class DataSettings:
     thing: bool = True
     fullcoco: bool = False
     coco_classes: int = DEFAULT_LABEL_SET   # COCO-Stuff label set: 27 coarse classes or the 171 fine ones
-    cityscapes_train_splits: Tuple[str, ...] = DEFAULT_TRAIN_SPLITS
-    cityscapes_eval_splits: Tuple[str, ...] = DEFAULT_EVAL_SPLITS
-    label_root: Optional[str] = None
-    n_classes: Optional[int] = None
+    cityscapes_train_splits: tuple[str, ...] = DEFAULT_TRAIN_SPLITS
+    cityscapes_eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS
+    label_root: str | None = None
+    n_classes: int | None = None
     train_list_repeats: int = 1
     need_train: bool = True            # False: scoring a stored classifier needs only the evaluation split
 

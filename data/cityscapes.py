@@ -12,13 +12,13 @@ and `test` splits, about 21.5k frames) and evaluation the labelled `val` + `trai
 images, as on COCO-Stuff.
 """
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from data.validation import DataError
 from data.source import DataSource
+from data.validation import DataError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def label_lut() -> np.ndarray:
     return lut
 
 
-def split_images(data_root: Path, split: str) -> List[Path]:
+def split_images(data_root: Path, split: str) -> list[Path]:
     """Frames of one split, sorted by city then name; [] if the split folder is absent."""
     folder = data_root / "leftImg8bit" / split
     if not folder.is_dir():
@@ -58,7 +58,7 @@ def label_path(data_root: Path, split: str, image: Path) -> Path:
     return data_root / "gtFine" / split / image.parent.name / f"{frame}{LABEL_SUFFIX}"
 
 
-def _collect(data_root: Path, splits: Sequence[str], flag: str, with_labels: bool) -> Tuple[List[Path], List[Path]]:
+def _collect(data_root: Path, splits: Sequence[str], flag: str, with_labels: bool) -> tuple[list[Path], list[Path]]:
     """Images (and label maps) of the listed splits; absent or empty splits are skipped with a
     warning that lists the splits that do exist; nothing at all is an error naming the flag."""
     found = sorted(p.name for p in (data_root / "leftImg8bit").iterdir() if p.is_dir())

@@ -9,14 +9,23 @@ Evaluated on the 27 coarse classes (the paper's) or, with --coco_classes 171, on
 classes (data/cocostuff_classes.py); both read the same images, labels and curated lists.
 """
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 
-from data.cocostuff_classes import (DEFAULT_LABEL_SET, N_FINE, UNLABELED, class_names, coarse_lut, fine171_lut,
-                                    fine171_names, group_classes, label_set_name, load_fine_to_coarse)
-from data.validation import DataError
+from data.cocostuff_classes import (
+    DEFAULT_LABEL_SET,
+    N_FINE,
+    UNLABELED,
+    class_names,
+    coarse_lut,
+    fine171_lut,
+    fine171_names,
+    group_classes,
+    label_set_name,
+    load_fine_to_coarse,
+)
 from data.source import DataSource
+from data.validation import DataError
 
 CURATED_NAME = "Coco164kFull_Stuff_Coarse_7.txt"
 _FIX = "(the expected layout: docs/datasets.md)"
@@ -28,7 +37,7 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def read_curated_ids(data_root: Path, split: str) -> List[str]:
+def read_curated_ids(data_root: Path, split: str) -> list[str]:
     """Image ids of the curated list of `split`, in file order."""
     path = data_root / "curated" / split / CURATED_NAME
     if not path.is_file():
@@ -41,7 +50,7 @@ def read_curated_ids(data_root: Path, split: str) -> List[str]:
 
 
 def coco_split_files(data_root: Path, split: str, fullcoco: bool = False,
-                     with_labels: bool = True) -> Tuple[List[Path], List[Path]]:
+                     with_labels: bool = True) -> tuple[list[Path], list[Path]]:
     """(image paths, label paths) of a split: the curated list, or every image with `fullcoco`."""
     data_root = Path(data_root)
     _require_dir(data_root, "--data_root")

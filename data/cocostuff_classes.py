@@ -17,7 +17,6 @@ ascending value order: the class order of CAUSE's COCO-171 loader.
 
 import pickle
 from pathlib import Path
-from typing import Dict, List, Union
 
 import numpy as np
 
@@ -153,7 +152,7 @@ def fine171_lut(stuff: bool = True, thing: bool = True) -> np.ndarray:
     return lut
 
 
-def fine171_names(stuff: bool = True, thing: bool = True) -> List[str]:
+def fine171_names(stuff: bool = True, thing: bool = True) -> list[str]:
     """Names of the COCO-Stuff-171 evaluation classes of a mode, in :func:`fine171_lut`'s order."""
     return [FINE171_NAMES[c] for c in _evaluated_fine(stuff, thing)]
 
@@ -179,12 +178,12 @@ def fine_to_coarse_dict() -> dict:
         'fine_name_to_coarse_name': {fine name: coarse name}}``, content-equal to the original file.
     """
     return {
-        _NAME_KEY: {name: COARSE_NAMES[c] for name, c in zip(FINE_NAMES, FINE_TO_COARSE)},
+        _NAME_KEY: {name: COARSE_NAMES[c] for name, c in zip(FINE_NAMES, FINE_TO_COARSE, strict=True)},
         _INDEX_KEY: {fine: coarse for fine, coarse in enumerate(FINE_TO_COARSE)},
     }
 
 
-def load_fine_to_coarse(data_root: Union[str, Path]) -> Dict[int, int]:
+def load_fine_to_coarse(data_root: str | Path) -> dict[int, int]:
     """Return the fine -> coarse index table for a dataset root.
 
     If ``<data_root>/fine_to_coarse_dict.pickle`` exists (the layout the original README asks for),
@@ -245,7 +244,7 @@ def _evaluated_coarse(stuff: bool, thing: bool) -> tuple:
     return (THING_CLASSES if thing else ()) + (STUFF_CLASSES if stuff else ())
 
 
-def coarse_lut(fine_to_coarse: Dict[int, int], stuff: bool = True,
+def coarse_lut(fine_to_coarse: dict[int, int], stuff: bool = True,
                thing: bool = True) -> np.ndarray:
     """Build a lookup table from stuffthingmaps values to evaluation classes.
 
@@ -281,7 +280,7 @@ def coarse_lut(fine_to_coarse: Dict[int, int], stuff: bool = True,
     return lut
 
 
-def class_names(stuff: bool = True, thing: bool = True) -> List[str]:
+def class_names(stuff: bool = True, thing: bool = True) -> list[str]:
     """Names of the evaluation classes of a mode, in the order :func:`coarse_lut` numbers them."""
     return [COARSE_NAMES[c] for c in _evaluated_coarse(stuff, thing)]
 

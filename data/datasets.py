@@ -9,8 +9,8 @@ Decoding happens once per image per pass, in DataLoader workers.
 """
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -107,9 +107,9 @@ class EvalImages(Dataset):
     are an error, or unlabelled with `label_policy` 'fix' (data/validation.py).
     """
 
-    def __init__(self, image_paths: Sequence[Path], res: int, label_paths: Optional[Sequence[Path]] = None,
-                 label_lut: Optional[np.ndarray] = None, label_policy: str = "error",
-                 label_valid: Optional[np.ndarray] = None, skip_unreadable: bool = False):
+    def __init__(self, image_paths: Sequence[Path], res: int, label_paths: Sequence[Path] | None = None,
+                 label_lut: np.ndarray | None = None, label_policy: str = "error",
+                 label_valid: np.ndarray | None = None, skip_unreadable: bool = False):
         self.image_paths = [Path(p) for p in image_paths]
         self.label_paths = [Path(p) for p in label_paths] if label_paths is not None else None
         self.res = res

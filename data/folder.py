@@ -13,19 +13,18 @@ the usual setting of unsupervised segmentation on a single image collection.
 """
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
-from data.validation import DataError
 from data.source import DataSource
+from data.validation import DataError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def find_images(root: Path, exclude: Optional[Path] = None) -> List[Path]:
+def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
     """Image files under `root` (recursive, suffix case ignored), sorted; files under `exclude`
     (a label folder inside the image folder) are left out."""
     exclude = exclude.resolve() if exclude is not None else None
@@ -46,9 +45,9 @@ def folder_lut(n_classes: int) -> np.ndarray:
     return lut
 
 
-def match_labels(images: List[Path], image_root: Path, label_root: Path) -> Dict[Path, Path]:
+def match_labels(images: list[Path], image_root: Path, label_root: Path) -> dict[Path, Path]:
     """image -> label PNG: same relative path with .png, else the unique PNG with the same stem."""
-    by_stem: Dict[str, List[Path]] = {}
+    by_stem: dict[str, list[Path]] = {}
     for path in label_root.rglob("*"):
         if path.suffix.lower() == ".png" and path.is_file():
             by_stem.setdefault(path.stem, []).append(path)
@@ -62,7 +61,7 @@ def match_labels(images: List[Path], image_root: Path, label_root: Path) -> Dict
     return matched
 
 
-def folder_source(data_root, label_root=None, n_classes: Optional[int] = None) -> DataSource:
+def folder_source(data_root, label_root=None, n_classes: int | None = None) -> DataSource:
     """Data source of an image folder; labelled evaluation only with label_root and n_classes."""
     data_root = Path(data_root)
     if not data_root.is_dir():

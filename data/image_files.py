@@ -11,9 +11,9 @@ and names the first one.
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from utils.errors import UserError
 from utils.files import remove_stale_temp_files
@@ -43,13 +43,13 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def collect_inputs(paths: Sequence[str], exclude: Optional[Path] = None) -> Tuple[List[InputImage], int]:
+def collect_inputs(paths: Sequence[str], exclude: Path | None = None) -> tuple[list[InputImage], int]:
     """The images of --input (files, folders searched recursively, .txt lists) with unique output
     names, and the number of files in folders skipped for not having an image suffix. A path
     given on the command line that does not exist is an error; a listed one that does not exist
     is kept, to be reported as unreadable with the rest. `exclude`: the --output folder, whose
     files (predict.py's own outputs) a searched folder holding it does not yield (own_outputs)."""
-    entries: List[Tuple[Path, str]] = []   # (image path, wanted name)
+    entries: list[tuple[Path, str]] = []   # (image path, wanted name)
     ignored = 0
     for text in paths:
         path = Path(text)
@@ -90,7 +90,7 @@ def own_outputs(folder: Path, out_dir: Path) -> Callable[[Path], bool]:
             listed |= {entry.get(key) for entry in record.get("images", []) for key in ("map", "overlay")}
         except (ValueError, AttributeError, TypeError):
             pass  # an unreadable predict.json lists nothing more
-    skipped: List[Path] = []
+    skipped: list[Path] = []
 
     def skip(file: Path) -> bool:
         below = file.resolve().relative_to(folder) if out_dir == folder else None
@@ -106,7 +106,7 @@ def own_outputs(folder: Path, out_dir: Path) -> Callable[[Path], bool]:
     return skip
 
 
-def unique_names(entries: Sequence[Tuple[Path, str]]) -> List[InputImage]:
+def unique_names(entries: Sequence[tuple[Path, str]]) -> list[InputImage]:
     """One InputImage per distinct file (a file given twice is segmented once). A wanted name
     shared by several files (compared without case, for case-insensitive file systems) or equal
     to a run file's stem gets "-<8 hex digits of the path's hash>", so no output overwrites another."""
@@ -116,7 +116,7 @@ def unique_names(entries: Sequence[Tuple[Path, str]]) -> List[InputImage]:
         if key not in seen:
             seen.add(key)
             kept.append((path, name))
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for _, name in kept:
         counts[name.lower()] = counts.get(name.lower(), 0) + 1
     reserved = {Path(f).stem for f in RUN_FILES}
@@ -128,7 +128,7 @@ def unique_names(entries: Sequence[Tuple[Path, str]]) -> List[InputImage]:
     return out
 
 
-def output_files(image: InputImage, out_dir: Path, overlay: bool) -> List[Path]:
+def output_files(image: InputImage, out_dir: Path, overlay: bool) -> list[Path]:
     """The files predict.py writes for one image: <name>.png and, with overlays, <name>_overlay.jpg."""
     files = [out_dir / f"{image.name}.png"]
     if overlay:

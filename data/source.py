@@ -1,7 +1,6 @@
 """What every data source provides to training and evaluation."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -27,21 +26,21 @@ class DataSource:
     """
 
     name: str
-    train_images: List[Path]
-    cluster_images: List[Path]
-    val_images: List[Path]
-    val_labels: Optional[List[Path]]
-    label_lut: Optional[np.ndarray]
-    class_names: List[str]
+    train_images: list[Path]
+    cluster_images: list[Path]
+    val_images: list[Path]
+    val_labels: list[Path] | None
+    label_lut: np.ndarray | None
+    class_names: list[str]
     eval_split: str = ""
     label_set: str = ""
-    thing_classes: Tuple[int, ...] = ()
-    stuff_classes: Tuple[int, ...] = ()
-    label_valid: Optional[np.ndarray] = None
-    probe_train_images: Optional[List[Path]] = None
-    probe_train_labels: Optional[List[Path]] = None
-    probe_val_images: Optional[List[Path]] = None
-    probe_val_labels: Optional[List[Path]] = None
+    thing_classes: tuple[int, ...] = ()
+    stuff_classes: tuple[int, ...] = ()
+    label_valid: np.ndarray | None = None
+    probe_train_images: list[Path] | None = None
+    probe_train_labels: list[Path] | None = None
+    probe_val_images: list[Path] | None = None
+    probe_val_labels: list[Path] | None = None
 
     @property
     def n_classes(self) -> int:

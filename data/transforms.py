@@ -16,8 +16,8 @@ All transforms run on batched float tensors in [0, 1] on the tensor's device (th
 there is one); tests check them against torchvision's per-image functions.
 """
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,14 +42,14 @@ _GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 class AugmentConfig:
     """Which transforms are on and how strong they are (paper defaults: MoCo v2 values)."""
 
-    inv_list: Tuple[str, ...] = ()
-    eqv_list: Tuple[str, ...] = ()
+    inv_list: tuple[str, ...] = ()
+    eqv_list: tuple[str, ...] = ()
     jitter_strength: float = 0.3     # brightness/contrast/saturation factor in [1-s, 1+s]
     hue_range: float = 0.1           # hue shift in [-h, h] (fraction of the colour wheel)
     jitter_p: float = 0.8            # each colour op applied independently with this p
     grey_p: float = 0.2
     blur_p: float = 0.5
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
     min_scale: float = 0.5           # crop side as a fraction of the image side, in [min_scale, 1]
     flip_p: float = 0.5
 
@@ -104,14 +104,14 @@ class ViewParams:
     photometric1: PhotometricParams
     photometric2: PhotometricParams
     geometric: GeometricParams
-    extra: Dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index, stream])
 
 
-def _draw_photometric(cfg: AugmentConfig, rng: np.random.Generator) -> List[float]:
+def _draw_photometric(cfg: AugmentConfig, rng: np.random.Generator) -> list[float]:
     """Fixed-length draw so that enabling one op never changes the values of another."""
     u = rng.random(12)
     on = set(cfg.inv_list)
@@ -127,7 +127,7 @@ def _draw_photometric(cfg: AugmentConfig, rng: np.random.Generator) -> List[floa
     return [brightness, contrast, saturation, hue, float(hue_on), float(grey_on), sigma]
 
 
-def _draw_geometric(cfg: AugmentConfig, rng: np.random.Generator, grid: int) -> List[int]:
+def _draw_geometric(cfg: AugmentConfig, rng: np.random.Generator, grid: int) -> list[int]:
     u = rng.random(6)
     on = set(cfg.eqv_list)
     size, top, left = grid, 0, 0
@@ -370,7 +370,7 @@ class ViewMaker:
             return apply_geometric(images, params.geometric, self.res1, antialias=True)
         return self._resize(images)
 
-    def views(self, base_images: torch.Tensor, params: ViewParams) -> Tuple[torch.Tensor, torch.Tensor]:
+    def views(self, base_images: torch.Tensor, params: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
         """(view1, view2), each [B, 3, res1, res1] normalised float32 on base_images' device."""
         images = base_images.float() / 255  # out of place: never alter the caller's tensor
         if self.photometric_res == "base":
@@ -398,7 +398,7 @@ class ViewMaker:
 
 
 def make_views(view_maker: ViewMaker, base_images: torch.Tensor, params: ViewParams, runtime: Runtime,
-               cache_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+               cache_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs of both views, [B, 3, res1, res1] each, on the device."""
     view1, view2 = view_maker.views(base_images.to(runtime.device, non_blocking=True), params)
     if cache_dtype is not None:

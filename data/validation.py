@@ -8,9 +8,9 @@ differs in size from its image, or holds values the dataset does not define (COC
 undefined values as unlabelled, and the fixes are counted.
 """
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -46,8 +46,8 @@ def describe_values(valid: np.ndarray) -> str:
     return " and ".join(runs) if runs else "none"
 
 
-def read_label_map(path: Path, image_size: Tuple[int, int], valid: Optional[np.ndarray] = None,
-                   policy: str = "error") -> Tuple[Image.Image, List[str]]:
+def read_label_map(path: Path, image_size: tuple[int, int], valid: np.ndarray | None = None,
+                   policy: str = "error") -> tuple[Image.Image, list[str]]:
     """Open the label map of an image of `image_size` (w, h) and check it.
 
     Returns (label map as a PIL image of mode L or P and size image_size, fixes made: a list
@@ -83,7 +83,7 @@ def read_label_map(path: Path, image_size: Tuple[int, int], valid: Optional[np.n
     return label, fixes
 
 
-def image_size_of(path: Path) -> Tuple[int, int]:
+def image_size_of(path: Path) -> tuple[int, int]:
     """(w, h) from the image header (no decoding); DataError naming the file if unreadable."""
     try:
         with Image.open(path) as image:
@@ -93,8 +93,8 @@ def image_size_of(path: Path) -> Tuple[int, int]:
                         "re-download or remove it from the list") from None
 
 
-def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], valid: Optional[np.ndarray],
-                    policy: str = "error", workers: int = 4, lut: Optional[np.ndarray] = None) -> Dict:
+def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], valid: np.ndarray | None,
+                    policy: str = "error", workers: int = 4, lut: np.ndarray | None = None) -> dict:
     """Check every evaluation label map once, before training, so that a bad file stops the run
     at its start instead of at the first evaluation (and fixes are counted once). With the
     dataset's `lut` (raw value -> class, -1 ignored), labels with no evaluated class at all are
@@ -109,14 +109,14 @@ def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], va
         labelled = int((lut[np.asarray(label, dtype=np.uint8)] >= 0).sum()) if lut is not None else 1
         return fixes, labelled
 
-    pairs = list(zip(image_paths, label_paths))
+    pairs = list(zip(image_paths, label_paths, strict=True))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL decodes without the GIL
         checked = list(pool.map(check, pairs))
     results = [fixes for fixes, _ in checked]
     if pairs and sum(labelled for _, labelled in checked) == 0:
         raise DataError(f"none of the {len(pairs)} evaluation label maps (e.g. {pairs[0][1]}) has a pixel of an "
                         "evaluated class: there is nothing to score; check the label folder and --stuff/--thing")
-    fixed = [str(label) for (_, label), fixes in zip(pairs, results) if fixes]
+    fixed = [str(label) for (_, label), fixes in zip(pairs, results, strict=True) if fixes]
     report = {"n_label_maps": len(pairs),
               "n_labels_resized": sum("resized" in f for f in results),
               "n_labels_bad_values": sum("values" in f for f in results),
@@ -128,7 +128,7 @@ def scan_label_maps(image_paths: Sequence[Path], label_paths: Sequence[Path], va
     return report
 
 
-def unreadable_images(paths: Sequence[Path], workers: int = 4) -> List[str]:
+def unreadable_images(paths: Sequence[Path], workers: int = 4) -> list[str]:
     """Paths of the images whose header PIL cannot read (not an image, empty, missing), checked
     before training; files damaged further in are found when decoded, and skipped then."""
     def unreadable(path: Path) -> bool:
@@ -141,7 +141,7 @@ def unreadable_images(paths: Sequence[Path], workers: int = 4) -> List[str]:
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         flags = list(pool.map(unreadable, paths))
-    return [str(path) for path, bad in zip(paths, flags) if bad]
+    return [str(path) for path, bad in zip(paths, flags, strict=True) if bad]
 
 
 def check_training_images(paths: Sequence[Path], max_fraction: float, workers: int = 4) -> None:
@@ -165,7 +165,7 @@ def check_bad_images(bad_paths: Sequence[str], n_total: int, max_fraction: float
                         f"--max_bad_fraction {max_fraction}; replace or remove them, or raise --max_bad_fraction")
 
 
-def image_paths_of(image_paths: Sequence, indices) -> List[str]:
+def image_paths_of(image_paths: Sequence, indices) -> list[str]:
     """The paths (as text) of the images `indices` of a dataset, in index order."""
     return [str(image_paths[i]) for i in sorted(indices)]
 
@@ -175,7 +175,7 @@ def check_skipped_images(image_paths: Sequence, skipped: set, max_fraction: floa
     check_bad_images(image_paths_of(image_paths, skipped), len(image_paths), max_fraction)
 
 
-def record_bad_images(epoch_record: Dict, image_paths: Sequence, skipped: set, max_fraction: float, epoch: int,
+def record_bad_images(epoch_record: dict, image_paths: Sequence, skipped: set, max_fraction: float, epoch: int,
                       log) -> None:
     """Training images unreadable in either pass of an epoch (counted once) are not trained on:
     counted (and the first 100 listed) in the epoch's record, named in the log; too many stop the run."""

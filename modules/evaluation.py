@@ -12,8 +12,8 @@ image (mirrored back), "crf" refines the upsampled logits with a dense CRF (modu
 "flip_crf" both.
 """
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ from utils.checkpoint import classifier_entry
 from utils.loaders import PassLoader, feed_pass, make_loader
 from utils.runtime import Runtime, select_amp_dtype
 
-
 PROTOCOL_RES = 320  # the evaluation size of every PiCIE table
 
 
@@ -47,6 +46,7 @@ class EvalSettings:
 
     res: int                           # --res, else the protocol's PROTOCOL_RES
     l2_normalize: bool
+    n_clusters: int                    # K_test: clusters of the fresh k-means and of the matching
     kmeans: KMeansSettings
     repeats: int
     seed: int
@@ -60,10 +60,6 @@ class EvalSettings:
     flip: bool                         # also score the flip-averaged logits (--flip)
     crf: bool                          # also score the CRF-refined logits (--crf)
 
-    @property
-    def n_clusters(self) -> int:
-        return self.kmeans.n_clusters
-
 
 def evaluation_runtime(runtime: Runtime, settings: EvalSettings) -> Runtime:
     """The runtime of evaluation: the training runtime's device with the evaluation's own precision
@@ -71,7 +67,7 @@ def evaluation_runtime(runtime: Runtime, settings: EvalSettings) -> Runtime:
     return replace(runtime, amp_dtype=select_amp_dtype(settings.precision, runtime.device, deterministic=False))
 
 
-def evaluation_record(settings: EvalSettings, source: DataSource, matching: str = "hungarian") -> Dict:
+def evaluation_record(settings: EvalSettings, source: DataSource, matching: str = "hungarian") -> dict:
     """How a score was obtained, written beside it in every JSON: size, crop, precision, matching, split."""
     return {"res": settings.res, "crop": f"shorter side to {settings.res}, center {settings.res}x{settings.res}",
             "precision": settings.precision, "matching": matching,
@@ -99,8 +95,8 @@ def eval_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: b
     return F.normalize(feats, dim=1) if l2_normalize else feats
 
 
-def upsampled_logits(feats: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                     size: Tuple[int, int]) -> torch.Tensor:
+def upsampled_logits(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     size: tuple[int, int]) -> torch.Tensor:
     """Frozen-classifier logits upsampled to the label size: feats [B, C, h, w], weight [K, C],
     bias [K] or None -> [B, K, *size] (bilinear, align_corners=False, as the protocol)."""
     logits = centroid_logits(feats, weight.to(feats.device), None if bias is None else bias.to(feats.device))
@@ -108,7 +104,7 @@ def upsampled_logits(feats: torch.Tensor, weight: torch.Tensor, bias: Optional[t
 
 
 def flip_averaged_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize: bool,
-                           feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+                           feats: torch.Tensor | None = None) -> torch.Tensor:
     """--flip: the mean of the features of uint8 images [B, 3, H, W] and of their horizontal mirror
     images, mirrored back -> [B, C, H/s, W/s] (s = model.stride: 4 for the FPN, the patch size for
     a ViT). The classifiers are linear in the features, so the logits of this mean are the mean of
@@ -122,7 +118,7 @@ def flip_averaged_features(model, images: torch.Tensor, runtime: Runtime, l2_nor
 VARIANTS = ("plain", "flip", "crf", "flip_crf")
 
 
-def eval_variants(flip: bool, crf: bool) -> Tuple[str, ...]:
+def eval_variants(flip: bool, crf: bool) -> tuple[str, ...]:
     """The variants one evaluation pass scores: plain always, flip / crf / flip_crf as asked."""
     wanted = {"plain": True, "flip": flip, "crf": crf, "flip_crf": flip and crf}
     return tuple(v for v in VARIANTS if wanted[v])
@@ -144,10 +140,10 @@ class _Clock:
         return elapsed
 
 
-def evaluate_variants(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]],
+def evaluate_variants(model, loader, classifiers: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
                       n_classes: int, runtime: Runtime, l2_normalize: bool, variants: Sequence[str] = ("plain",),
                       crf: CRFSettings = CRFSettings(), desc: str = "eval"
-                      ) -> Tuple[Dict[str, List[torch.Tensor]], Dict[str, float]]:
+                      ) -> tuple[dict[str, list[torch.Tensor]], dict[str, float]]:
     """Confusion histograms hist[class, cluster] ([n_classes, K]) of each classifier (weight [K, C],
     bias [K] or None) under each variant of `variants` (see VARIANTS), from one pass over the
     loader's labelled images: {variant: [hist per classifier]}, and the seconds per image each
@@ -182,7 +178,7 @@ def evaluate_variants(model, loader, classifiers: Sequence[Tuple[torch.Tensor, O
                         if refined in hists:
                             clock.lap()
                             preds = torch.stack([crf_refine(image_logits, image, crf).argmax(0) for image_logits, image
-                                                 in zip(logits, batch.images[chunk])])
+                                                 in zip(logits, batch.images[chunk], strict=True)])
                             spent[refined] += clock.lap() / len(classifiers)
                             hists[refined][i] += confusion_histogram(labels[chunk], preds.to(runtime.device),
                                                                      n_classes, weight.shape[0])
@@ -193,15 +189,15 @@ def evaluate_variants(model, loader, classifiers: Sequence[Tuple[torch.Tensor, O
     return {v: [dist.all_reduce_sum(h) for h in hs] for v, hs in hists.items()}, seconds
 
 
-def evaluate(model, loader, classifiers: Sequence[Tuple[torch.Tensor, Optional[torch.Tensor]]], n_classes: int,
-             runtime: Runtime, l2_normalize: bool, desc: str = "eval") -> List[torch.Tensor]:
+def evaluate(model, loader, classifiers: Sequence[tuple[torch.Tensor, torch.Tensor | None]], n_classes: int,
+             runtime: Runtime, l2_normalize: bool, desc: str = "eval") -> list[torch.Tensor]:
     """Confusion histograms hist[class, cluster] ([n_classes, K]) of each classifier (weight [K, C],
     bias [K] or None), from one pass over the loader's labelled images (the plain protocol)."""
     hists, _ = evaluate_variants(model, loader, classifiers, n_classes, runtime, l2_normalize, ("plain",), desc=desc)
     return hists["plain"]
 
 
-def cluster_ids(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], runtime: Runtime,
+def cluster_ids(model, images: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, runtime: Runtime,
                 l2_normalize: bool) -> torch.Tensor:
     """Cluster id per pixel [B, H, W] (CPU, int64) of uint8 images [B, 3, H, W], as `evaluate` assigns them."""
     model.eval()
@@ -210,11 +206,11 @@ def cluster_ids(model, images: torch.Tensor, weight: torch.Tensor, bias: Optiona
         return upsampled_logits(feats, weight, bias, images.shape[-2:]).argmax(1).cpu()
 
 
-def fresh_kmeans(model, loader, settings: KMeansSettings, runtime: Runtime, seeds: Sequence[int],
-                 l2_normalize: bool, desc: str = "fresh k-means") -> List[torch.Tensor]:
+def fresh_kmeans(model, loader, n_clusters: int, settings: KMeansSettings, runtime: Runtime, seeds: Sequence[int],
+                 l2_normalize: bool, desc: str = "fresh k-means") -> list[torch.Tensor]:
     """Final-evaluation clustering: one pass over un-augmented images feeding one online
-    k-means per seed (the `--repeats`); returns their centroids [K, C]."""
-    feeds = [OnlineKMeansFeed(MiniBatchKMeans(settings.n_clusters, settings.n_iter, seed=seed,
+    k-means with n_clusters per seed (the `--repeats`); returns their centroids [K, C]."""
+    feeds = [OnlineKMeansFeed(MiniBatchKMeans(n_clusters, settings.n_iter, seed=seed,
                                               backend=settings.backend, device=runtime.device), settings, seed=seed,
                               dim=model.feat_dim)
              for seed in seeds]
@@ -235,8 +231,8 @@ def val_loader(source: DataSource, settings: EvalSettings, runtime: Runtime) -> 
     return make_loader(dataset, settings.batch_size_test, sampler, settings.num_workers, runtime.device)
 
 
-def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tensor]], source: DataSource,
-                      settings: EvalSettings, runtime: Runtime, desc: str) -> Dict[str, Dict]:
+def score_classifiers(model, loader, classifiers: dict[str, dict[str, torch.Tensor]], source: DataSource,
+                      settings: EvalSettings, runtime: Runtime, desc: str) -> dict[str, dict]:
     """Metrics of each named classifier {"weight" [K, C], "bias" [K]} from one pass over val; with
     --flip / --crf also the metrics of each variant under its name ("flip", "crf", "flip_crf")
     and the seconds per image of every variant ("seconds_per_image")."""
@@ -256,7 +252,7 @@ def score_classifiers(model, loader, classifiers: Dict[str, Dict[str, torch.Tens
     return scored
 
 
-def _repeat_summary(results: List[Dict]) -> Dict:
+def _repeat_summary(results: list[dict]) -> dict:
     """summarize_repeats, with the many-to-one (majority) scores summarised beside it when present."""
     summary = summarize_repeats(results)
     if results and all("majority" in r for r in results):
@@ -276,14 +272,14 @@ def check_fresh_kmeans(source: DataSource, settings: EvalSettings, stride: int) 
 
 
 def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, runtime: Runtime,
-                             val_loader_: PassLoader, desc: str = "final", repeats: Optional[int] = None) -> Dict:
+                             val_loader_: PassLoader, desc: str = "final", repeats: int | None = None) -> dict:
     """The paper's final protocol: k-means with K_test clusters on the un-augmented train images,
     `repeats` times (default `--repeats`; seeds seed, seed+1, ...), each scored on val; mean +- std."""
     dataset = cluster_dataset(source, settings.res)
     sampler = dist.EpochSampler(len(dataset), settings.seed, epoch=10 ** 6, shuffle=True)
     loader = make_loader(dataset, settings.batch_size_cluster, sampler, settings.num_workers, runtime.device)
     seeds = [settings.seed + r for r in range(max(settings.repeats if repeats is None else repeats, 1))]
-    centroids = fresh_kmeans(model, loader, settings.kmeans, runtime, seeds, settings.l2_normalize,
+    centroids = fresh_kmeans(model, loader, settings.n_clusters, settings.kmeans, runtime, seeds, settings.l2_normalize,
                              desc=f"{desc} k-means")
     classifiers = {f"repeat{r}": classifier_entry(c) for r, c in enumerate(centroids)}
     per_repeat = score_classifiers(model, val_loader_, classifiers, source, settings, runtime, desc=f"{desc} eval")
@@ -303,7 +299,7 @@ def fresh_cluster_evaluation(model, source: DataSource, settings: EvalSettings, 
 
 
 def example_images(source: DataSource, settings: EvalSettings, n_images: int = 4
-                   ) -> Tuple[Optional[torch.Tensor], Optional[np.ndarray]]:
+                   ) -> tuple[torch.Tensor | None, np.ndarray | None]:
     """The images the TensorBoard example maps show (utils/tb.py: ExampleMaps): uint8 [N, 3, res, res]
     of the first val images and their class ids [N, res, res] (-1 unlabelled), or without labels
     the first training images and None; (None, None) when there is no image."""

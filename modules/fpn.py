@@ -8,7 +8,6 @@ it to the next finer lateral. No ReLU and no 3x3 smoothing conv, as in the paper
 Building it (ImageNet weights, a local file) and every other network: modules/networks.py.
 """
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ class FPNConfig:
     """Everything needed to rebuild the network from a checkpoint."""
 
     arch: str
-    feat_dim: Optional[int] = None  # None: the architecture's default (128 or 256)
+    feat_dim: int | None = None  # None: the architecture's default (128 or 256)
 
     def resolved(self) -> "FPNConfig":
         if self.arch not in _STAGE_CHANNELS:

@@ -13,8 +13,8 @@ and move centroid k toward the group mean of its members with rate n_k / count_k
 count_k counts every point assigned to k so far (initial points included).
 """
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ BACKENDS = ("auto", "faiss", "torch")
 _ASSIGN_CHUNK = 1 << 18
 
 
-def faiss_threads() -> Optional[int]:
+def faiss_threads() -> int | None:
     """OpenMP threads faiss uses (its own pool, apart from torch's), None without faiss."""
     return faiss.omp_get_max_threads() if faiss is not None else None
 
@@ -52,10 +52,11 @@ register_thread_pool("faiss", faiss_threads, set_faiss_threads)
 
 @dataclass(frozen=True)
 class KMeansSettings:
-    """One clustering: K, Lloyd iterations of the initial k-means, how many batches it sees,
-    batches per online update, pixels kept per image for the initial sample (or all), backend."""
+    """How every clustering of a run proceeds: Lloyd iterations of the initial k-means, how many
+    batches it sees, batches per online update, pixels kept per image for the initial sample (or
+    all), backend. K is each clustering's own: a training head's (ObjectiveSettings.n_clusters,
+    --K_train; --K_aux) or the final protocol's (EvalSettings.n_clusters, --K_test)."""
 
-    n_clusters: int
     n_iter: int = 20
     num_init_batches: int = 20
     num_batches: int = 1
@@ -87,7 +88,7 @@ def squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Te
             + (centroids * centroids).sum(1)[None, :]).clamp_min_(0.0)
 
 
-def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid (squared Euclidean) of points [N, D] among centroids [K, D]:
     (labels [N] int64, squared distances [N] float32), computed in chunks on the points' device."""
     labels = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
@@ -121,7 +122,7 @@ def _split_empty(centroids: torch.Tensor, counts: torch.Tensor, generator: torch
 
 
 def torch_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
-                 max_points_per_centroid: Optional[int] = None) -> Tuple[torch.Tensor, int]:
+                 max_points_per_centroid: int | None = None) -> tuple[torch.Tensor, int]:
     """Lloyd's k-means in torch on points [N, D]; returns (centroids [K, D], re-seeded count).
 
     Initialised with K distinct random points; empty clusters are split from large ones.
@@ -146,8 +147,8 @@ def torch_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
 
 
 def faiss_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int, seed: int,
-                 max_points_per_centroid: Optional[int] = None, use_gpu: bool = False,
-                 stats: Optional[dict] = None) -> torch.Tensor:
+                 max_points_per_centroid: int | None = None, use_gpu: bool = False,
+                 stats: dict | None = None) -> torch.Tensor:
     """faiss's Lloyd k-means on points [N, D]; returns centroids [K, D] on the points' device.
 
     faiss re-seeds empty clusters itself by splitting large ones; `stats` (optional) receives
@@ -185,14 +186,14 @@ class MiniBatchKMeans:
     """
 
     def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, backend: str = "auto",
-                 device: torch.device = torch.device("cpu"), max_points_per_centroid: Optional[int] = None):
+                 device: torch.device = torch.device("cpu"), max_points_per_centroid: int | None = None):
         self.n_clusters = n_clusters
         self.n_iter = n_iter
         self.seed = seed
         self.device = torch.device(device)
         self.backend = resolve_backend(backend, self.device)
         self.max_points_per_centroid = max_points_per_centroid
-        self.centroids: Optional[torch.Tensor] = None
+        self.centroids: torch.Tensor | None = None
         self.counts = torch.zeros(n_clusters, dtype=torch.float64, device=self.device)
         self.loss_sum = 0.0
         self.loss_count = 0
@@ -201,7 +202,7 @@ class MiniBatchKMeans:
         self._index = None
 
     # -- assignment ---------------------------------------------------------------------
-    def assign(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def assign(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest centroid of each point: (labels [N] int64, squared distances [N] float32)."""
         if self.centroids is None:
             raise RuntimeError("k-means has no centroids yet: call fit_init first")
@@ -223,7 +224,7 @@ class MiniBatchKMeans:
         self._index = None  # the faiss index is rebuilt lazily from the new centroids
 
     # -- initial k-means ----------------------------------------------------------------
-    def fit_init(self, points: torch.Tensor, n_represented: Optional[int] = None) -> float:
+    def fit_init(self, points: torch.Tensor, n_represented: int | None = None) -> float:
         """Initial centroids from points [N, D]; counts start as the points assigned to each.
 
         `n_represented`: how many pixels the (sub)sample stands for; counts are scaled to it
@@ -271,7 +272,7 @@ class MiniBatchKMeans:
 
     # -- online update ------------------------------------------------------------------
     def partial_fit(self, points: torch.Tensor,
-                    reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+                    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """One mini-batch update with points [N, D]: c_k += (n_k / count_k) (mean_k - c_k)."""
         labels, dists = self.assign(points)
         sums = torch.zeros((self.n_clusters, points.shape[1]), dtype=torch.float64, device=self.device)
@@ -330,15 +331,15 @@ class OnlineKMeansFeed:
         self.settings = settings
         self.seed = seed
         self.dim = dim
-        self.init_points: List[torch.Tensor] = []
-        self.init_indices: List[torch.Tensor] = []  # image index of every initial point (for a canonical order)
+        self.init_points: list[torch.Tensor] = []
+        self.init_indices: list[torch.Tensor] = []  # image index of every initial point (for a canonical order)
         self.init_pixels = 0
-        self.pending: List[torch.Tensor] = []
+        self.pending: list[torch.Tensor] = []
         self.n_batches = 0
         self.initialized = False
         self.peak_bytes = 0  # largest k-means-owned feature memory held at once (init sample or update group)
 
-    def _sample(self, feats: torch.Tensor, indices: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _sample(self, feats: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Initial-k-means points of a batch [B*n, C] and their image indices [B*n]; the pixels
         kept from an image depend only on (seed, image index), not on batch or rank."""
         batch, channels, height, width = feats.shape
@@ -371,7 +372,7 @@ class OnlineKMeansFeed:
         self.init_points, self.init_indices = [], []
         self.initialized = True
 
-    def add(self, feats: torch.Tensor, indices: Optional[torch.Tensor] = None) -> None:
+    def add(self, feats: torch.Tensor, indices: torch.Tensor | None = None) -> None:
         """feats [B, C, h, w] of one batch (already normalised if the metric is cosine) and the
         images' dataset indices [B] (used to order the initial sample; default 0..B-1). Every
         value is checked finite here, before any backend sees it (the one way features enter

@@ -14,14 +14,13 @@ CE of view v's labels is weighted by that view's class weights w_k, by `--class_
     none     w_k = 1                     (`--no_balance`, the original's switch)
 Component ablations (`--loss_terms`): within only, or cross only, instead of their mean.
 """
-from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def centroid_logits(feats: torch.Tensor, centroids: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def centroid_logits(feats: torch.Tensor, centroids: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Frozen centroid classifier: feats [B, C, H, W], centroids [K, C] -> logits [B, K, H, W]."""
     logits = torch.einsum("bchw,kc->bkhw", feats, centroids.to(feats.dtype))
     if bias is not None:
@@ -35,7 +34,7 @@ WITHIN_CROSS, WITHIN, CROSS = "within_cross", "within", "cross"
 LOSS_TERMS = (WITHIN_CROSS, WITHIN, CROSS)
 
 
-def class_weights(counts: torch.Tensor, mode: str = "size") -> Optional[torch.Tensor]:
+def class_weights(counts: torch.Tensor, mode: str = "size") -> torch.Tensor | None:
     """Cross-entropy class weights [K] from cluster sizes [K] (see the module docstring); None for "none".
     An empty cluster gets weight 0 (no pixel has its label)."""
     counts = counts.double()
@@ -52,7 +51,7 @@ def class_weights(counts: torch.Tensor, mode: str = "size") -> Optional[torch.Te
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
-                           weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                           weight: torch.Tensor | None = None) -> torch.Tensor:
     """F.cross_entropy(logits [B, K, H, W], labels int64 [B, H, W], weight [K]): the weighted mean.
 
     Under torch.use_deterministic_algorithms (--deterministic) the weighted mean is formed as
@@ -81,8 +80,8 @@ class PiCIELoss(nn.Module):
     def forward(self, feats_view1: torch.Tensor, feats_view2: torch.Tensor,
                 centroids_view1: torch.Tensor, centroids_view2: torch.Tensor,
                 labels_view1: torch.Tensor, labels_view2: torch.Tensor,
-                weights_view1: Optional[torch.Tensor] = None,
-                weights_view2: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                weights_view1: torch.Tensor | None = None,
+                weights_view2: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """feats [B, C, H, W]; centroids [K, C]; labels int64 [B, H, W]; weights [K] or None.
         Returns (loss, {"within", "cross"}) as scalar tensors."""
         # Cross-entropy in float32 even under autocast: the logits of 1e5+ pixels are summed.

@@ -9,7 +9,7 @@ printed them in cluster order, which was meaningless). With more clusters than c
 many-to-one (majority) matching is reported beside it. How the histograms are made:
 modules/evaluation.py.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from data.source import DataSource
 
 
 def confusion_histogram(labels: torch.Tensor, preds: torch.Tensor, n_classes: int,
-                        n_clusters: Optional[int] = None) -> torch.Tensor:
+                        n_clusters: int | None = None) -> torch.Tensor:
     """hist[class, cluster] (int64 [n_classes, n_clusters]) from labels and predictions of any
     matching shape; pixels whose label is outside 0..n_classes-1 are ignored."""
     n_clusters = n_clusters or n_classes
@@ -65,7 +65,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def segmentation_metrics(hist, class_names: Sequence[str], thing_classes: Sequence[int] = (),
-                         stuff_classes: Sequence[int] = (), matching: str = "hungarian") -> Dict:
+                         stuff_classes: Sequence[int] = (), matching: str = "hungarian") -> dict:
     """Metrics in percent from hist[class, cluster].
 
     matching="hungarian": one-to-one (needs n_clusters >= n_classes for every class to get a
@@ -110,7 +110,7 @@ def segmentation_metrics(hist, class_names: Sequence[str], thing_classes: Sequen
     return result
 
 
-def summarize_repeats(results: List[Dict]) -> Dict:
+def summarize_repeats(results: list[dict]) -> dict:
     """Mean and std (population, as numpy's default) of acc / mIoU over repeated clusterings."""
     summary = {}
     for key in ("acc", "mIoU", "thing_mIoU", "stuff_mIoU"):
@@ -122,13 +122,13 @@ def summarize_repeats(results: List[Dict]) -> Dict:
     return summary
 
 
-def thing_stuff_ids(source: DataSource) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+def thing_stuff_ids(source: DataSource) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Ground-truth class ids of the thing and stuff groups in evaluation numbering (COCO-Stuff with
     both groups evaluated: 0-11 / 12-26 of 27, 0-79 / 80-170 of 171; else none)."""
     return tuple(source.thing_classes), tuple(source.stuff_classes)
 
 
-def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids, stuff_ids) -> Dict:
+def metrics_from_hist(hist: torch.Tensor, class_names: Sequence[str], thing_ids, stuff_ids) -> dict:
     """Hungarian metrics; also many-to-one (majority) when there are more clusters than classes."""
     result = segmentation_metrics(hist, class_names, thing_ids, stuff_ids, matching="hungarian")
     if hist.shape[1] > hist.shape[0]:

@@ -8,7 +8,6 @@ in float32 under the run's autocast, and setting the BatchNorm statistics of a r
 initialised network.
 """
 import os
-from typing import Optional
 
 import torch
 import torchvision
@@ -44,8 +43,8 @@ def imagenet_weights_file(arch: str) -> tuple:
     return weights.url, cache
 
 
-def build_model(arch: str, feat_dim: Optional[int] = None, pretrain: bool = False,
-                pretrain_path: Optional[str] = None, vit_head: str = "linear",
+def build_model(arch: str, feat_dim: int | None = None, pretrain: bool = False,
+                pretrain_path: str | None = None, vit_head: str = "linear",
                 freeze_backbone: bool = False) -> nn.Module:
     """The network of `arch`: a ResNet-FPN, or for a ViT arch (modules.vit.VIT_ARCHS) a ViTFeatures
     with head `vit_head` to `feat_dim` channels (None: the backbone's width), its backbone frozen
@@ -94,7 +93,7 @@ def build_model(arch: str, feat_dim: Optional[int] = None, pretrain: bool = Fals
     return model
 
 
-def model_from_checkpoint(ckpt: dict, device: Optional[torch.device] = None) -> nn.Module:
+def model_from_checkpoint(ckpt: dict, device: torch.device | None = None) -> nn.Module:
     """The network of a checkpoint (either format, as load_checkpoint returns it), weights loaded.
 
     A ViT checkpoint's model_config is ViTConfig.to_dict()'s (arch, out_dim, head, frozen, patch
@@ -161,7 +160,7 @@ def calibrate_batchnorm(model, loader, view_maker: ViewMaker, runtime: Runtime, 
             images = view_maker.plain_view(batch.images.to(runtime.device, non_blocking=True))
             forward_features(model, runtime.to_device(images), runtime)
             n_images += batch.indices.numel()
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
     return n_images

@@ -19,8 +19,8 @@ MDC:     (modified DeepCluster) head view1/K on one view, z1 = f(view 1) (P1(G x
          clusters of a new epoch are numbered afresh) with its own optimiser; with
          `nonparametric`, the frozen centroids instead.
 """
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ class ObjectiveSettings:
     MDC's --nonparametric, PiCIE's --loss_terms and the cross-entropy's --class_weights
     (modules/loss.py). The defaults are the flags' (config/flags.py reads them from here)."""
 
+    n_clusters: int                    # K_train: clusters of each main head (--K_train)
     method: str = "picie"
     aux_clusters: int = 0
     nonparametric: bool = False
@@ -62,7 +63,7 @@ class Head:
         return seed * 1000 + epoch * 2 + self.view + (AUX_SEED_OFFSET if self.aux else 0)
 
 
-def picie_heads(n_clusters: int, n_views: int = 2, aux_clusters: int = 0) -> Tuple[Head, ...]:
+def picie_heads(n_clusters: int, n_views: int = 2, aux_clusters: int = 0) -> tuple[Head, ...]:
     """Main heads (one per view, n_clusters each), then auxiliary heads if aux_clusters > 0."""
     heads = [Head(view, n_clusters, f"view{view + 1}") for view in range(n_views)]
     if aux_clusters:
@@ -76,18 +77,18 @@ class Objective:
     `__call__`, and around the network's optimiser step `zero_grad` / `step`."""
 
     name = "objective"
-    heads: Tuple[Head, ...] = ()
+    heads: tuple[Head, ...] = ()
 
     def __init__(self):
-        self.centroids: List[torch.Tensor] = []
-        self.weights: List[Optional[torch.Tensor]] = []
+        self.centroids: list[torch.Tensor] = []
+        self.weights: list[torch.Tensor | None] = []
 
     @property
     def n_views(self) -> int:
         return max(head.view for head in self.heads) + 1
 
     @property
-    def main_heads(self) -> Tuple[Head, ...]:
+    def main_heads(self) -> tuple[Head, ...]:
         return tuple(head for head in self.heads if not head.aux)
 
     def start_epoch(self, centroids: Sequence[torch.Tensor], counts: Sequence[torch.Tensor], weighting: str,
@@ -100,7 +101,7 @@ class Objective:
         self.weights = [None if w is None else w.to(device) for w in (class_weights(c, weighting) for c in counts)]
 
     def __call__(self, feats: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
-                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """feats: per view [B, C, h, w] (pixel-aligned); labels: per head int64 [B, h, w].
         Returns (loss, named detached parts)."""
         return self.loss(feats, labels)
@@ -114,10 +115,10 @@ class Objective:
     def step(self) -> None:
         """Optimiser step of the objective's own parameters (none by default)."""
 
-    def named_centroids(self, centroids: Sequence[torch.Tensor], main_only: bool = False) -> Dict[str, torch.Tensor]:
+    def named_centroids(self, centroids: Sequence[torch.Tensor], main_only: bool = False) -> dict[str, torch.Tensor]:
         """{head name: centroids [K, C]}: the classifiers stored in checkpoints (all heads) or
         scored each epoch (main_only: the K_train heads)."""
-        return {head.name: c for head, c in zip(self.heads, centroids) if not (main_only and head.aux)}
+        return {head.name: c for head, c in zip(self.heads, centroids, strict=True) if not (main_only and head.aux)}
 
 
 class PiCIEObjective(Objective):
@@ -157,7 +158,7 @@ class MDCObjective(Objective):
     parametric classifier (re-initialised each epoch, own optimiser) or the frozen centroids."""
 
     def __init__(self, n_clusters: int, feat_dim: int, nonparametric: bool = False,
-                 make_optimizer: Optional[Callable[[nn.Module], torch.optim.Optimizer]] = None, seed: int = 0):
+                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, seed: int = 0):
         super().__init__()
         if not nonparametric and make_optimizer is None:
             raise ValueError("MDC with a parametric classifier needs make_optimizer")
@@ -167,8 +168,8 @@ class MDCObjective(Objective):
         self.nonparametric = nonparametric
         self.make_optimizer = make_optimizer
         self.generator = torch.Generator().manual_seed(seed)
-        self.classifier: Optional[nn.Conv2d] = None
-        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.classifier: nn.Conv2d | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def start_epoch(self, centroids, counts, weighting, device) -> None:
         super().start_epoch(centroids, counts, weighting, device)
@@ -201,15 +202,15 @@ class MDCObjective(Objective):
         self.optimizer.step()
 
 
-def build_objective(settings: ObjectiveSettings, n_clusters: int, feat_dim: int,
-                    make_optimizer: Optional[Callable[[nn.Module], torch.optim.Optimizer]] = None,
+def build_objective(settings: ObjectiveSettings, feat_dim: int,
+                    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
                     seed: int = 0) -> Objective:
-    """The objective of settings.method (picie, mdc) with K_train = n_clusters; aux_clusters > 0
-    gives PiCIE+H; loss_terms picks PiCIE's within- and/or cross-view terms (component ablations)."""
+    """The objective of settings.method (picie, mdc) with K_train = settings.n_clusters; aux_clusters
+    > 0 gives PiCIE+H; loss_terms picks PiCIE's within- and/or cross-view terms (component ablations)."""
     if settings.method == "picie":
-        return PiCIEObjective(n_clusters, settings.aux_clusters, settings.loss_terms)
+        return PiCIEObjective(settings.n_clusters, settings.aux_clusters, settings.loss_terms)
     if settings.method == "mdc":
         if settings.aux_clusters:
             raise UserError("--overcluster is PiCIE+H: use it with --method picie")
-        return MDCObjective(n_clusters, feat_dim, settings.nonparametric, make_optimizer, seed)
+        return MDCObjective(settings.n_clusters, feat_dim, settings.nonparametric, make_optimizer, seed)
     raise UserError(f"unknown --method {settings.method!r}; choose from {', '.join(METHODS)}")

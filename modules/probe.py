@@ -20,7 +20,6 @@ of `train`, scored on `val`. A single process (not sharded over DDP ranks).
 """
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +48,7 @@ class ProbeSettings:
     cache_bytes: float = 2.0 * 2 ** 30
 
 
-def probe_datasets(source, res: int, bad_labels: str) -> Tuple[EvalImages, EvalImages]:
+def probe_datasets(source, res: int, bad_labels: str) -> tuple[EvalImages, EvalImages]:
     """(labelled train images, labelled val images) of the probe; DataError naming what is missing."""
     if source.probe_train_images is None or source.label_lut is None:
         raise DataError(f"--linear_probe: --dataset {source.name} has no labelled train split to fit the probe on "
@@ -77,12 +76,12 @@ def _frozen_features(model, images: torch.Tensor, runtime: Runtime, l2_normalize
 
 
 def train_probe(model, loader, n_classes: int, runtime: Runtime, l2_normalize: bool, epochs: int, lr: float,
-                seed: int, cache_bytes: float) -> Tuple[nn.Conv2d, List[float]]:
+                seed: int, cache_bytes: float) -> tuple[nn.Conv2d, list[float]]:
     """Fit the 1x1 conv on frozen features; returns it and the mean training loss of each epoch."""
     torch.manual_seed(seed)
     probe = None
     optimizer = None
-    cache: List[Tuple[torch.Tensor, torch.Tensor]] = []
+    cache: list[tuple[torch.Tensor, torch.Tensor]] = []
     cached_bytes, cache_complete = 0, False
     order_generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -146,7 +145,7 @@ def score_probe(model, probe: nn.Conv2d, loader, n_classes: int, runtime: Runtim
     return dist.all_reduce_sum(hist)
 
 
-def linear_probe(model, source: DataSource, settings: EvalSettings, probe: ProbeSettings, runtime: Runtime) -> Dict:
+def linear_probe(model, source: DataSource, settings: EvalSettings, probe: ProbeSettings, runtime: Runtime) -> dict:
     """Train the probe on the labelled train images and score it on val. Returns acc, mIoU,
     per_class_iou, mean_class_acc, thing/stuff mIoU (percent) and the probe's settings and losses."""
     train_set, val_set = probe_datasets(source, settings.res, settings.bad_labels)

@@ -12,8 +12,8 @@ features) is kept in a PassCache while it fits in --feature_cache_gb: labelling 
 features instead of recomputing them, and training reuses the views (identical by
 construction: the same parameters per (seed, epoch, image)).
 """
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ class PassCache:
     def __init__(self, budget_bytes: float, channels_last: bool = False):
         self.budget = budget_bytes
         self.channels_last = channels_last  # hand views back in the layout make_views gives them
-        self.batches: List[Tuple[torch.Tensor, Tuple[torch.Tensor, ...], Tuple[torch.Tensor, ...]]] = []
-        self.views_of: Dict[int, Tuple[int, int]] = {}  # image index -> (batch number, row)
+        self.batches: list[tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = []
+        self.views_of: dict[int, tuple[int, int]] = {}  # image index -> (batch number, row)
         self.bytes = 0
         self.complete = budget_bytes > 0
 
@@ -56,7 +56,7 @@ class PassCache:
     def has_views(self, indices: Sequence[int]) -> bool:
         return self.complete and all(i in self.views_of for i in indices)
 
-    def views(self, indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def views(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached inputs of both views for `indices`: [B, 3, res1, res1] each."""
         picks = [self.views_of[i] for i in indices]
         view1 = torch.stack([self.batches[b][1][0][r] for b, r in picks])
@@ -93,14 +93,14 @@ class EpochClusters:
     """Result of the clustering and labelling passes of one epoch; one entry per head
     (PiCIE: view 1, view 2; see modules/objectives.py)."""
 
-    centroids: List[torch.Tensor]          # per head [K, C]
-    counts: List[torch.Tensor]             # per head, pixels per cluster [K]
-    labels: List[np.ndarray]               # per head, [N, h, w] uint8/uint16 (allocate_labels)
-    kmeans_loss: List[float]
+    centroids: list[torch.Tensor]          # per head [K, C]
+    counts: list[torch.Tensor]             # per head, pixels per cluster [K]
+    labels: list[np.ndarray]               # per head, [N, h, w] uint8/uint16 (allocate_labels)
+    kmeans_loss: list[float]
     cache: PassCache
     labelled: np.ndarray                   # bool [N]: labelled this epoch (False: unreadable, not trained on)
     reused_features: bool = False
-    stats: Dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, heads: Sequence[Head],
@@ -144,7 +144,7 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, heads: S
         def label_batch(indices: torch.Tensor, feats: Sequence[torch.Tensor]) -> None:
             rows = indices.numpy()
             labelled[rows] = True
-            for index, (head, km) in enumerate(zip(heads, kmeans)):
+            for index, (head, km) in enumerate(zip(heads, kmeans, strict=True)):
                 feats_view = feats[head.view]
                 assigned, _ = km.assign(flatten_pixels(feats_view))
                 counts[index] += torch.bincount(assigned, minlength=head.n_clusters).to(counts[index])
@@ -187,7 +187,7 @@ def training_batches(loader, clusters: EpochClusters):
 
 
 def training_views(view_maker: ViewMaker, batch: Batch, epoch: int, clusters: EpochClusters,
-                   runtime: Runtime) -> Tuple[Tuple[torch.Tensor, torch.Tensor], object]:
+                   runtime: Runtime) -> tuple[tuple[torch.Tensor, torch.Tensor], object]:
     """((view1, view2) [B, 3, res1, res1], view params) of a training batch: the same parameters
     as in this epoch's clustering pass, the views themselves reused from its cache when there."""
     indices = batch.indices.tolist()
@@ -197,7 +197,7 @@ def training_views(view_maker: ViewMaker, batch: Batch, epoch: int, clusters: Ep
     return make_views(view_maker, batch.images, params, runtime, runtime.amp_dtype), params
 
 
-def batch_labels(clusters: EpochClusters, indices: torch.Tensor, device: torch.device) -> List[torch.Tensor]:
+def batch_labels(clusters: EpochClusters, indices: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
     """Every head's pseudo-labels of the images `indices` [B]: int64 [B, h, w] each, on `device`."""
     rows = indices.numpy()
     return [torch.from_numpy(head_labels[rows].astype(np.int64)).to(device) for head_labels in clusters.labels]
@@ -221,8 +221,8 @@ def label_dtype(n_clusters: int):
     return np.uint8 if n_clusters <= 256 else np.uint16
 
 
-def allocate_labels(n_images: int, grid: int, heads: Sequence[Head], path_prefix: Optional[str] = None,
-                    memmap_above_bytes: float = 2 ** 31) -> List[np.ndarray]:
+def allocate_labels(n_images: int, grid: int, heads: Sequence[Head], path_prefix: str | None = None,
+                    memmap_above_bytes: float = 2 ** 31) -> list[np.ndarray]:
     """One pseudo-label array [N, grid, grid] per head (PiCIE: view1, view2): in memory, or
     memory-mapped files in the run folder (path_prefix + '_<head name>.npy', e.g. '_view1.npy')
     when one would exceed `memmap_above_bytes`."""
@@ -231,4 +231,4 @@ def allocate_labels(n_images: int, grid: int, heads: Sequence[Head], path_prefix
     if path_prefix is None or size <= memmap_above_bytes:
         return [np.zeros((n_images, grid, grid), dtype=dtype) for dtype in dtypes]
     return [np.lib.format.open_memmap(f"{path_prefix}_{head.name}.npy", mode="w+", dtype=dtype,
-                                      shape=(n_images, grid, grid)) for head, dtype in zip(heads, dtypes)]
+                                      shape=(n_images, grid, grid)) for head, dtype in zip(heads, dtypes, strict=True)]

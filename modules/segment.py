@@ -31,9 +31,9 @@ and every skipped file with its reason).
 """
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,19 +42,26 @@ from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
 
 from data.datasets import MAX_ASPECT, load_rgb, pil_to_uint8_tensor
-from data.image_files import (IMAGE_SUFFIXES, InputImage, PredictError, collect_inputs, output_files,
-                              prepare_output)
+from data.image_files import IMAGE_SUFFIXES, InputImage, PredictError, collect_inputs, output_files, prepare_output
 from modules.crf import CRFSettings, crf_refine, require_crf
 from modules.evaluation import eval_features, flip_averaged_features, upsampled_logits
 from modules.networks import network_cost
 from utils.checkpoint import CheckpointError
 from utils.files import save_image
 from utils.loaders import usable_workers
-from utils.memory import (PREDICTION_ON_DEVICE, Available, MemoryLimitError, NetworkCost, check_fits, format_parts,
-                          prediction_parts)
+from utils.memory import (
+    PREDICTION_ON_DEVICE,
+    Available,
+    MemoryLimitError,
+    NetworkCost,
+    check_fits,
+    format_parts,
+    prediction_parts,
+)
 from utils.run import write_json
 from utils.runtime import Runtime
-from utils.viz import UNMATCHED as UNMATCHED_COLOUR, class_palette
+from utils.viz import UNMATCHED as UNMATCHED_COLOUR
+from utils.viz import class_palette
 
 log = logging.getLogger("picie")
 
@@ -76,7 +83,7 @@ class PredictSettings:
 
     res: int
     flip: bool
-    crf: Optional[CRFSettings]
+    crf: CRFSettings | None
     matching: str
     overlay: bool
     overwrite: bool
@@ -96,16 +103,16 @@ class Indexing:
 
     kind: str                                   # "class" or "cluster"
     lut: np.ndarray
-    names: List[str]
+    names: list[str]
     colours: np.ndarray
-    matching: Optional[str] = None
-    cluster_to_class: Optional[List[int]] = None
-    unmatched: Optional[int] = None
+    matching: str | None = None
+    cluster_to_class: list[int] | None = None
+    unmatched: int | None = None
     dtype: type = np.uint8
 
 
 # -- image sizes, loading, batches ----------------------------------------------------------------
-def upright_size(path: Path) -> Tuple[int, int, int]:
+def upright_size(path: Path) -> tuple[int, int, int]:
     """(width, height, EXIF orientation) of an image as viewers show it, from its header only;
     raises whatever PIL raises for a file that is not an image."""
     with Image.open(path) as image:
@@ -119,7 +126,7 @@ def upright_size(path: Path) -> Tuple[int, int, int]:
     return width, height, orientation
 
 
-def network_size(width: int, height: int, res: int, stride: int) -> Tuple[int, int]:
+def network_size(width: int, height: int, res: int, stride: int) -> tuple[int, int]:
     """(width, height) the network sees: shorter side `res`, the aspect ratio kept, both sides
     rounded to a multiple of `stride` (the network's, model.stride; at least one stride). Strips longer than MAX_ASPECT times
     their width are scaled to a long side of MAX_ASPECT x res instead."""
@@ -137,7 +144,7 @@ class PredictImages(Dataset):
     """Item i -> (i, uint8 [3, h, w] at the network size, uint8 [H, W, 3] at full size or None,
     None), or (i, None, None, reason) when the file cannot be decoded."""
 
-    def __init__(self, paths: Sequence[Path], orientations: Sequence[int], sizes: Sequence[Tuple[int, int]],
+    def __init__(self, paths: Sequence[Path], orientations: Sequence[int], sizes: Sequence[tuple[int, int]],
                  keep_full: bool):
         self.paths, self.orientations, self.sizes = list(paths), list(orientations), list(sizes)
         self.keep_full = keep_full
@@ -159,11 +166,11 @@ class PredictImages(Dataset):
         return index, pil_to_uint8_tensor(resized), full, None
 
 
-def size_batches(sizes: Sequence[Tuple[int, int]], full_pixels: Sequence[int], batch_size: int) -> List[List[int]]:
+def size_batches(sizes: Sequence[tuple[int, int]], full_pixels: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped by network input size, in batches of at most batch_size images and
     MAX_BATCH_PIXELS full-resolution pixels (at least one image each)."""
     order = sorted(range(len(sizes)), key=lambda i: (sizes[i][1], sizes[i][0], i))
-    batches: List[List[int]] = []
+    batches: list[list[int]] = []
     for i in order:
         last = batches[-1] if batches else None
         if (last and sizes[last[0]] == sizes[i] and len(last) < batch_size
@@ -175,7 +182,7 @@ def size_batches(sizes: Sequence[Tuple[int, int]], full_pixels: Sequence[int], b
 
 
 # -- what the indices mean ------------------------------------------------------------------------
-def select_classifier(ckpt: Dict) -> Tuple[str, Dict]:
+def select_classifier(ckpt: dict) -> tuple[str, dict]:
     """The classifier test_picie.py scores first: view1 when stored, else the first one."""
     classifiers = ckpt.get("classifiers") or {}
     if not classifiers:
@@ -185,7 +192,7 @@ def select_classifier(ckpt: Dict) -> Tuple[str, Dict]:
     return name, classifiers[name]
 
 
-def indexing_of(entry: Dict, matching: str) -> Indexing:
+def indexing_of(entry: dict, matching: str) -> Indexing:
     """Class ids through the stored matching of the classifier `entry` (--matching), else cluster ids."""
     n_clusters = int(entry["weight"].shape[0])
     key = "cluster_to_class" if matching == "hungarian" else "cluster_to_class_majority"
@@ -207,9 +214,9 @@ def indexing_of(entry: Dict, matching: str) -> Indexing:
 
 
 # -- the maps -------------------------------------------------------------------------------------
-def cluster_maps(model, images: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                 full_sizes: Sequence[Tuple[int, int]], full_images: Sequence[Optional[np.ndarray]],
-                 runtime: Runtime, settings: PredictSettings) -> List[torch.Tensor]:
+def cluster_maps(model, images: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 full_sizes: Sequence[tuple[int, int]], full_images: Sequence[np.ndarray | None],
+                 runtime: Runtime, settings: PredictSettings) -> list[torch.Tensor]:
     """Cluster id per pixel at full resolution (int64 [H, W] per image, CPU) of uint8 images
     [B, 3, h, w] of one network size; full_sizes (W, H); full_images uint8 [H, W, 3] (used by
     the CRF). Logits are upsampled per image: [K, H, W] float32 of one image at a time."""
@@ -240,7 +247,7 @@ def overlay(image: np.ndarray, indices: np.ndarray, indexing: Indexing, alpha: f
 
 def draw_legend(indexing: Indexing, path: Path) -> None:
     """legend.png: one row per index, a colour swatch, the index and its name."""
-    rows = [(k, tuple(c), name) for k, (c, name) in enumerate(zip(indexing.colours, indexing.names))]
+    rows = [(k, tuple(c), name) for k, (c, name) in enumerate(zip(indexing.colours, indexing.names, strict=True))]
     if indexing.unmatched is not None:
         rows.append((indexing.unmatched, UNMATCHED_COLOUR, "unmatched cluster"))
     font = ImageFont.load_default()
@@ -260,14 +267,14 @@ def draw_legend(indexing: Indexing, path: Path) -> None:
 class PredictReport:
     """What a run wrote and skipped (predict.json holds it with the settings)."""
 
-    written: List[Dict] = field(default_factory=list)
-    skipped: List[Dict] = field(default_factory=list)
+    written: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
     ignored_files: int = 0
     seconds: float = 0.0
 
 
 def read_headers(images: Sequence[InputImage], report: PredictReport
-                 ) -> Tuple[List[InputImage], List[Tuple[int, int]], List[int]]:
+                 ) -> tuple[list[InputImage], list[tuple[int, int]], list[int]]:
     """The images whose header can be read, their upright (width, height) and EXIF orientations;
     the others go to report.skipped with the reason. Headers only: sizes are known (to batch by
     size) before any image is decoded."""
@@ -284,9 +291,9 @@ def read_headers(images: Sequence[InputImage], report: PredictReport
     return readable, sizes, orientations
 
 
-def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full_sizes: Sequence[Tuple[int, int]],
+def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full_sizes: Sequence[tuple[int, int]],
                             settings: PredictSettings, n_clusters: int, device,
-                            available: Optional[Available] = None) -> Dict[str, float]:
+                            available: Available | None = None) -> dict[str, float]:
     """Stop with one line (MemoryLimitError) unless predicting fits (utils/memory.py:
     prediction_parts): it names the largest --res that fits, or the largest image when even the
     smallest --res does not fit (its full-resolution maps alone are too large: no flag helps)."""
@@ -295,7 +302,7 @@ def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full
     width, height = full_sizes[largest]
     batch = min(settings.batch_size, len(full_sizes), max(1, MAX_BATCH_PIXELS // (width * height)))
 
-    def parts_at(res: int) -> Dict[str, float]:
+    def parts_at(res: int) -> dict[str, float]:
         net_width, net_height = network_size(width, height, res, net.stride)
         return prediction_parts(net, net_width * net_height, width * height, batch * width * height, batch,
                                 n_clusters, settings.crf is not None)
@@ -312,7 +319,7 @@ def check_prediction_memory(net: NetworkCost, images: Sequence[InputImage], full
                                "downscale it, or pass --skip_memory_check to try anyway") from None
 
 
-def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, settings: PredictSettings,
+def segment_images(model, ckpt: dict, inputs: Sequence[str], out_dir: Path, settings: PredictSettings,
                 runtime: Runtime, checkpoint_path: str = "") -> PredictReport:
     """Segment every image of `inputs` (see collect_inputs) and write the outputs to out_dir."""
     started = time.perf_counter()
@@ -352,7 +359,7 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
             continue
         maps = cluster_maps(model, torch.stack([item[1] for item in good]), weight, bias,
                             [full_sizes[item[0]] for item in good], [item[2] for item in good], runtime, settings)
-        for (index, _, full, _), clusters in zip(good, maps):
+        for (index, _, full, _), clusters in zip(good, maps, strict=True):
             image = readable[index]
             indices = indexing.lut[clusters.numpy()]
             files = output_files(image, out_dir, settings.overlay)
@@ -375,8 +382,8 @@ def segment_images(model, ckpt: Dict, inputs: Sequence[str], out_dir: Path, sett
     return report
 
 
-def _summary(report: PredictReport, indexing: Indexing, settings: PredictSettings, ckpt: Dict, classifier: str,
-             checkpoint_path: str) -> Dict:
+def _summary(report: PredictReport, indexing: Indexing, settings: PredictSettings, ckpt: dict, classifier: str,
+             checkpoint_path: str) -> dict:
     """predict.json: what the indices mean, how they were made, and what was written and skipped."""
     return {
         "checkpoint": checkpoint_path, "checkpoint_format": ckpt.get("format"), "epoch": ckpt.get("epoch"),
@@ -384,7 +391,7 @@ def _summary(report: PredictReport, indexing: Indexing, settings: PredictSetting
         "index": indexing.kind, "unmatched_index": indexing.unmatched, "matching": indexing.matching,
         "cluster_to_class": indexing.cluster_to_class,
         "names": indexing.names,
-        "colours": ["#%02x%02x%02x" % tuple(int(round(255 * v)) for v in c) for c in indexing.colours],
+        "colours": ["#" + "".join(f"{round(255 * v):02x}" for v in c) for c in indexing.colours],
         "settings": {**{k: v for k, v in asdict(settings).items() if k != "crf"},
                      "crf": asdict(settings.crf) if settings.crf is not None else None},
         "n_written": len(report.written), "n_skipped": len(report.skipped), "n_ignored_files": report.ignored_files,
@@ -394,7 +401,7 @@ def _summary(report: PredictReport, indexing: Indexing, settings: PredictSetting
     }
 
 
-def describe(report: PredictReport, out_dir: Path) -> List[str]:
+def describe(report: PredictReport, out_dir: Path) -> list[str]:
     """The closing lines: what was written, and every skipped file with its reason."""
     lines = [f"wrote {len(report.written)} map(s) to {out_dir} in {report.seconds:.1f} s "
              f"(legend.png, predict.json)"]

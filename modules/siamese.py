@@ -6,7 +6,6 @@ properties of that single function. Running both views inside one forward call a
 DistributedDataParallel see each parameter's gradient as one sum over the two views (two
 separate DDP forwards before one backward would mark parameters ready twice).
 """
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,7 @@ class SiamesePair(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, view1: torch.Tensor, view2: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         if view2 is None:
             return (self.net(view1),)
         return self.net(view1), self.net(view2)
@@ -37,7 +36,7 @@ class SiamesePair(nn.Module):
 
 def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tensor, view2: torch.Tensor,
                       params: ViewParams, runtime: Runtime, l2_normalize: bool,
-                      n_views: int = 2) -> Tuple[torch.Tensor, ...]:
+                      n_views: int = 2) -> tuple[torch.Tensor, ...]:
     """z1 = f(view1) and z2 = G(f(view2)), each [B, C, h, w] float32, pixel-aligned, h = w = view_maker.grid
     (res1 / the network's stride). view1 = P1(G(x)) and view2 = P2(resize(x)) with the default
     --photometric_res view (G(P1 x) and resize(P2 x) with base): ViewMaker.views.
@@ -61,7 +60,7 @@ def features_of_views(pair: nn.Module, view_maker: ViewMaker, view1: torch.Tenso
 
 
 def embed_views(pair: nn.Module, view_maker: ViewMaker, base_images: torch.Tensor, params: ViewParams,
-                runtime: Runtime, l2_normalize: bool, n_views: int = 2) -> Tuple[torch.Tensor, ...]:
+                runtime: Runtime, l2_normalize: bool, n_views: int = 2) -> tuple[torch.Tensor, ...]:
     """The views' features (as features_of_views) straight from base images uint8 [B, 3, res2, res2]."""
     view1, view2 = make_views(view_maker, base_images, params, runtime, runtime.amp_dtype)
     return features_of_views(pair, view_maker, view1, view2, params, runtime, l2_normalize, n_views)

@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ class ViTArch(NamedTuple):
     patch_size: int
     embed_dim: int
     family: str  # "dino", "dinov2" or "dinov3": decides the checkpoint layouts and the converter
-    url: Optional[str]  # official weights; None where the licence forbids fetching them for the user
+    url: str | None  # official weights; None where the licence forbids fetching them for the user
     filename: str  # the official file's name (for DINOv3: the name Meta's download e-mail gives)
 
 
@@ -39,7 +39,7 @@ _DINOV2 = "https://dl.fbaipublicfiles.com/dinov2/"
 # dinov2 and dinov3). DINOv3 uses timm's "_qkvb" variants: the official S/16 and B/16 have a
 # q/v bias (the k bias is masked to zero), and a model with a bias parameter represents both a
 # zero and a non-zero bias exactly, whereas the bias-free variant would silently drop a non-zero one.
-ARCH_TABLE: Dict[str, ViTArch] = {
+ARCH_TABLE: dict[str, ViTArch] = {
     # The 300-epoch ViT-S/8 that STEGO and HP use, not timm's default 800-epoch file.
     "dino_vits8": ViTArch("vit_small_patch8_224.dino", 8, 384, "dino",
                           _DINO + "dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth",
@@ -88,13 +88,13 @@ class ViTConfig:
     """
 
     arch: str = "dino_vits8"
-    out_dim: Optional[int] = None
+    out_dim: int | None = None
     head: str = "none"
     frozen: bool = False
     # Transformer blocks to build, the first `depth` of the arch's (None: all). Recorded in the
     # checkpoint like the rest, so a shallower model rebuilds as it was (the tests use 2 blocks: the
     # same code at a sixth of the file size).
-    depth: Optional[int] = None
+    depth: int | None = None
 
     def resolved(self) -> "ViTConfig":
         spec = _spec(self.arch)
@@ -146,7 +146,7 @@ class ProjectionHead(nn.Module):
         return out
 
 
-def create_backbone(arch: str, depth: Optional[int] = None) -> nn.Module:
+def create_backbone(arch: str, depth: int | None = None) -> nn.Module:
     """timm's model for `arch` (its first `depth` blocks; None: all), randomly initialised, without
     classifier, accepting any input size that is a multiple of the patch size (position embeddings
     resampled / rotary embeddings recomputed for the input's grid)."""
@@ -223,7 +223,7 @@ class ViTFeatures(nn.Module):
 
 # ---------------------------------------------------------------- weights
 
-def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, unwrapped from the containers the official repos and timm use."""
     if not os.path.isfile(path):
         raise PretrainError(f"--pretrain_path {path} does not exist; give a DINO, DINOv2, DINOv3 or timm ViT "
@@ -252,7 +252,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return out
 
 
-def _file_family(keys) -> Optional[str]:
+def _file_family(keys) -> str | None:
     """Which family a state dict's key names belong to (any of its layouts), or None."""
     if "pos_embed" in keys:  # DINO and DINOv2 add learned absolute position embeddings
         return "dinov2" if "mask_token" in keys or "blocks.0.ls1.gamma" in keys else "dino"
@@ -269,7 +269,7 @@ def _layout_name(family: str, keys) -> str:
     return "official DINOv3" if "storage_tokens" in keys else "timm"
 
 
-def _first(keys: List[str], n: int = 3) -> str:
+def _first(keys: list[str], n: int = 3) -> str:
     keys = sorted(keys, key=lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", k)])
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
 
@@ -345,7 +345,7 @@ def load_vit_weights(model: ViTFeatures, path: str) -> str:
     return layout
 
 
-def official_weights_file(arch: str) -> Tuple[Optional[str], str]:
+def official_weights_file(arch: str) -> tuple[str | None, str]:
     """(official URL or None, path in torch's hub cache) of `arch`'s official weights."""
     spec = _spec(arch)
     return spec.url, os.path.join(torch.hub.get_dir(), "checkpoints", spec.filename)
@@ -375,9 +375,9 @@ def download_official_weights(arch: str) -> str:
     return cache
 
 
-def build_vit(arch: str = "dino_vits8", out_dim: Optional[int] = None, head: str = "none",
+def build_vit(arch: str = "dino_vits8", out_dim: int | None = None, head: str = "none",
               freeze_backbone: bool = False, pretrain: bool = False,
-              pretrain_path: Optional[str] = None) -> ViTFeatures:
+              pretrain_path: str | None = None) -> ViTFeatures:
     """Build `ViTFeatures`; weights from `pretrain_path` (wins) or the official file (`pretrain`).
 
     Without either the backbone stays randomly initialised and a UserWarning says so (its text is

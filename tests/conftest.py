@@ -3,6 +3,7 @@
 Training runs are the suite's cost: a test that only reads what a run wrote uses a session-scoped
 run (`tiny_run`) instead of training its own, and every test that trains goes through `train`.
 """
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -10,10 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import importlib.util
-
-from helpers import (FIXTURES, REPO_ROOT, SHARED_DATA, TINY_FLAGS, TINY_RUN_FLAGS, made_once,
-                     original_format_checkpoint, run_script)
+from helpers import (
+    FIXTURES,
+    REPO_ROOT,
+    SHARED_DATA,
+    TINY_FLAGS,
+    TINY_RUN_FLAGS,
+    made_once,
+    original_format_checkpoint,
+    run_script,
+)
 
 
 def pytest_configure(config):
@@ -156,6 +163,7 @@ def local_network_only(monkeypatch):
     """utils/fetch.py may open only addresses on 127.0.0.1 (the tests' own servers): a download that
     would leave the machine fails the test instead."""
     from urllib.parse import urlparse
+
     from utils import fetch
     real = fetch.urlopen
 

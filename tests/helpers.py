@@ -7,8 +7,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 import torch
@@ -163,7 +163,7 @@ def run_with_file_size_limit(script: str, limit_bytes: int, *args, timeout: int 
                           cwd=REPO_ROOT, timeout=timeout, preexec_fn=limit)
 
 
-def made_once(tmp_path_factory, name: str, make: Callable[[Path], Optional[str]]) -> tuple:
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], str | None]) -> tuple:
     """(folder, text): the folder `name` filled by make(folder), which may return a text to keep (e.g.
     a script's stdout); made once per test session even when pytest-xdist runs the session in
     several processes (`make test` does): the first process to arrive makes it under a file lock,
@@ -288,6 +288,7 @@ def write_zip(path: Path, members: dict) -> Path:
 def image_bytes(size: int, seed: int, fmt: str = 'JPEG', mode: str = 'RGB') -> bytes:
     """An image file's bytes: `size` x `size` pixels of seeded noise (incompressible, so large)."""
     import io
+
     import numpy as np
     from PIL import Image
     rng = np.random.default_rng(seed)

@@ -73,6 +73,7 @@ def test_fingerprint_is_equal_for_the_same_run_and_differs_for_another(tiny_run,
     adds is no difference. (Two deterministic runs of the same flags fingerprint alike:
     test_reliability.py::test_two_fresh_deterministic_runs_are_identical.)"""
     import shutil
+
     from benchmarks.fingerprint import fingerprint
     first = fingerprint(tiny_run)
     assert train(tiny_demo, tmp_path, 'c', *TINY_RUN_FLAGS, '--seed', '2') == 0
@@ -91,6 +92,7 @@ def test_fingerprint_is_equal_for_the_same_run_and_differs_for_another(tiny_run,
 
 def test_behaviour_check_names_a_missing_data_root(tmp_path):
     import subprocess
+
     from helpers import REPO_ROOT
     done = subprocess.run(['bash', 'benchmarks/behaviour_check.sh', str(tmp_path / 'out')], cwd=REPO_ROOT,
                           env={'PATH': '/usr/bin:/bin', 'COCO_ROOT': str(tmp_path / 'missing')},
@@ -170,6 +172,7 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
     """The script runs the original (here a stand-in that prints the original's last two lines) and
     this toolkit with the same flags, and reports each time, score and original / toolkit."""
     import subprocess
+
     from helpers import REPO_ROOT
     original = tmp_path / 'original'
     original.mkdir()
@@ -215,6 +218,7 @@ def test_bench_compile_reports_both_kinds_of_step(monkeypatch, capsys):
 def test_bench_vs_original_bad_input_is_one_line(tmp_path, case):
     import subprocess
     import sys
+
     from helpers import REPO_ROOT
     original, data = tmp_path / 'original', tmp_path / 'data'
     original.mkdir()
@@ -238,6 +242,7 @@ def test_bench_vs_original_bad_input_is_one_line(tmp_path, case):
 def test_benchmark_scripts_report_bad_input_as_one_line(module, argv):
     import subprocess
     import sys
+
     from helpers import REPO_ROOT
     if argv == ['--device', 'cuda'] and torch.cuda.is_available():
         pytest.skip('a GPU is visible: --device cuda is valid here')

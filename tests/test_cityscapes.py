@@ -9,13 +9,12 @@ import torch
 from PIL import Image
 
 import train_picie
-from helpers import FIXTURES, TINY_FLAGS, error_lines
+from config import augment_config, get_args_parser, settings_from_args
 from data.cityscapes import CLASS_NAMES, cityscapes_source, label_lut, label_path
 from data.datasets import EvalImages, TrainImages
-from data.validation import DataError
 from data.transforms import ViewMaker
-from config import augment_config, get_args_parser, settings_from_args
-
+from data.validation import DataError
+from helpers import FIXTURES, TINY_FLAGS, error_lines
 
 N_TRAIN = 3  # copies of the real frame in the train split of the fixture root
 

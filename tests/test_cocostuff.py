@@ -7,10 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from data.build import build_source, val_dataset
+from data.build import val_dataset
 from data.cocostuff import build_cocostuff, coco_split_files
-from data.cocostuff_classes import (FINE171_NAMES, FINE171_VALUES, FINE_TO_COARSE, STUFF171_CLASSES, THING171_CLASSES,
-                                    UNUSED_FINE, fine171_lut)
+from data.cocostuff_classes import (
+    FINE171_NAMES,
+    FINE171_VALUES,
+    FINE_TO_COARSE,
+    STUFF171_CLASSES,
+    THING171_CLASSES,
+    UNUSED_FINE,
+    fine171_lut,
+)
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
 from modules.metrics import confusion_histogram, segmentation_metrics
@@ -124,7 +131,7 @@ def _hand_histogram(raws, predict):
     counts = {}
     for raw in raws:
         values, n = np.unique(raw, return_counts=True)
-        for value, count in zip(values.tolist(), n.tolist()):
+        for value, count in zip(values.tolist(), n.tolist(), strict=True):
             if value in class_of:
                 key = (class_of[value], predict(class_of[value]))
                 counts[key] = counts.get(key, 0) + count

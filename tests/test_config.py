@@ -6,9 +6,21 @@ import pytest
 from torch import nn
 
 import train_picie
+from config import (
+    FLAGS,
+    PRESETS,
+    ROLES,
+    FlagError,
+    check_args,
+    feature_stride,
+    get_args_parser,
+    get_test_parser,
+    parse_args,
+    restart_args,
+    roles_markdown,
+    settings_from_args,
+)
 from helpers import REPO_ROOT, run_script
-from config import (FLAGS, PRESETS, ROLES, FlagError, check_args, feature_stride, get_args_parser, get_test_parser,
-                    parse_args, restart_args, roles_markdown, settings_from_args)
 from modules.fpn import ARCHS
 from modules.vit import VIT_ARCHS
 

@@ -9,8 +9,8 @@ import torch
 
 import test_picie
 import train_picie
-from helpers import TINY_FLAGS
 from data.transforms import AugmentConfig, ViewMaker
+from helpers import TINY_FLAGS
 from modules.kmeans import MiniBatchKMeans
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
@@ -25,7 +25,7 @@ def test_views_on_gpu_equal_cpu():
     indices = list(range(8))
     cpu = maker.views(base, maker.params(0, indices, torch.device("cpu")))
     gpu = maker.views(base.to(CUDA), maker.params(0, indices, CUDA))
-    for a, b in zip(cpu, gpu):
+    for a, b in zip(cpu, gpu, strict=True):
         assert (a - b.cpu()).abs().max() < 1e-3
 
 

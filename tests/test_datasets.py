@@ -5,8 +5,8 @@ the documented way: a training image is skipped (None) with a warning naming the
 evaluation image or label map raises DataError naming the file. Intact files must load.
 """
 import io
-import os
 import logging
+import os
 import tempfile
 from pathlib import Path
 

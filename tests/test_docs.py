@@ -88,7 +88,7 @@ def test_code_references_exist(page):
 # A repository path in running text or code style: a top-level folder of the repository, then a path.
 # Placeholders (<run>, *, {a,b}) end the match, so a path is checked up to its last literal folder.
 REPO_DIRS = ('modules', 'data', 'utils', 'tools', 'tests', 'sh_files', 'benchmarks', 'docs', 'curated')
-PATH_REF = re.compile(r'(?<![\w./-])((?:%s)/[\w./-]*)([*<{]?)' % '|'.join(REPO_DIRS))
+PATH_REF = re.compile(r'(?<![\w./-])((?:' + '|'.join(REPO_DIRS) + r')/[\w./-]*)([*<{]?)')
 # Where a page points at the project's tracker, which readers of the repository cannot see.
 TRACKER_REF = re.compile(r"\bthe issue\b|\bissue's\b|\ban issue of this project\b|\bissue \d+", re.I)
 

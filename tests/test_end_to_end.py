@@ -11,8 +11,8 @@ import torch
 
 import test_picie
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS, evaluate_checkpoint, original_state_key, run_records
 from data.cocostuff_classes import FINE171_NAMES
+from helpers import REPO_ROOT, TINY_FLAGS, evaluate_checkpoint, original_state_key, run_records
 from modules.networks import build_model
 
 
@@ -102,6 +102,7 @@ def _original_protocol(model, weight, coco_root, res):
     ToTensor + ImageNet normalisation, L2-normalised features, 1x1 conv, bilinear upsampling,
     argmax, bincount histogram, Hungarian on (max - hist), metrics with nanmean."""
     import pickle
+
     import torchvision.transforms.functional as TF
     from PIL import Image
     from scipy.optimize import linear_sum_assignment
@@ -127,7 +128,7 @@ def _original_protocol(model, weight, coco_root, res):
     rows, cols = linear_sum_assignment(hist.max() - hist)
     acc = hist[rows, cols].sum() / hist.sum() * 100
     new_hist = np.zeros((27, 27))
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         new_hist[c] = hist[r]
     tp = np.diag(new_hist)
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -235,8 +236,9 @@ def test_label_set_mismatch_is_one_line(coco171_run, coco_mini, capsys, original
 
 
 def test_predict_names_171_classes(coco171_run, coco_mini, tmp_path):
-    import predict
     from PIL import Image
+
+    import predict
     out = tmp_path / 'maps'
     images = sorted((coco_mini / 'images' / 'val2017').glob('*.jpg'))[:2]
     argv = ['--eval_path', str(coco171_run / 'checkpoint.pth'), '--input', *map(str, images), '--output', str(out),

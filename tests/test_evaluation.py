@@ -4,15 +4,14 @@ over-clustering, --K_test checked against the feature vectors of --recluster (an
 it), and --save_root through test_picie.py and train_picie.py --eval_only."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import test_picie
 import train_picie
-from helpers import error_lines, evaluate_checkpoint, write_checkpoint
-from data.build import build_source, val_dataset
 from config import data_settings, get_test_parser, parse_args
+from data.build import build_source, val_dataset
+from helpers import error_lines, evaluate_checkpoint, write_checkpoint
 from modules.crf import crf_refine
 from modules.evaluation import eval_features, upsampled_logits
 from modules.metrics import confusion_histogram, segmentation_metrics

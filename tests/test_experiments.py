@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
+import config
 import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS, error_lines, run_records, train_commands
 from helpers import run_script as _script
-import config
 
 HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
 

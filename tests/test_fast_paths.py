@@ -15,8 +15,8 @@ from config import get_args_parser, parse_args, settings_from_args
 from data.datasets import EvalImages, TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules.evaluation import evaluate
-from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans, OnlineKMeansFeed
+from modules.networks import build_model
 from modules.objectives import PiCIEObjective
 from modules.pseudo_labels import PseudoLabelSettings, allocate_labels, cluster_and_label
 from modules.siamese import SiamesePair
@@ -26,6 +26,7 @@ from utils.loaders import make_loader
 from utils.runtime import Runtime
 
 CPU = torch.device('cpu')
+N_CLUSTERS = 6  # K of the clustering fixtures' heads
 CFG = AugmentConfig(inv_list=('brightness', 'contrast', 'saturation', 'hue', 'grey', 'blur'),
                     eqv_list=('random_crop', 'h_flip'))
 
@@ -38,13 +39,13 @@ def setup(tiny_demo):
     sampler = EpochSampler(len(dataset), seed=1, shuffle=True)
     loader = make_loader(dataset, 4, sampler, 0, CPU)
     model = build_model('resnet18', feat_dim=32).eval()
-    settings = KMeansSettings(n_clusters=6, n_iter=5, num_init_batches=1, num_batches=1, pixels_per_image=64)
+    settings = KMeansSettings(n_iter=5, num_init_batches=1, num_batches=1, pixels_per_image=64)
     return dataset, loader, model, settings
 
 
 def _cluster(setup, cache_bytes):
     dataset, loader, model, settings = setup
-    heads = PiCIEObjective(settings.n_clusters).heads
+    heads = PiCIEObjective(N_CLUSTERS).heads
     labels = allocate_labels(len(dataset), 16, heads)
     clusters = cluster_and_label(model, loader, ViewMaker(CFG, 64, seed=1), 0, heads, labels,
                                  PseudoLabelSettings(settings, seed=1, l2_normalize=True,
@@ -74,7 +75,7 @@ def test_training_on_cached_views_equals_recomputed_views(setup):
         train_loader = make_loader(dataset, 4, train_sampler, 0, CPU)
         # The flags' defaults: cosine features (--metric_train), stop at a non-finite loss.
         train = settings_from_args(parse_args(get_args_parser(), [])).train
-        training = Training(SiamesePair(net), PiCIEObjective(settings.n_clusters), optimizer, train_loader,
+        training = Training(SiamesePair(net), PiCIEObjective(N_CLUSTERS), optimizer, train_loader,
                             ViewMaker(CFG, 64, seed=1), Runtime(CPU, progress=False), train, class_weights='size')
         stats = train_one_epoch(training, 0, clusters)
         results.append((stats, net.state_dict()))
@@ -96,7 +97,7 @@ def test_one_evaluation_pass_for_several_classifiers(tiny_demo, setup):
                                                                        torch.randn(20, generator=generator))]
     runtime = Runtime(CPU, progress=False)
     together = evaluate(model, loader, classifiers, 15, runtime, True)
-    for hist, classifier in zip(together, classifiers):
+    for hist, classifier in zip(together, classifiers, strict=True):
         alone, = evaluate(model, loader, [classifier], 15, runtime, True)
         assert torch.equal(hist, alone)
         assert int(hist.sum()) == int(sum((dataset[i][2] >= 0).sum() for i in range(len(dataset))))
@@ -107,7 +108,7 @@ def test_kmeans_working_set_bound_at_scaled_down_setting():
     the k-means-owned memory is the initial sample (plus its concatenated copy), or one online
     batch, never the whole init batches' pixels as in the original."""
     batch, init_batches, grid, dim, per_image = 16, 4, 20, 32, 16
-    settings = KMeansSettings(n_clusters=5, n_iter=3, num_init_batches=init_batches, pixels_per_image=per_image)
+    settings = KMeansSettings(n_iter=3, num_init_batches=init_batches, pixels_per_image=per_image)
     feed = OnlineKMeansFeed(MiniBatchKMeans(5, 3, seed=0, backend='torch'), settings, seed=0, dim=dim)
     generator = torch.Generator().manual_seed(0)
     for step in range(init_batches + 3):

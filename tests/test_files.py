@@ -27,8 +27,8 @@ def test_torch_s_runtime_error_raised_from_a_full_disk_names_the_file(tmp_path):
         handle.write(b'part')
         try:
             raise OSError(errno.EFBIG, 'File too large')
-        except OSError:
-            raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 8 vs 4')
+        except OSError as exc:  # torch chains its RuntimeError to the OSError; the cause names the errno
+            raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 8 vs 4') from exc
     with pytest.raises(WriteError, match=r'could not write .*out\.bin \(File too large\).*free disk space'):
         write_atomic(path, write)
     assert path.read_bytes() == b'the previous file' and _left(tmp_path) == ['out.bin']

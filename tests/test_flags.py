@@ -7,10 +7,8 @@ named constant counts no literal in the table. Switches (boolean defaults: off) 
 the names in SAME_NAME_OTHER_SETTING, which name another setting of their own."""
 import ast
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 from config import FLAGS
-
 from helpers import REPO_ROOT
 
 PRODUCT = ('config', 'modules', 'data', 'utils', 'tools')
@@ -23,14 +21,14 @@ SAME_NAME_OTHER_SETTING = {
 }
 
 
-def _product_files() -> List[Path]:
+def _product_files() -> list[Path]:
     files = [REPO_ROOT / name for name in ENTRY_SCRIPTS]
     for package in PRODUCT:
         files += sorted((REPO_ROOT / package).rglob('*.py'))
     return files
 
 
-def _literal(node) -> Tuple[bool, object]:
+def _literal(node) -> tuple[bool, object]:
     """(is a literal, its value): constants and tuples/lists of constants, negative numbers included."""
     try:
         return True, ast.literal_eval(node)
@@ -46,7 +44,7 @@ def _same(value, default) -> bool:
     return type(value) in (int, float, str) and type(default) in (int, float, str) and value == default
 
 
-def _restatements(tree: ast.AST, dests: Dict[str, object]) -> List[Tuple[str, int]]:
+def _restatements(tree: ast.AST, dests: dict[str, object]) -> list[tuple[str, int]]:
     """[(dest, line)] of each literal restating the default of a flag in `dests` ({dest: default}):
     parameters and class fields named after the flag, and `.get("<flag>", <literal>)`."""
     found = []
@@ -60,9 +58,10 @@ def _restatements(tree: ast.AST, dests: Dict[str, object]) -> List[Tuple[str, in
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             positional = node.args.posonlyargs + node.args.args
-            for arg, default in zip(positional[len(positional) - len(node.args.defaults):], node.args.defaults):
+            with_default = positional[len(positional) - len(node.args.defaults):]
+            for arg, default in zip(with_default, node.args.defaults, strict=True):
                 note(arg.arg, default, default.lineno)
-            for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults):
+            for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True):
                 if default is not None:
                     note(arg.arg, default, default.lineno)
         elif isinstance(node, ast.ClassDef):
@@ -77,7 +76,7 @@ def _restatements(tree: ast.AST, dests: Dict[str, object]) -> List[Tuple[str, in
     return found
 
 
-def _literal_fields(trees: Dict[str, ast.AST]) -> Dict[Tuple[str, str], str]:
+def _literal_fields(trees: dict[str, ast.AST]) -> dict[tuple[str, str], str]:
     """{(class, field): 'file:line'} of every class field with a literal default."""
     fields = {}
     for where, tree in trees.items():
@@ -90,7 +89,7 @@ def _literal_fields(trees: Dict[str, ast.AST]) -> Dict[Tuple[str, str], str]:
     return fields
 
 
-def _table_places(table: ast.AST, where: str, fields: Dict[Tuple[str, str], str]) -> Dict[str, str]:
+def _table_places(table: ast.AST, where: str, fields: dict[tuple[str, str], str]) -> dict[str, str]:
     """{dest: 'file:line'}: where the flag table's `default=` is written: the table's line for a
     literal or a named constant, the field's line for `default=<Settings>.<field>` of a literal field."""
     places = {}
@@ -107,14 +106,14 @@ def _table_places(table: ast.AST, where: str, fields: Dict[Tuple[str, str], str]
     return places
 
 
-def restated_defaults(files: List[Path]) -> Dict[str, List[str]]:
+def restated_defaults(files: list[Path]) -> dict[str, list[str]]:
     """{dest: ['file:line', ...]} of the flags whose default is written in more than one place."""
     dests = {flag.dest: flag.kwargs['default'] for flag in FLAGS
              if flag.kwargs.get('default') is not None and not isinstance(flag.kwargs['default'], bool)
              and flag.dest not in SAME_NAME_OTHER_SETTING}
     trees = {str(path): ast.parse(path.read_text(), str(path)) for path in files}
     table = str(REPO_ROOT / 'config' / 'flags.py')
-    places: Dict[str, set] = {dest: {where} for dest, where in
+    places: dict[str, set] = {dest: {where} for dest, where in
                               _table_places(trees[table], table, _literal_fields(trees)).items() if dest in dests}
     for where, tree in trees.items():
         for dest, line in _restatements(tree, dests):
@@ -150,14 +149,14 @@ def test_a_default_restated_in_product_code_is_found(tmp_path):
     assert any(str(broken) in where for where in found['coco_classes'])
 
 
-def fallback_reads(tree: ast.AST) -> List[int]:
+def fallback_reads(tree: ast.AST) -> list[int]:
     """Lines of `getattr(args, name, default)`: a flag read with a fallback for a parser without it."""
     return [node.lineno for node in ast.walk(tree)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'getattr'
             and len(node.args) == 3 and isinstance(node.args[0], ast.Name) and node.args[0].id == 'args']
 
 
-def flag_reads(tree: ast.AST) -> List[int]:
+def flag_reads(tree: ast.AST) -> list[int]:
     """Lines where a flag's value is read from the parsed `args` (`args.<flag>`)."""
     return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name) and node.value.id == 'args' and isinstance(node.ctx, ast.Load)]

@@ -1,6 +1,5 @@
 """--dataset folder: training on every image of a folder tree (real COCO images copied from
 ../shared/data/cocostuff_mini), evaluation only with a label folder, and tools/visualize.py."""
-import argparse
 import json
 import logging
 import shutil
@@ -12,9 +11,9 @@ from PIL import Image
 
 import test_picie
 import train_picie
-from helpers import TINY_FLAGS, error_lines, write_checkpoint
 from data.cocostuff_classes import FINE_TO_COARSE
 from data.folder import find_images, folder_source
+from helpers import TINY_FLAGS, error_lines, write_checkpoint
 from modules.networks import build_model
 from tools import visualize
 
@@ -30,7 +29,7 @@ def image_tree(coco_mini, tmp_path_factory):
     places = ['a/{}.jpg', 'a/{}.jpg', 'b/c/{}.JPG', 'b/c/{}.png', 'b/{}.jpg', '{}.jpg', 'd/e/f/{}.jpg']
     lut = np.full(256, 255, dtype=np.uint8)
     lut[:len(FINE_TO_COARSE)] = FINE_TO_COARSE
-    for image_id, place in zip(ids, places):
+    for image_id, place in zip(ids, places, strict=True):
         target = root / place.format(image_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         source = coco_mini / 'images' / 'train2017' / f'{image_id}.jpg'

@@ -59,7 +59,7 @@ def test_fpn_is_the_hand_computed_top_down_sum():
         return torch.nn.functional.interpolate(x, size=like.shape[-2:], mode='bilinear', align_corners=False)
 
     l1, l2, l3, l4 = (lateral(conv, x) for conv, x in zip(
-        (decoder.lateral1, decoder.lateral2, decoder.lateral3, decoder.lateral4), levels))
+        (decoder.lateral1, decoder.lateral2, decoder.lateral3, decoder.lateral4), levels, strict=True))
     expected = l1 + up(l2 + up(l3 + up(l4, l3), l2), l1)
     with torch.no_grad():
         torch.testing.assert_close(decoder(*levels), expected, atol=1e-6, rtol=1e-6)

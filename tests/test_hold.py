@@ -15,7 +15,7 @@ import predict
 import test_picie
 import train_picie
 from helpers import REPO_ROOT, TINY_FLAGS, error_lines, file_hashes, run_records
-from utils.hold import Hold, HeldError, lock_file
+from utils.hold import HeldError, Hold, lock_file
 
 KILLPOINT = REPO_ROOT / 'tests' / '_killpoint.py'
 

@@ -26,7 +26,7 @@ def _blobs(n_blobs=5, dim=16, n_points=2000, spread=5.0, noise=0.1, seed=0):
 
 def _labels_agree_up_to_permutation(found, truth, k):
     """Every true cluster maps to exactly one found cluster and vice versa."""
-    pairs = set(zip(found.tolist(), truth.tolist()))
+    pairs = set(zip(found.tolist(), truth.tolist(), strict=True))
     return len(pairs) == k and len({a for a, _ in pairs}) == k and len({b for _, b in pairs}) == k
 
 
@@ -291,7 +291,7 @@ def test_non_finite_points_are_reported(backend):
         km.fit_init(points)
     feats = torch.randn(2, 4, 6, 6)
     feats[1, 0, 5, 5] = float("inf")
-    settings = K.KMeansSettings(n_clusters=3, n_iter=2, num_init_batches=1, num_batches=1, pixels_per_image=2)
+    settings = K.KMeansSettings(n_iter=2, num_init_batches=1, num_batches=1, pixels_per_image=2)
     feed = K.OnlineKMeansFeed(K.MiniBatchKMeans(3, 2, seed=0, backend=backend), settings, seed=0, dim=4)
     with pytest.raises(FloatingPointError, match="1 of 288 values"):
         feed.add(feats)

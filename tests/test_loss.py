@@ -31,7 +31,7 @@ def _labels(y):
 def _hand_ce(z, c, y, w=None):
     """Weighted-mean CE by hand: sum_i w_{y_i} nll_i / sum_i w_{y_i}, nll from an explicit log-softmax."""
     num = den = 0.0
-    for (z0, z1), label in zip(z, y):
+    for (z0, z1), label in zip(z, y, strict=True):
         logits = [z0 * k0 + z1 * k1 for (k0, k1) in c]
         log_norm = math.log(sum(math.exp(v) for v in logits))
         nll = -(logits[label] - log_norm)

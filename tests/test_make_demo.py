@@ -11,9 +11,18 @@ from PIL import Image
 from data.cocostuff import build_cocostuff
 from data.cocostuff_classes import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE, STUFF_CLASSES
 from helpers import curated_ids
-from tools.make_demo import (DEMO_CLASSES, IMAGE_SIZE, N_CLASSES, N_REGIONS, SPLITS, generate_demo,
-                             image_rng, main, render_image)
 from modules.metrics import confusion_histogram, segmentation_metrics
+from tools.make_demo import (
+    DEMO_CLASSES,
+    IMAGE_SIZE,
+    N_CLASSES,
+    N_REGIONS,
+    SPLITS,
+    generate_demo,
+    image_rng,
+    main,
+    render_image,
+)
 
 N_TRAIN, N_VAL = 6, 4
 
@@ -43,7 +52,7 @@ def test_layout_complete_and_ids_match(demo_root):
     """Every split has sorted 12-digit ids, and images, annotations and curated lists agree exactly."""
     assert (demo_root / "README.txt").is_file()
     all_ids = []
-    for split, n in zip(SPLITS, (N_TRAIN, N_VAL)):
+    for split, n in zip(SPLITS, (N_TRAIN, N_VAL), strict=True):
         ids = curated_ids(demo_root, split)
         assert len(ids) == n and ids == sorted(ids)
         assert all(len(i) == 12 and i.isdigit() for i in ids)

@@ -4,8 +4,8 @@ value that fits, and writes nothing."""
 import pytest
 
 import test_picie
+from config import get_args_parser, parse_args, settings_from_args, training_memory
 from helpers import error_lines
-from config import parse_args, get_args_parser, settings_from_args, training_memory
 from modules.networks import build_model, network_cost
 from utils.memory import Available, MemoryLimitError, largest_fitting, training_parts
 
@@ -93,6 +93,7 @@ def test_config_memory_prints_the_estimate_without_training(tiny_demo, tmp_path,
     """python -m config --memory: every part of both estimates, the data root's image count, and
     whether it fits; nothing is written."""
     import logging
+
     from config.__main__ import main
     before, level = sorted(tmp_path.iterdir()), logging.getLogger('picie').level
     assert main(['--preset', 'tiny', '--data_root', str(tiny_demo), '--save_root', str(tmp_path), '--memory']) == 0

@@ -244,7 +244,7 @@ def _original_protocol(hist, thing=(), stuff=()):
     rows, cols = linear_sum_assignment(hist.max() - hist)
     acc = hist[rows, cols].sum() / hist.sum()
     new_hist = np.zeros((k, k))
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=True):
         new_hist[c] = hist[r]
     tp = np.diag(new_hist)
     fp = new_hist.sum(0) - tp

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import train_mdc
 import train_picie
-from helpers import error_lines
 from data.transforms import AugmentConfig, ViewMaker
+from helpers import error_lines
 from modules.loss import PiCIELoss, centroid_logits, class_weights
 from modules.objectives import MDCObjective, ObjectiveSettings, PiCIEObjective, build_objective, picie_heads
 from modules.siamese import SiamesePair, features_of_views
@@ -95,7 +95,7 @@ def test_mdc_classifier_is_trained_and_reinitialised_every_epoch():
 
 def test_bad_method_flags(capsys, tmp_path):
     with pytest.raises(ValueError, match='--overcluster'):
-        build_objective(ObjectiveSettings(method='mdc', aux_clusters=100), 27, C)
+        build_objective(ObjectiveSettings(27, method='mdc', aux_clusters=100), C)
     for extra, fragment in ((['--nonparametric'], '--nonparametric applies to --method mdc'),
                             (['--method', 'mdc', '--overcluster'], '--overcluster'),
                             (['--overcluster', '--K_aux', '1'], '--K_aux 1')):

@@ -14,12 +14,17 @@ from PIL import Image
 
 import predict
 import test_picie
-
-from helpers import (assert_one_error_line, error_lines, original_state_key, run_records, run_with_file_size_limit,
-                     write_checkpoint)
+from config import data_settings, get_test_parser, parse_args
 from data.build import build_source, val_dataset
 from data.datasets import load_rgb, pil_to_uint8_tensor
-from config import data_settings, get_test_parser, parse_args
+from helpers import (
+    assert_one_error_line,
+    error_lines,
+    original_state_key,
+    run_records,
+    run_with_file_size_limit,
+    write_checkpoint,
+)
 from modules.crf import crf_refine
 from modules.evaluation import cluster_ids, eval_features, upsampled_logits
 from modules.networks import build_model, model_from_checkpoint

@@ -1,6 +1,5 @@
 """modules/probe.py through test_picie.py --linear_probe: a 1x1 classifier on frozen features,
 scored without matching."""
-import argparse
 import json
 import shutil
 
@@ -10,8 +9,8 @@ import torch
 
 import test_picie
 from helpers import error_lines, write_checkpoint
-from modules.networks import build_model
 from modules.metrics import segmentation_metrics
+from modules.networks import build_model
 
 PROBE_FLAGS = ['--linear_probe', '--probe_epochs', '3', '--probe_lr', '3e-3', '--res', '64', '--device', 'cpu',
                '--precision', 'fp32', '--num_workers', '0', '--batch_size_test', '16']

@@ -7,8 +7,8 @@ import torch
 from data.datasets import TrainImages
 from data.transforms import AugmentConfig, ViewMaker
 from modules import pseudo_labels
-from modules.networks import build_model
 from modules.kmeans import KMeansSettings, MiniBatchKMeans
+from modules.networks import build_model
 from modules.objectives import PiCIEObjective
 from modules.pseudo_labels import PseudoLabelSettings, allocate_labels, cluster_and_label
 from utils.dist import EpochSampler
@@ -16,7 +16,8 @@ from utils.loaders import make_loader
 from utils.runtime import Runtime
 
 CPU = torch.device('cpu')
-SETTINGS = KMeansSettings(n_clusters=4, n_iter=3, num_init_batches=1, num_batches=1, pixels_per_image=32)
+N_CLUSTERS = 4
+SETTINGS = KMeansSettings(n_iter=3, num_init_batches=1, num_batches=1, pixels_per_image=32)
 VIEWS = AugmentConfig(inv_list=('brightness', 'grey'), eqv_list=('random_crop', 'h_flip'))
 
 
@@ -28,7 +29,7 @@ def loader(tiny_demo):
 
 
 def _cluster(model, loader, epoch, seed):
-    heads = PiCIEObjective(SETTINGS.n_clusters).heads
+    heads = PiCIEObjective(N_CLUSTERS).heads
     labels = allocate_labels(len(loader.sampler.indices()), 8, heads)
     return cluster_and_label(model, loader, ViewMaker(VIEWS, 32, seed=seed), epoch, heads, labels,
                              PseudoLabelSettings(SETTINGS, seed, l2_normalize=True, feature_cache_bytes=0),

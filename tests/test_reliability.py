@@ -18,11 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-import train_picie
-from helpers import (REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS, copy_demo, curated_ids, error_lines,
-                     run_records)
 from data.datasets import EvalImages, TrainImages
 from data.validation import DataError
+from helpers import REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS, copy_demo, curated_ids, error_lines, run_records
 from modules import objectives as objectives_module
 from modules.loss import PiCIELoss
 from utils import checkpoint as checkpoint_module
@@ -464,12 +462,17 @@ def test_odd_modes_and_sizes_load_at_the_crop_size(tmp_path, kind, width, height
 
 
 def test_training_on_odd_images_end_to_end(tiny_demo, tmp_path, train):
+    """Every kind of ODD image, trained on (train2017) or scored with its label map (val2017)."""
     root = copy_demo(tiny_demo, tmp_path)
-    for image_id, (kind, width, height) in zip(curated_ids(root, 'train2017'), ODD):
-        _odd_image(root / 'images' / 'train2017' / f'{image_id}.jpg', kind, width, height)
-    val_id = curated_ids(root, 'val2017')[0]
-    _odd_image(root / 'images' / 'val2017' / f'{val_id}.jpg', 'RGBA', 5, 3)
-    Image.fromarray(np.full((3, 5), 150, dtype=np.uint8), 'L').save(root / 'annotations' / 'val2017' / f'{val_id}.png')
+    train_ids = curated_ids(root, 'train2017')
+    places = [('train2017', i) for i in train_ids] + [('val2017', i) for i in curated_ids(root, 'val2017')]
+    kinds = [*ODD, ('RGBA', 5, 3)]
+    for (split, image_id), (kind, width, height) in zip(places[:len(kinds)], kinds, strict=True):
+        _odd_image(root / 'images' / split / f'{image_id}.jpg', kind, width, height)
+        if split == 'val2017':
+            Image.fromarray(np.full((height, width), 150, dtype=np.uint8), 'L').save(
+                root / 'annotations' / split / f'{image_id}.png')
+    assert len(train_ids) < len(kinds)  # some kinds reach the evaluation
     assert train(root, tmp_path, 'run', *BASE, '--num_epoch', '1') == 0
     assert run_records(tmp_path / 'run')[-1]['n_bad_images'] == 0
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import train_picie
-from helpers import TINY_FLAGS, error_lines, file_hashes, run_records
+from helpers import error_lines, file_hashes, run_records
 from utils.run import RunLog, write_json
 
 
@@ -177,6 +177,7 @@ def test_restart_restores_a_broken_or_deleted_config_json(damage, tiny_run_copy,
     """config.json broken by hand (or deleted) is rewritten from the checkpoint's record on --restart, said on one
     line, and a hand-edited copy is kept beside it; tools/compare_runs.py reads the run again."""
     import torch
+
     from helpers import TINY_RUN_FLAGS
     from tools.compare_runs import load_run
     run = tiny_run_copy

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF1
 import torchvision.transforms.v2.functional as TF
 
+import config
 from data import transforms as T
 from data.transforms import IMAGENET_STD, AugmentConfig, ViewMaker
-import config
 
 CPU = torch.device("cpu")
 MEAN = torch.tensor(T.IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -185,8 +185,8 @@ def test_draw_is_repeatable_and_depends_on_epoch_seed_and_index():
     assert a == _rows(T.draw_view_params(ALL_CFG, 1, 0, idx, 20))
     other_epoch = _rows(T.draw_view_params(ALL_CFG, 1, 1, idx, 20))
     other_seed = _rows(T.draw_view_params(ALL_CFG, 2, 0, idx, 20))
-    assert all(x != y for x, y in zip(a, other_epoch))
-    assert all(x != y for x, y in zip(a, other_seed))
+    assert all(x != y for x, y in zip(a, other_epoch, strict=True))
+    assert all(x != y for x, y in zip(a, other_seed, strict=True))
     assert len(set(a)) == len(a)  # different images, different parameters
 
 
@@ -602,7 +602,7 @@ def test_photometric_at_view_resolution_is_close_to_base_resolution():
     literal = ViewMaker(cfg, 64, seed=1, photometric_res="base")
     params = fast.params(0, list(range(6)), torch.device("cpu"))
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    for a, b in zip(fast.views(base, params), literal.views(base, params)):
+    for a, b in zip(fast.views(base, params), literal.views(base, params), strict=True):
         assert ((a - b) * std).abs().mean() < 0.01
     other = fast.views(base, fast.params(1, list(range(6)), torch.device("cpu")))
     assert ((other[0] - literal.views(base, params)[0]) * std).abs().mean() > 0.02  # the check can fail

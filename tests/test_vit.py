@@ -12,10 +12,17 @@ import timm
 import torch
 
 from helpers import shallow_vits
-
 from modules import vit
-from modules.vit import (ARCH_TABLE, VIT_ARCHS, PretrainError, ViTConfig, ViTFeatures, build_vit,
-                         download_official_weights, load_vit_weights)
+from modules.vit import (
+    ARCH_TABLE,
+    VIT_ARCHS,
+    PretrainError,
+    ViTConfig,
+    ViTFeatures,
+    build_vit,
+    download_official_weights,
+    load_vit_weights,
+)
 
 # Tokens before the patch tokens: CLS, plus DINOv3's 4 storage (register) tokens.
 PREFIX_TOKENS = {"dino": 1, "dinov2": 1, "dinov3": 5}

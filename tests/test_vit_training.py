@@ -6,17 +6,16 @@ import json
 import shutil
 import subprocess
 import urllib.error
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import config
 import test_picie
 import train_picie
-from helpers import REPO_ROOT, TINY_FLAGS, error_lines, shallow_vits
 from data.transforms import AugmentConfig, ViewMaker, make_views
-import config
+from helpers import REPO_ROOT, TINY_FLAGS, error_lines, shallow_vits
 from modules.networks import model_from_checkpoint
 from modules.siamese import SiamesePair, features_of_views
 from tools import invariance, visualize
@@ -109,6 +108,7 @@ def test_vit_checkpoint_predicts_full_resolution_maps(vit_run, tmp_path):
     """predict.py on a ViT checkpoint: images of other sizes (not multiples of the patch) get one
     class-index map each at their own full size."""
     from PIL import Image
+
     import predict
     photos = tmp_path / 'photos'
     photos.mkdir()
@@ -218,7 +218,7 @@ def test_dino_script_settings_are_valid(tmp_path):
     assert (model.arch, model.freeze_backbone, model.vit_head, model.feat_dim, model.pretrain) == \
         ('dino_vits8', True, 'nonlinear', 70, True)
     assert model.calibrate_bn_batches == 0 and settings.train.res1 // config.feature_stride(model.arch) == 28
-    assert (settings.kmeans.n_clusters, settings.eval.n_clusters, settings.eval.res) == (27, 27, 320)
+    assert (settings.objective.n_clusters, settings.eval.n_clusters, settings.eval.res) == (27, 27, 320)
 
 
 # ----------------------------------------------------------------------------------------

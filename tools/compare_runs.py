@@ -32,10 +32,10 @@ import math
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -72,13 +72,13 @@ class NotARunError(ValueError):
 class Run:
     path: Path
     label: str
-    config: Dict
-    records: List[Dict]                     # metrics.jsonl, one per (stage, epoch), last one kept
-    final: Optional[Dict]                   # final_metrics.json, None when the run did not finish
-    notes: List[str] = field(default_factory=list)
+    config: dict
+    records: list[dict]                     # metrics.jsonl, one per (stage, epoch), last one kept
+    final: dict | None                   # final_metrics.json, None when the run did not finish
+    notes: list[str] = field(default_factory=list)
 
     @property
-    def settings(self) -> Dict[str, str]:
+    def settings(self) -> dict[str, str]:
         """Config values as display strings, transforms resolved."""
         out = {k: _fmt_value(v) for k, v in self.config.items() if k not in HIDDEN_KEYS}
         augment = self.config.get("augment_config") or {}
@@ -94,7 +94,7 @@ class Run:
         return bool(root) and (Path(root) / HOLDOUT_RECORD).is_file()
 
     @property
-    def train_records(self) -> List[Dict]:
+    def train_records(self) -> list[dict]:
         return sorted((r for r in self.records if r.get("stage") == "train"), key=lambda r: r["epoch"])
 
     @property
@@ -102,16 +102,16 @@ class Run:
         return max((r["epoch"] for r in self.train_records), default=0)
 
     @property
-    def epochs_planned(self) -> Optional[int]:
+    def epochs_planned(self) -> int | None:
         return self.config.get("num_epoch")
 
-    def init_scores(self, stage: str) -> Optional[Dict]:
+    def init_scores(self, stage: str) -> dict | None:
         for record in self.records:
             if record.get("stage") == stage:
                 return record.get("fresh")
         return None
 
-    def wall_seconds(self) -> Optional[float]:
+    def wall_seconds(self) -> float | None:
         """Sum of the logged phase times (+ the final evaluation); else the span of train.log."""
         total = sum(float(v) for r in self.records for v in (r.get("phase_s") or {}).values())
         if self.final and self.final.get("final_eval_s") is not None:
@@ -129,7 +129,7 @@ def _fmt_value(value) -> str:
     return str(value)
 
 
-def _log_span(path: Path) -> Optional[float]:
+def _log_span(path: Path) -> float | None:
     stamps = []
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -145,7 +145,7 @@ def _log_span(path: Path) -> Optional[float]:
     return (max(stamps) - min(stamps)).total_seconds()
 
 
-def _read_json(path: Path) -> Dict:
+def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -184,7 +184,7 @@ def load_run(path: Path) -> Run:
     return Run(path=path, label=path.name, config=config, records=list(by_key.values()), final=final, notes=notes)
 
 
-def load_runs(paths: Sequence[Path]) -> List[Run]:
+def load_runs(paths: Sequence[Path]) -> list[Run]:
     runs = [load_run(Path(p)) for p in paths]
     names = [run.label for run in runs]
     for run in runs:  # two folders of the same name: tell them apart by their parent
@@ -196,7 +196,7 @@ def load_runs(paths: Sequence[Path]) -> List[Run]:
 # ----------------------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------------------
-def differing_settings(runs: Sequence[Run]) -> List[str]:
+def differing_settings(runs: Sequence[Run]) -> list[str]:
     """Setting names whose value is not the same in every run (main ones first)."""
     settings = [run.settings for run in runs]
     keys = sorted(set().union(*settings), key=lambda k: (MAIN_KEYS.index(k) if k in MAIN_KEYS else len(MAIN_KEYS), k))
@@ -218,7 +218,7 @@ def _num(value) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _duration(seconds: Optional[float]) -> str:
+def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     minutes, secs = divmod(int(round(seconds)), 60)
@@ -237,7 +237,7 @@ def scored_on(runs: Sequence[Run]) -> str:
     return where if len(held) == len(runs) else f"{where} for {', '.join(r.label for r in held)}; val for the others"
 
 
-def name_the_holdout(rows: List[Dict[str, str]], runs: Sequence[Run]) -> List[Dict[str, str]]:
+def name_the_holdout(rows: list[dict[str, str]], runs: Sequence[Run]) -> list[dict[str, str]]:
     """Every score column says "hold-out" when every run is scored on one ("final mIoU" -> "final hold-out
     mIoU"), so that no line of the report reads as a val score."""
     if not runs or not all(run.on_holdout for run in runs):
@@ -246,7 +246,7 @@ def name_the_holdout(rows: List[Dict[str, str]], runs: Sequence[Run]) -> List[Di
             for row in rows]
 
 
-def summary_rows(runs: Sequence[Run], keys: Sequence[str]) -> List[Dict[str, str]]:
+def summary_rows(runs: Sequence[Run], keys: Sequence[str]) -> list[dict[str, str]]:
     # Optional columns appear when at least one run logged them.
     all_records = [r for run in runs for r in run.train_records]
     has_fresh = any("fresh_K_test" in r for r in all_records)
@@ -285,7 +285,7 @@ def summary_rows(runs: Sequence[Run], keys: Sequence[str]) -> List[Dict[str, str
     return rows
 
 
-def per_class_table(runs: Sequence[Run]) -> (List[str], Dict[str, Dict[str, Optional[float]]], Dict[str, bool]):
+def per_class_table(runs: Sequence[Run]) -> (list[str], dict[str, dict[str, float | None]], dict[str, bool]):
     """Class names (first-seen order), {run label: {class: IoU}}, {run label: from last epoch?}."""
     classes, table, from_epoch = [], {}, {}
     for run in runs:
@@ -301,16 +301,16 @@ def per_class_table(runs: Sequence[Run]) -> (List[str], Dict[str, Dict[str, Opti
     return classes, table, from_epoch
 
 
-def seed_groups(runs: Sequence[Run]) -> List[List[Run]]:
+def seed_groups(runs: Sequence[Run]) -> list[list[Run]]:
     """Runs whose settings differ only in --seed, grouped (first-seen order)."""
-    groups: Dict[str, List[Run]] = {}
+    groups: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps({k: v for k, v in run.settings.items() if k != "seed"}, sort_keys=True)
         groups.setdefault(key, []).append(run)
     return list(groups.values())
 
 
-def seed_rows(groups: Sequence[Sequence[Run]]) -> List[Dict[str, str]]:
+def seed_rows(groups: Sequence[Sequence[Run]]) -> list[dict[str, str]]:
     """Final scores across training seeds: the repeats' std measures only k-means noise, the spread
     over seeds measures training noise too, which is what tells two settings apart."""
     rows = []
@@ -332,7 +332,7 @@ def seed_rows(groups: Sequence[Sequence[Run]]) -> List[Dict[str, str]]:
     return rows
 
 
-def markdown_table(rows: Sequence[Dict[str, str]], columns: Sequence[str]) -> str:
+def markdown_table(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:
     def cell(text) -> str:
         return str(text).replace("|", "\\|")
 
@@ -353,14 +353,14 @@ def _colours(n: int):
 def plot_metric(runs: Sequence[Run], metric: str, ylabel: str, path: Path) -> None:
     """One line per run and view: x = epoch, y = metric of that epoch's classifiers."""
     fig, ax = plt.subplots(figsize=(8, 5))
-    for run, colour in zip(runs, _colours(len(runs))):
+    for run, colour in zip(runs, _colours(len(runs)), strict=True):
         records = run.train_records
         for key, style, suffix in (("view1", "-", "view 1"), ("view2", "--", "view 2"),
                                    ("fresh_K_test", ":", "fresh K_test")):
             points = [(r["epoch"], r[key][metric]) for r in records
                       if r.get(key, {}).get(metric) is not None]
             if points:
-                x, y = zip(*points)
+                x, y = zip(*points, strict=True)
                 ax.plot(x, y, style, color=colour, marker="o" if key == "view1" else None, markersize=3,
                         label=f"{run.label} ({suffix})")
         for stage, marker in (("init", "x"), ("init_bn", "+")):
@@ -387,10 +387,10 @@ def plot_metric(runs: Sequence[Run], metric: str, ylabel: str, path: Path) -> No
 
 def plot_loss(runs: Sequence[Run], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for run, colour in zip(runs, _colours(len(runs))):
+    for run, colour in zip(runs, _colours(len(runs)), strict=True):
         points = [(r["epoch"], r["loss"]) for r in run.train_records if r.get("loss") is not None]
         if points:
-            x, y = zip(*points)
+            x, y = zip(*points, strict=True)
             ax.plot(x, y, "-o", color=colour, markersize=3, label=run.label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (1/2 within-view + 1/2 cross-view CE)")
@@ -403,7 +403,7 @@ def plot_loss(runs: Sequence[Run], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_per_class(classes: Sequence[str], table: Dict[str, Dict], runs: Sequence[Run], from_epoch: Dict[str, bool],
+def plot_per_class(classes: Sequence[str], table: dict[str, dict], runs: Sequence[Run], from_epoch: dict[str, bool],
                    path: Path) -> None:
     """Heatmap of IoU, classes x runs, each cell annotated (readable for any number of runs)."""
     labels = [run.label for run in runs]
@@ -450,7 +450,7 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
     summary = io.StringIO(newline="")
     writer = csv.DictWriter(summary, fieldnames=columns + ["path"])
     writer.writeheader()
-    for run, row in zip(runs, rows):
+    for run, row in zip(runs, rows, strict=True):
         writer.writerow({**row, "path": str(run.path)})
     write_text(out_dir / "summary.csv", summary.getvalue())
 
@@ -485,7 +485,7 @@ def write_report(runs: Sequence[Run], out_dir: Path, title: str) -> Path:
             finite = [v for v in values if v is not None]
             best = max(finite) if finite else None
             row = {"class": name}
-            for column, value in zip(pc_columns[1:], values):
+            for column, value in zip(pc_columns[1:], values, strict=True):
                 text = _num(value)
                 # Bold the best run of the class, unless every run scores the same.
                 bold = value is not None and value == best and len(set(finite)) > 1

@@ -13,7 +13,6 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from utils.cli import run_cli
 from utils.errors import UserError
@@ -25,7 +24,7 @@ ROWS = (("untrained", "untrained network as initialised"),
         ("untrained_bn_calibrated", "untrained, BatchNorm statistics set"))
 
 
-def load_expected(path: Path = EXPECTED_PATH) -> Dict:
+def load_expected(path: Path = EXPECTED_PATH) -> dict:
     """The measured table: {"kinds": {precision: {"cpu", "how", "seeds": {seed: {row: [acc, mIoU]}}}}}."""
     return json.loads(Path(path).read_text())
 
@@ -43,7 +42,7 @@ def kind_of_run(autocast: str, has_bf16: bool) -> str:
     return f"{cpu}, trained in float32 ({why})"
 
 
-def expectation(expected: Dict, autocast: str, seed: int, epochs: int) -> List[str]:
+def expectation(expected: dict, autocast: str, seed: int, epochs: int) -> list[str]:
     """Lines saying what the table measured for this precision, seed and length (mIoU of PiCIE), and what
     was reported from other machines of the kind."""
     kind = expected["kinds"].get(autocast)
@@ -80,13 +79,14 @@ def trained_on(run: Path) -> str:
     return match.group(1).split(":")[0] if match else "cpu"
 
 
-def summary(run: Path, expected: Dict, has_bf16: bool) -> str:
+def summary(run: Path, expected: dict, has_bf16: bool) -> str:
     """The text printed at the end of the demo."""
     try:
         final = json.loads((run / "final_metrics.json").read_text())
         config = json.loads((run / "config.json").read_text())
     except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename}: not found; is {run} a finished demo run folder (./sh_files/demo.sh)?")
+        raise UserError(f"{exc.filename}: not found; is {run} a finished demo run folder "
+                        "(./sh_files/demo.sh)?") from None
     test_path = run / "test_metrics.json"
     test = json.loads(test_path.read_text()) if test_path.is_file() else None
     lines = [f"\n=== PiCIE demo results ({final['n_val_images']} val images, fresh k-means on the train images, "
@@ -94,7 +94,8 @@ def summary(run: Path, expected: Dict, has_bf16: bool) -> str:
     for key, label in ROWS:
         if final.get(key):
             lines.append(f"{label:<40} acc {final[key]['acc']:6.2f}   mIoU {final[key]['mIoU']:6.2f}")
-    lines.append(f"{'PiCIE after %d epochs' % final['epochs']:<40} acc {final['acc']:6.2f}   mIoU {final['mIoU']:6.2f}"
+    trained = f"PiCIE after {final['epochs']} epochs"
+    lines.append(f"{trained:<40} acc {final['acc']:6.2f}   mIoU {final['mIoU']:6.2f}"
                  f"  (+- {final['mIoU_std']:.2f})")
     if test:
         lines.append(f"{'checkpoint' + chr(39) + 's own view-1 classifier':<40} acc {test['acc']:6.2f}   "
@@ -111,7 +112,7 @@ def summary(run: Path, expected: Dict, has_bf16: bool) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a demo run folder (results/demo)")
     args = parser.parse_args(argv)

@@ -17,7 +17,6 @@ interruptions are as for tools/get_coco.py (utils/fetch.py).
 """
 import argparse
 import logging
-from typing import Dict, List, Optional
 
 from data.cityscapes import label_path, split_images
 from utils.cli import run_cli
@@ -38,7 +37,7 @@ ARCHIVES = (
 COUNTS = {"train": 2975, "val": 500, "test": 1525, "train_extra": 19998}
 
 
-def check_splits(args: argparse.Namespace) -> Dict[str, int]:
+def check_splits(args: argparse.Namespace) -> dict[str, int]:
     """Frames per split, checked against the expected counts; every frame of a gtFine split has its labelIds."""
     root = args.root
     frames = {}
@@ -58,7 +57,7 @@ def check_splits(args: argparse.Namespace) -> Dict[str, int]:
     return frames
 
 
-def prepare_cityscapes(args: argparse.Namespace) -> Dict[str, int]:
+def prepare_cityscapes(args: argparse.Namespace) -> dict[str, int]:
     """The whole preparation; returns the frames per split."""
     settings = fetch_settings(args)
     for _ in prepare_archives(ARCHIVES, settings):
@@ -71,7 +70,7 @@ def prepare_cityscapes(args: argparse.Namespace) -> Dict[str, int]:
     return frames
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lay out Cityscapes for PiCIE from its downloaded archives.")
     add_fetch_flags(parser, "datasets/cityscapes", downloads=False)
     args = parser.parse_args(argv)

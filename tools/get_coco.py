@@ -18,7 +18,6 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Set
 
 from data.cocostuff import CURATED_NAME
 from utils.cli import run_cli
@@ -40,7 +39,7 @@ COUNTS = {"train2017": 118287, "val2017": 5000}
 CURATED_DIR = Path(__file__).resolve().parents[1] / "curated"
 
 
-def check_split(root: Path, split: str, expected: int) -> Set[str]:
+def check_split(root: Path, split: str, expected: int) -> set[str]:
     """Ids of the split's images, checked: the expected count, and a label map for every image."""
     image_dir, label_dir = root / "images" / split, root / "annotations" / split
     images = {p.stem for p in image_dir.glob("*.jpg")}
@@ -54,7 +53,7 @@ def check_split(root: Path, split: str, expected: int) -> Set[str]:
     return images
 
 
-def place_curated(root: Path, split: str, curated_dir: Path, images: Set[str]) -> int:
+def place_curated(root: Path, split: str, curated_dir: Path, images: set[str]) -> int:
     """Copy the split's curated list into the root (a different list already there is kept, with a
     warning) and check that every id it lists has its image and label map; returns the id count."""
     source, dest = curated_dir / split / CURATED_NAME, root / "curated" / split / CURATED_NAME
@@ -76,7 +75,7 @@ def place_curated(root: Path, split: str, curated_dir: Path, images: Set[str]) -
     return len(ids)
 
 
-def prepare_coco(args: argparse.Namespace) -> Dict[str, int]:
+def prepare_coco(args: argparse.Namespace) -> dict[str, int]:
     """The whole preparation; returns the curated ids per split."""
     settings = fetch_settings(args)
     counts = expected_counts(args.expect_counts, COUNTS)
@@ -95,7 +94,7 @@ def prepare_coco(args: argparse.Namespace) -> Dict[str, int]:
     return curated
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download and lay out COCO-Stuff (COCO 2017 images, "
                                                  "stuffthingmaps, the curated lists) for PiCIE.")
     add_fetch_flags(parser, "datasets/coco", downloads=True)

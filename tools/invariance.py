@@ -21,20 +21,19 @@ checkpoint, so columns compare networks on identical inputs.
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from config import get_test_parser, given_flags, invariance_settings, parse_args, recorded_val_data, trained_view_sizes
 from data.build import build_source
 from data.datasets import TrainImages
 from data.transforms import GEOMETRIC_OPS, PHOTOMETRIC_OPS, AugmentConfig, ViewMaker, make_views
-from config import (get_test_parser, given_flags, invariance_settings, parse_args, recorded_val_data,
-                    trained_view_sizes)
-from modules.networks import forward_features, model_from_checkpoint
 from modules.kmeans import assign_cells
+from modules.networks import forward_features, model_from_checkpoint
 from modules.siamese import SiamesePair, embed_views
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
@@ -46,7 +45,7 @@ PAPER_VIEWS = "paper views"
 STRENGTH_KEYS = ("jitter_strength", "hue_range", "blur_sigma", "min_scale")
 
 
-def probe_configs(trained: dict) -> Dict[str, AugmentConfig]:
+def probe_configs(trained: dict) -> dict[str, AugmentConfig]:
     """{probe name: AugmentConfig}: one transform at a time, always applied, at the strengths of
     `trained` (the checkpoint's augment_config); last, the paper's two views with their draws."""
     strengths = {k: tuple(v) if isinstance(v, list) else v for k, v in trained.items() if k in STRENGTH_KEYS}
@@ -57,8 +56,8 @@ def probe_configs(trained: dict) -> Dict[str, AugmentConfig]:
     return probes
 
 
-def cluster_agreement(model, centroids: torch.Tensor, loader, probes: Dict[str, AugmentConfig], res1: int,
-                      seed: int, runtime) -> Dict[str, float]:
+def cluster_agreement(model, centroids: torch.Tensor, loader, probes: dict[str, AugmentConfig], res1: int,
+                      seed: int, runtime) -> dict[str, float]:
     """{probe: percent of cells with the same cluster in both views, 'chance': percent}.
 
     centroids [K, C]; the loader yields (indices [B], base images uint8 [B, 3, res2, res2]). For a
@@ -101,7 +100,7 @@ def run_name(path: Path) -> str:
     return path.parent.name if path.name.endswith((".pth", ".pkl", ".tar")) else path.name
 
 
-def markdown_table(results: Dict[str, Dict[str, float]], trained_with: Dict[str, str]) -> str:
+def markdown_table(results: dict[str, dict[str, float]], trained_with: dict[str, str]) -> str:
     names = list(results)
     rows = [f"| transform | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
     rows.append("| trained with | " + " | ".join(trained_with[n] for n in names) + " |")
@@ -114,7 +113,7 @@ def markdown_table(results: Dict[str, Dict[str, float]], trained_with: Dict[str,
     return "\n".join(rows) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser("invariance", parents=[get_test_parser(add_help=False)],
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders (or use --eval_path)")
@@ -126,8 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def measure() -> None:
         settings = invariance_settings(args)
-        results: Dict[str, Dict[str, float]] = {}
-        trained_with: Dict[str, str] = {}
+        results: dict[str, dict[str, float]] = {}
+        trained_with: dict[str, str] = {}
         loader = None
         runtime = make_runtime(settings.device, settings.precision, settings.deterministic)
         runtime.progress = False

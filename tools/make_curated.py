@@ -33,15 +33,14 @@ import functools
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data.cocostuff_classes import (
-    FINE_TO_COARSE, N_FINE, STUFF_CLASSES, load_fine_to_coarse)
+from data.cocostuff_classes import FINE_TO_COARSE, N_FINE, STUFF_CLASSES, load_fine_to_coarse
 from utils.files import write_text
 
 LIST_NAME = 'Coco164kFull_Stuff_Coarse_7.txt'
@@ -50,7 +49,7 @@ IMAGE_SUFFIX = '.jpg'
 LABEL_SUFFIX = '.png'
 
 
-def stuff_mask_lut(fine_to_coarse: Dict[int, int]) -> np.ndarray:
+def stuff_mask_lut(fine_to_coarse: dict[int, int]) -> np.ndarray:
     """Boolean table of length 256: True for fine values whose coarse class is stuff.
 
     Unlabeled (255) and values without a fine class (182..254) are False, so they count as
@@ -79,9 +78,9 @@ def _passes(label_path: Path, min_size: int, min_stuff_frac: float, stuff_lut: n
     return float(stuff_lut[labels].mean()) >= min_stuff_frac
 
 
-def select_curated(label_paths: Iterable[Union[str, Path]], min_size: int = 360,
-                   min_stuff_frac: float = 0.75, fine_to_coarse: Optional[Dict[int, int]] = None,
-                   workers: int = 1, desc: Optional[str] = None) -> List[str]:
+def select_curated(label_paths: Iterable[str | Path], min_size: int = 360,
+                   min_stuff_frac: float = 0.75, fine_to_coarse: dict[int, int] | None = None,
+                   workers: int = 1, desc: str | None = None) -> list[str]:
     """Return the sorted image ids (file stems) of the label maps that pass the curation rule.
 
     Args:
@@ -109,10 +108,10 @@ def select_curated(label_paths: Iterable[Union[str, Path]], min_size: int = 360,
             # Chunks amortise the inter-process overhead; ordered imap keeps results aligned.
             chunksize = max(1, min(64, len(paths) // (4 * workers)))
             keep = list(progress(pool.imap(check, paths, chunksize=chunksize)))
-    return sorted(p.stem for p, ok in zip(paths, keep) if ok)
+    return sorted(p.stem for p, ok in zip(paths, keep, strict=True) if ok)
 
 
-def split_label_paths(data_root: Path, split: str) -> List[Path]:
+def split_label_paths(data_root: Path, split: str) -> list[Path]:
     """Label maps of one split whose image file also exists, sorted by id.
 
     Raises:
@@ -133,7 +132,7 @@ def write_list(ids: Sequence[str], out_file: Path) -> None:
     write_text(out_file, ''.join(i + '\n' for i in ids))
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
         description='Write IIC/PiCIE curated COCO-Stuff image lists '
@@ -157,7 +156,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
     data_root = args.data_root

@@ -298,7 +298,7 @@ def _read_stamp(root):
 
 def _is_complete(root, n_train, n_val):
     """True if every file of a demo with these sizes is present (cheap existence checks, no decoding)."""
-    for split, n in zip(SPLITS, (n_train, n_val)):
+    for split, n in zip(SPLITS, (n_train, n_val), strict=True):
         ids = _split_ids(split, n)
         curated = root / "curated" / split / CURATED_NAME
         if not curated.is_file() or curated.read_text().split() != ids:
@@ -379,7 +379,7 @@ def generate_demo(root, n_train=160, n_val=40, seed=0, overwrite=False):
     (root / _INCOMPLETE_MARKER).write_text("generation in progress or interrupted\n")
 
     fine_of_class = np.array([c.fine for c in DEMO_CLASSES], dtype=np.uint8)
-    for split, n in zip(SPLITS, (n_train, n_val)):
+    for split, n in zip(SPLITS, (n_train, n_val), strict=True):
         img_dir = root / "images" / split
         ann_dir = root / "annotations" / split
         cur_dir = root / "curated" / split

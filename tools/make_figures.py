@@ -26,9 +26,9 @@ PNGs are written as 128-colour palette images so that each stays small enough to
 """
 import argparse
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -114,7 +114,7 @@ def _features(model, images: torch.Tensor, runtime, batch: int = 32) -> torch.Te
                           for i in range(0, images.shape[0], batch)])
 
 
-def _stack(dataset, indices: Sequence[int]) -> Tuple[torch.Tensor, np.ndarray]:
+def _stack(dataset, indices: Sequence[int]) -> tuple[torch.Tensor, np.ndarray]:
     items = [dataset[i] for i in indices]
     images = torch.stack([image for _, image, _ in items])
     labels = np.stack([label.numpy().astype(np.int64) for _, _, label in items])
@@ -127,7 +127,8 @@ def present_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def matched_clusters(model, fit_images: torch.Tensor, images: torch.Tensor, labels: np.ndarray, n_clusters: int,
-                     class_names: Sequence[str], seed: int, n_iter: int, runtime) -> Tuple[np.ndarray, np.ndarray, float]:
+                     class_names: Sequence[str], seed: int, n_iter: int, runtime
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
     """k-means with n_clusters on the features of fit_images [N, 3, H, W] (uint8), every pixel of images [M, 3,
     H, W] assigned its nearest centroid, clusters matched one-to-one to the classes present in labels [M, H, W]
     (-1 unlabelled; absent classes take no cluster, as if K_test were the number of present classes).
@@ -148,7 +149,7 @@ def matched_clusters(model, fit_images: torch.Tensor, images: torch.Tensor, labe
     return clusters.numpy(), class_of_cluster, miou
 
 
-def cluster_map_figure(networks: List[Network], fit_images: torch.Tensor, images: torch.Tensor, labels: np.ndarray,
+def cluster_map_figure(networks: list[Network], fit_images: torch.Tensor, images: torch.Tensor, labels: np.ndarray,
                        n_clusters: int, class_names: Sequence[str], title: str, settings: FigureSettings,
                        runtime, n_shown: int) -> plt.Figure:
     """Rows of image | ground truth | each network's matched clusters, for the first n_shown images, and a
@@ -161,7 +162,7 @@ def cluster_map_figure(networks: List[Network], fit_images: torch.Tensor, images
     for r in range(n_shown):
         panels = [("image", images[r].permute(1, 2, 0).numpy()),
                   ("ground truth", colour_map(labels[r], palette))]
-        for net, (clusters, class_of_cluster, miou) in zip(networks, maps):
+        for net, (clusters, class_of_cluster, miou) in zip(networks, maps, strict=True):
             panels.append((f"{net.name}\n(mIoU {miou:.1f} over {len(images)} images)",
                            matched_colours(clusters[r], class_of_cluster, palette)))
         for c, (name, panel) in enumerate(panels):
@@ -278,7 +279,7 @@ def save_small_png(fig: plt.Figure, path: Path, dpi: int = 80, colours: int = 12
     return save_image(image, path, optimize=True)  # whole or not at all (utils/files.py)
 
 
-def make_figures(settings: FigureSettings) -> List[Path]:
+def make_figures(settings: FigureSettings) -> list[Path]:
     """Write pipeline.png, demo_clusters.png and coco_clusters.png into settings.out; returns their paths."""
     if not Path(settings.checkpoint).is_file():
         raise UserError(f"--checkpoint {settings.checkpoint} not found; train the demo first (make demo) or give "
@@ -352,7 +353,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
 
     def draw_figures():

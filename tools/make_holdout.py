@@ -25,8 +25,8 @@ report val2017 once (docs/understanding_picie.md, "Tuning without touching val")
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class HoldoutError(UserError):
     """The source or the output folder cannot give a hold-out; the message names the flag or path."""
 
 
-def draw_holdout(ids: Sequence[str], n_holdout: int, seed: int) -> List[str]:
+def draw_holdout(ids: Sequence[str], n_holdout: int, seed: int) -> list[str]:
     """The held-out ids: n_holdout of `ids` drawn without replacement by numpy's generator of `seed`, sorted
     (a pure function of its inputs, so the same seed gives the same split on every machine)."""
     picks = np.random.default_rng(seed).choice(len(ids), size=n_holdout, replace=False)
@@ -59,7 +59,7 @@ def _write_list(ids: Sequence[str], path: Path) -> None:
     write_text(path, "".join(f"{i}\n" for i in ids))
 
 
-def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fraction: Optional[float] = None,
+def make_holdout(data_root: Path, out: Path, n_holdout: int | None = None, fraction: float | None = None,
                  seed: int = 0) -> dict:
     """Write the hold-out root `out` from the COCO-layout root `data_root`; returns the record written to
     out/HOLDOUT.json. Exactly one of n_holdout and fraction is given."""
@@ -123,7 +123,7 @@ def make_holdout(data_root: Path, out: Path, n_holdout: Optional[int] = None, fr
     return record
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser("make_holdout", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data_root", type=Path, required=True, help="a COCO-layout root with curated train2017")

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def run_tests(tree: Path, tests: Sequence[str]) -> int:
     return subprocess.run(command, cwd=tree, capture_output=True, text=True).returncode
 
 
-def check(mutations: Sequence[Mutation]) -> List[tuple]:
+def check(mutations: Sequence[Mutation]) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="picie_mutation_") as tmp:
         tree = Path(tmp)

@@ -18,8 +18,8 @@ import io
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -43,16 +43,16 @@ def mean_sd(values: Sequence[float]) -> str:
     return f"{np.mean(values):.2f} ± {sd:.2f}"
 
 
-def per_seed(values: Dict[int, float]) -> str:
+def per_seed(values: dict[int, float]) -> str:
     return ", ".join(f"{values[s]:.2f}" for s in sorted(values)) or "—"
 
 
-def final_by_seed(group: Sequence[Run], key: str) -> Dict[int, float]:
+def final_by_seed(group: Sequence[Run], key: str) -> dict[int, float]:
     return {int(run.config["seed"]): float(run.final[key]) for run in group
             if run.final and run.final.get(key) is not None}
 
 
-def score_rows(groups: Dict[str, List[Run]], reference: Optional[str]) -> List[Dict[str, str]]:
+def score_rows(groups: dict[str, list[Run]], reference: str | None) -> list[dict[str, str]]:
     ref = final_by_seed(groups[reference], "mIoU") if reference else {}
     rows = []
     for name, group in groups.items():
@@ -72,7 +72,7 @@ def score_rows(groups: Dict[str, List[Run]], reference: Optional[str]) -> List[D
     return rows
 
 
-def invariance_rows(groups: Dict[str, List[Run]], results: Dict[str, Dict[str, float]]) -> List[Dict[str, str]]:
+def invariance_rows(groups: dict[str, list[Run]], results: dict[str, dict[str, float]]) -> list[dict[str, str]]:
     """One row per probe, one column per group: mean ± sd over the group's runs measured (by folder name)."""
     probes = list(next(iter(results.values())))
     rows = []
@@ -85,11 +85,11 @@ def invariance_rows(groups: Dict[str, List[Run]], results: Dict[str, Dict[str, f
     return rows
 
 
-def markdown(rows: Sequence[Dict[str, str]]) -> str:
+def markdown(rows: Sequence[dict[str, str]]) -> str:
     return markdown_table(rows, list(rows[0])) + "\n"
 
 
-def write_csv(rows: Sequence[Dict[str, str]], path: Path) -> None:
+def write_csv(rows: Sequence[dict[str, str]], path: Path) -> None:
     """The rows as a CSV file, whole or not at all (utils/files.py)."""
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -98,7 +98,7 @@ def write_csv(rows: Sequence[Dict[str, str]], path: Path) -> None:
     write_text(path, buffer.getvalue())
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser("seed_summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("--reference", default=None, help="the row the others are compared with, seed by seed")

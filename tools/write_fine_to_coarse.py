@@ -13,7 +13,6 @@ import argparse
 import pickle
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict
 from utils.files import write_bytes
@@ -40,7 +39,7 @@ def write_fine_to_coarse(out: Path) -> Path:
     return out
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
         description='Write the COCO-Stuff fine -> coarse class mapping pickle used by PiCIE.')
@@ -49,7 +48,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
     path = write_fine_to_coarse(args.out)

@@ -24,7 +24,6 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ class CheckpointError(UserError):
     """A file is not a PiCIE checkpoint (of either format); the message names it."""
 
 
-def state_dict_differences(expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor], n: int = 3) -> str:
+def state_dict_differences(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], n: int = 3) -> str:
     """Why `given` does not load into a network whose state dict is `expected`, in one line: the
     first `n` missing and unexpected keys and tensors of another shape ('' when they fit)."""
     missing = [k for k in expected if k not in given]
@@ -69,7 +68,7 @@ def _torch_load(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _infer_arch(state: Dict[str, torch.Tensor]) -> str:
+def _infer_arch(state: dict[str, torch.Tensor]) -> str:
     """ResNet depth from the backbone's keys (bottleneck blocks have conv3; count layer3 blocks)."""
     blocks = {int(m.group(1)) for k in state for m in [re.match(r"backbone\.layer3\.(\d+)\.", k)] if m}
     bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in state)
@@ -135,9 +134,9 @@ def load_checkpoint(path) -> dict:
                           "pass a checkpoint written by train_picie.py or by the original PiCIE")
 
 
-def checkpoint_state(model_config: Dict, model_state: Dict[str, torch.Tensor], optimizer_state: Dict, epoch: int,
-                     run_config: Dict, classifiers: Dict[str, torch.Tensor], eval_config: Dict,
-                     history: Optional[List[Dict]] = None, matchings: Optional[Dict[str, Dict]] = None) -> Dict:
+def checkpoint_state(model_config: dict, model_state: dict[str, torch.Tensor], optimizer_state: dict, epoch: int,
+                     run_config: dict, classifiers: dict[str, torch.Tensor], eval_config: dict,
+                     history: list[dict] | None = None, matchings: dict[str, dict] | None = None) -> dict:
     """Everything to rebuild the model, evaluate it and resume training after `epoch` epochs.
 
     classifiers: {head name: centroids [K, C]}, stored as frozen classifiers (weight [K, C], bias 0).
@@ -163,7 +162,7 @@ def checkpoint_state(model_config: Dict, model_state: Dict[str, torch.Tensor], o
 MATCHING_KEYS = ("cluster_to_class", "cluster_to_class_majority", "class_names", "matching")
 
 
-def classifier_entry(centroids: torch.Tensor, matching: Optional[Dict] = None) -> Dict:
+def classifier_entry(centroids: torch.Tensor, matching: dict | None = None) -> dict:
     """Frozen classifier of a head as stored: weight [K, C] = centroids, bias [K] = 0, and, when the
     head was scored on labelled images, its matching, so that predict.py can name classes:
     cluster_to_class [K] (class id per cluster, -1 unmatched; one-to-one Hungarian, the metrics'
@@ -179,7 +178,7 @@ def classifier_entry(centroids: torch.Tensor, matching: Optional[Dict] = None) -
     return entry
 
 
-def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[str, Dict]:
+def epoch_matchings(epoch_record: dict, centroids: dict, class_names) -> dict[str, dict]:
     """{head: matching} of the heads an epoch scored (its record's {head: metrics}), as
     classifier_entry stores them beside the centroids, so predict.py can name classes."""
     matchings = {}
@@ -191,14 +190,14 @@ def epoch_matchings(epoch_record: Dict, centroids: Dict, class_names) -> Dict[st
     return matchings
 
 
-def save_checkpoint(state: Dict, path: Path) -> None:
+def save_checkpoint(state: dict, path: Path) -> None:
     """atomic_save; a write error (full disk, lost mount; torch reports some as RuntimeError)
     becomes one clear line, and the previous file at `path` is intact."""
     atomic_save(state, path, hint="the previous checkpoint is intact: free disk space or fix the folder, then "
                                   "resume with --restart")
 
 
-def keep_epoch_checkpoints(run_folder: Path, state: Dict, epoch: int, keep: int) -> None:
+def keep_epoch_checkpoints(run_folder: Path, state: dict, epoch: int, keep: int) -> None:
     """Also write checkpoint_epoch<epoch>.pth and keep only the last `keep` of them (--keep_checkpoints;
     0 keeps none and writes nothing)."""
     if keep <= 0:
@@ -212,7 +211,7 @@ def keep_epoch_checkpoints(run_folder: Path, state: Dict, epoch: int, keep: int)
 
 
 # -- exact resume ---------------------------------------------------------------------------
-def capture_rng() -> Dict:
+def capture_rng() -> dict:
     """The global RNG states (torch CPU and CUDA, numpy, python) in a weights_only-loadable form."""
     _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     version, internal, gauss_next = random.getstate()
@@ -228,7 +227,7 @@ def capture_rng() -> Dict:
     return state
 
 
-def restore_rng(state: Optional[Dict]) -> None:
+def restore_rng(state: dict | None) -> None:
     """Set the global RNGs to a capture_rng() state (older checkpoints: torch only)."""
     if not state:
         return
@@ -246,7 +245,7 @@ def restore_rng(state: Optional[Dict]) -> None:
         torch.cuda.set_rng_state_all(cuda_state)
 
 
-def match_thread_counts(saved: Optional[Dict], deterministic: bool) -> None:
+def match_thread_counts(saved: dict | None, deterministic: bool) -> None:
     """With --deterministic, use the thread counts of the run being resumed, so that the resumed
     epochs compute exactly what the uninterrupted run would have; otherwise only say so."""
     if not saved:

@@ -11,7 +11,7 @@ resume; without one (evaluation, prediction: nothing to resume), Ctrl-C stops at
 """
 import contextlib
 import signal
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from utils import dist
 from utils.errors import UserError
@@ -19,7 +19,7 @@ from utils.run import RunProgress, setup_logging
 from utils.signals import GracefulStop, StopRequested, signal_name, stop_requested
 
 
-def run_cli(body: Callable[[], object], progress: Optional[RunProgress] = None, nonfinite_hint: str = "") -> int:
+def run_cli(body: Callable[[], object], progress: RunProgress | None = None, nonfinite_hint: str = "") -> int:
     """Run body() (the script's work, flags already parsed or parsed inside) and return the exit
     code; every error a user can fix is logged as one 'error: ...' line on stderr. nonfinite_hint
     follows the message of a FloatingPointError (likely causes and flags)."""
@@ -52,5 +52,5 @@ def run_cli(body: Callable[[], object], progress: Optional[RunProgress] = None, 
     return 0
 
 
-def _stopped(progress: Optional[RunProgress], signum: int) -> str:
+def _stopped(progress: RunProgress | None, signum: int) -> str:
     return progress.stop_message(signum) if progress is not None else f"stopped by {signal_name(signum)}"

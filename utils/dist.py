@@ -4,8 +4,8 @@ Every pass over data is sharded by `EpochSampler`, whose order depends only on (
 so the per-(epoch, image) transform draws are the same whatever the number of ranks.
 """
 import os
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -32,7 +32,7 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init_distributed(device_type: str) -> Optional[int]:
+def init_distributed(device_type: str) -> int | None:
     """Join the process group torchrun describes (NCCL on CUDA, gloo on the CPU).
 
     Returns the local rank, or None when not launched by torchrun.
@@ -79,7 +79,7 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     padded[: tensor.shape[0]] = tensor
     gathered = [torch.zeros_like(padded) for _ in range(world_size())]
     dist.all_gather(gathered, padded)
-    return torch.cat([g[: int(n)] for g, n in zip(gathered, lengths)])
+    return torch.cat([g[: int(n)] for g, n in zip(gathered, lengths, strict=True)])
 
 
 def local_batch(global_batch: int) -> int:
@@ -148,7 +148,7 @@ class EpochSampler(Sampler):
         self.pad = pad
         self.even = even
 
-    def indices(self) -> List[int]:
+    def indices(self) -> list[int]:
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
             order = torch.randperm(self.n_items, generator=generator).tolist()

@@ -24,9 +24,9 @@ import sys
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -52,11 +52,11 @@ class Archive:
     it) and the folders it fills, as (member prefix, target folder relative to the root)."""
 
     name: str
-    url: Optional[str]
-    folders: Tuple[Tuple[str, str], ...]
+    url: str | None
+    folders: tuple[tuple[str, str], ...]
     where_to_get: str = ""          # said when the archive is missing and cannot be downloaded
 
-    def target(self, member: str) -> Optional[str]:
+    def target(self, member: str) -> str | None:
         """Relative path under the root that `member` unpacks to; None for members outside the folders."""
         for prefix, folder in self.folders:
             if member.startswith(prefix) and len(member) > len(prefix):
@@ -70,11 +70,11 @@ class FetchSettings:
 
     root: Path
     archive_dir: Path                  # downloads land here
-    from_dir: Optional[Path] = None    # archives the user already has (read in place)
-    base_url: Optional[str] = None     # a mirror holding every archive under its file name
+    from_dir: Path | None = None    # archives the user already has (read in place)
+    base_url: str | None = None     # a mirror holding every archive under its file name
     retries: int = 5                   # a dropped connection is resumed this many times
     retry_wait_s: float = 5.0
-    free_bytes: Optional[int] = None   # act as if only this much disk were free (tests the checks)
+    free_bytes: int | None = None   # act as if only this much disk were free (tests the checks)
     delete_archives: bool = False      # remove an archive once it is unpacked and checked
 
 
@@ -90,7 +90,7 @@ class ByteProgress:
     """Bytes done, rate and time left: a tqdm bar on a terminal; in a file (nohup, a scheduler's log)
     plain lines at most every PLAIN_PROGRESS_S seconds and one at the end, as training writes them."""
 
-    def __init__(self, desc: str, total: Optional[int], done: int = 0, interval_s: float = PLAIN_PROGRESS_S):
+    def __init__(self, desc: str, total: int | None, done: int = 0, interval_s: float = PLAIN_PROGRESS_S):
         self.desc, self.total, self.done, self.interval_s = desc, total, done, interval_s
         self.started = self.last = time.perf_counter()
         self.new = 0  # bytes of this session, for the rate
@@ -140,7 +140,7 @@ def require_space(path: Path, need: int, step: str, settings: FetchSettings) -> 
 
 # ---------------------------------------------------------------------------------------------- download
 
-def _total_size(response, have: int) -> Optional[int]:
+def _total_size(response, have: int) -> int | None:
     """The whole file's size from a 206's Content-Range or a 200's Content-Length (None: not said)."""
     if response.status == 206:
         match = re.match(r"bytes \d+-\d+/(\d+)", response.headers.get("Content-Range", ""))
@@ -253,7 +253,7 @@ def is_unpacked(archive: Archive, root: Path) -> bool:
     return all(_count_files(root / folder) == counts.get(folder) for _, folder in archive.folders)
 
 
-def _members(archive: Archive, zf: zipfile.ZipFile, path: Path) -> List[Tuple[zipfile.ZipInfo, str]]:
+def _members(archive: Archive, zf: zipfile.ZipFile, path: Path) -> list[tuple[zipfile.ZipInfo, str]]:
     """(member, relative target) of every file the archive unpacks; a path leaving the root is refused."""
     out = []
     for info in zf.infolist():
@@ -308,7 +308,7 @@ def _clear_interrupted(archive: Archive, root: Path) -> None:
         journal.unlink()
 
 
-def _existing_matches(archive: Archive, root: Path, members: List[Tuple[zipfile.ZipInfo, str]]) -> bool:
+def _existing_matches(archive: Archive, root: Path, members: list[tuple[zipfile.ZipInfo, str]]) -> bool:
     """Targets already on disk (laid out by hand): True if they hold every member at its size; a
     target folder holding something else stops with one line."""
     present = [folder for _, folder in archive.folders if (root / folder).exists()]
@@ -331,7 +331,7 @@ def _write_marker(archive: Archive, root: Path, path: Path) -> None:
     tmp.rename(marker)
 
 
-def unpack(archive: Archive, path: Path, settings: FetchSettings) -> Dict[str, int]:
+def unpack(archive: Archive, path: Path, settings: FetchSettings) -> dict[str, int]:
     """Unpack `path` into its target folders under the root, all or nothing; returns the files per folder."""
     root = settings.root
     _clear_interrupted(archive, root)
@@ -373,7 +373,8 @@ def unpack(archive: Archive, path: Path, settings: FetchSettings) -> Dict[str, i
     return json.loads(_marker(archive, root).read_text())["files"]
 
 
-def prepare_archives(archives: Tuple[Archive, ...], settings: FetchSettings) -> Iterator[Tuple[Archive, Dict[str, int]]]:
+def prepare_archives(archives: tuple[Archive, ...], settings: FetchSettings
+                     ) -> Iterator[tuple[Archive, dict[str, int]]]:
     """For each archive in turn: skip it if unpacked, else find or download it, unpack it (and delete
     it with settings.delete_archives); yields (archive, files per target folder)."""
     for archive in archives:
@@ -434,7 +435,7 @@ def fetch_settings(args) -> FetchSettings:
                          delete_archives=args.delete_archives)
 
 
-def expected_counts(given: Optional[List[str]], published: Dict[str, int]) -> Dict[str, int]:
+def expected_counts(given: list[str] | None, published: dict[str, int]) -> dict[str, int]:
     """--expect_counts SPLIT=N ... over the published counts."""
     counts = dict(published)
     for item in given or ():

@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable, List, Optional
+from typing import BinaryIO
 
 from utils.errors import UserError
 
@@ -32,7 +33,7 @@ class UnreadableOutput(Exception):
     """A written file does not read back as what was written (raised by the checks)."""
 
 
-def _write_failure(exc: BaseException) -> Optional[BaseException]:
+def _write_failure(exc: BaseException) -> BaseException | None:
     """The OSError behind `exc` (itself, or one it was raised while handling), or `exc` when it is
     torch's report of a failed write; None for anything else (a bug keeps its traceback). torch's
     C++ stream writer turns a failed Python write into a RuntimeError ("PytorchStreamWriter failed
@@ -69,7 +70,7 @@ def new_file_mode() -> int:
         os.umask(umask)
     return 0o666 & ~umask
 
-def write_atomic(path, write: Callable[[BinaryIO], None], check: Optional[Callable[[Path], None]] = None,
+def write_atomic(path, write: Callable[[BinaryIO], None], check: Callable[[Path], None] | None = None,
                  hint: str = FREE_SPACE_HINT) -> Path:
     """Write `path` whole or not at all: write(handle) fills a temporary file in the same folder,
     which is flushed, fsync'ed, checked (its size is the number of bytes written; then
@@ -122,7 +123,7 @@ def write_text(path, text: str, hint: str = FREE_SPACE_HINT) -> Path:
     return write_bytes(path, text.encode("utf-8"), hint=hint)
 
 
-def write_json_file(path, value, indent: Optional[int] = 2, hint: str = FREE_SPACE_HINT) -> Path:
+def write_json_file(path, value, indent: int | None = 2, hint: str = FREE_SPACE_HINT) -> Path:
     """json.dumps(value) (strict: no NaN) as a file, whole or not at all, checked by parsing it back."""
     text = json.dumps(value, indent=indent, allow_nan=False)
 
@@ -176,7 +177,7 @@ def _png_check(tmp: Path) -> None:
         raise UnreadableOutput(f"the written image does not decode: {exc.__class__.__name__}") from None
 
 
-def remove_stale_temp_files(folder, recursive: bool = False) -> List[Path]:
+def remove_stale_temp_files(folder, recursive: bool = False) -> list[Path]:
     """Remove the temporary files of writes a killed run left unfinished in `folder` (and below it
     when `recursive`); never complete files: write_atomic only renames a temporary file into place
     once it is complete. Call it only where one run at a time writes (utils/hold.py)."""

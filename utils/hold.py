@@ -25,7 +25,6 @@ import sys
 import time
 import weakref
 from pathlib import Path
-from typing import List, Optional
 
 from utils.errors import UserError
 
@@ -80,12 +79,12 @@ class Hold:
     per run).
     """
 
-    def __init__(self, target: Optional[Path], flag: str, enabled: bool = True):
+    def __init__(self, target: Path | None, flag: str, enabled: bool = True):
         self.target, self.flag = (Path(target) if target is not None else None), flag
         self.enabled = enabled and target is not None
         self.path = lock_file(self.target) if self.target is not None else None
-        self._fd: Optional[int] = None
-        self._created: List[Path] = []   # folders made for the lock file, removed again when left empty
+        self._fd: int | None = None
+        self._created: list[Path] = []   # folders made for the lock file, removed again when left empty
 
     def __enter__(self) -> "Hold":
         if self.enabled:
@@ -137,7 +136,7 @@ class Hold:
     def held(self) -> bool:
         return self._fd is not None
 
-    def _open(self) -> Optional[int]:
+    def _open(self) -> int | None:
         """A descriptor of the lock file, created with its folder if needed; None where it cannot be
         created (an unwritable or missing place: the run's own checks name it)."""
         try:

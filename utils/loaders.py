@@ -7,8 +7,8 @@ workers in small chunks (bounded prefetch memory) and joined on the device. Data
 """
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,9 +28,9 @@ class Batch:
 
     indices: torch.Tensor
     images: torch.Tensor
-    labels: Optional[torch.Tensor] = None
+    labels: torch.Tensor | None = None
     n_skipped: int = 0
-    skipped: Tuple[int, ...] = ()
+    skipped: tuple[int, ...] = ()
 
     def pin_memory(self):
         self.images = self.images.pin_memory()
@@ -39,7 +39,7 @@ class Batch:
         return self
 
 
-def collate_skip_bad(items: List) -> Batch:
+def collate_skip_bad(items: list) -> Batch:
     """Stack (index, image[, label]) items, dropping training items whose image was unreadable."""
     good = [item for item in items if item[1] is not None]
     skipped = tuple(int(item[0]) for item in items if item[1] is None)
@@ -59,7 +59,7 @@ class ChunkedBatchSampler:
     def __init__(self, sampler, batch_size: int, chunk: int):
         self.sampler, self.batch_size, self.chunk = sampler, batch_size, chunk
 
-    def batches(self) -> List[List[int]]:
+    def batches(self) -> list[list[int]]:
         order = list(self.sampler)
         return [order[start: start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
@@ -114,7 +114,7 @@ class PassLoader:
                 pieces, batch_number = [], batch_number + 1
                 check_stop()
 
-    def _join(self, pieces: List[Batch]) -> Batch:
+    def _join(self, pieces: list[Batch]) -> Batch:
         if len(pieces) == 1:
             return pieces[0]
         kept = [p for p in pieces if p.indices.numel() > 0]
@@ -204,7 +204,7 @@ def feed_pass(feeds: Sequence, loader, batch_features: Callable, desc: str,
             for feed in feeds:
                 feed.add_empty()
             continue
-        for feed, feats in zip(feeds, batch_features(batch)):
+        for feed, feats in zip(feeds, batch_features(batch), strict=True):
             feed.add(feats, batch.indices)
     for _ in range(dist.max_over_ranks(n_local) - n_local):
         for feed in feeds:

@@ -14,8 +14,8 @@ breakdown. The constants are calibrated against measured peak memory (docs/relia
 --skip_memory_check skips the check.
 """
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from utils.errors import UserError
 
@@ -35,7 +35,7 @@ class MemoryLimitError(UserError):
     """The run cannot fit in the memory available; the message names the flag and the largest value
     that fits (`largest`; None when not even the smallest value fits)."""
 
-    def __init__(self, message: str, largest: Optional[int] = None):
+    def __init__(self, message: str, largest: int | None = None):
         super().__init__(message)
         self.largest = largest
 
@@ -58,7 +58,7 @@ def cells(res: int, stride: int) -> int:
 
 def training_parts(net: NetworkCost, n_images: int, res1: int, res2: int, batch_cluster: int, batch_train: int,
                    head_clusters: Sequence[int], feature_cache_bytes: float, init_points: int,
-                   optimizer_slots: int, loader_batches: int, half_precision: bool = False) -> Dict[str, float]:
+                   optimizer_slots: int, loader_batches: int, half_precision: bool = False) -> dict[str, float]:
     """Peak memory of a training run by part, in bytes. head_clusters: K of every clustering head
     (PiCIE: 2 heads); init_points: points per head of the initial k-means sample; optimizer_slots:
     state tensors per trained parameter (SGD with momentum 1, Adam 2); loader_batches: loaded
@@ -91,7 +91,7 @@ TRAINING_ON_DEVICE = ("network and optimiser", "training activations", "training
 
 
 def evaluation_parts(net: NetworkCost, res: int, batch_test: int, n_clusters: int, init_points: int,
-                     loader_batches: int) -> Dict[str, float]:
+                     loader_batches: int) -> dict[str, float]:
     """Peak memory of an evaluation (test_picie.py, and the final evaluation of training) by part:
     batches of batch_test images at --res, their logits upsampled to the label maps' size, and
     the fresh k-means sample."""
@@ -110,7 +110,7 @@ EVALUATION_ON_DEVICE = ("network", "evaluation pass", "k-means sample")
 
 
 def prediction_parts(net: NetworkCost, network_pixels: int, full_pixels: int, batch_pixels: int, batch: int,
-                     n_clusters: int, crf: bool) -> Dict[str, float]:
+                     n_clusters: int, crf: bool) -> dict[str, float]:
     """Peak memory of predict.py by part: a batch of `batch` network inputs of network_pixels each,
     then one image at a time at its full resolution (full_pixels: the largest image): its
     [K, H, W] float32 logits, their upsampling and argmax (and with --crf its [K, H, W]
@@ -129,7 +129,7 @@ PREDICTION_ON_DEVICE = ("network", "network pass", "full-resolution maps")
 
 
 # -- what is available --------------------------------------------------------------------------
-def _meminfo_available() -> Optional[int]:
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
@@ -140,7 +140,7 @@ def _meminfo_available() -> Optional[int]:
     return None
 
 
-def _cgroup_available() -> Optional[int]:
+def _cgroup_available() -> int | None:
     """memory.max - memory.current of this process's cgroup (v2), when it has a limit."""
     try:
         limit = open("/sys/fs/cgroup/memory.max").read().strip()
@@ -159,14 +159,14 @@ def _own_rss() -> int:
         return 0
 
 
-def host_available() -> Optional[int]:
+def host_available() -> int | None:
     """Bytes of host RAM this process may still use, its own resident memory included (the
     estimates count the process itself); None where it cannot be read (no check then)."""
     found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
     return min(found) + _own_rss() if found else None
 
 
-def device_available(device) -> Optional[int]:
+def device_available(device) -> int | None:
     """Free bytes of a CUDA device (None for the CPU or when unknown), plus what torch already caches."""
     if getattr(device, "type", str(device)) != "cuda":
         return None
@@ -180,14 +180,14 @@ def device_available(device) -> Optional[int]:
 
 
 # -- the check ----------------------------------------------------------------------------------
-def split_parts(parts: Dict[str, float], on_device: Iterable[str], uses_device: bool) -> Tuple[float, float]:
+def split_parts(parts: dict[str, float], on_device: Iterable[str], uses_device: bool) -> tuple[float, float]:
     """(host bytes, device bytes) of a breakdown; without an accelerator everything is host RAM."""
     on_device = set(on_device) if uses_device else set()
     device = sum(v for k, v in parts.items() if k in on_device)
     return sum(parts.values()) - device, device
 
 
-def format_parts(parts: Dict[str, float], top: Optional[int] = None) -> str:
+def format_parts(parts: dict[str, float], top: int | None = None) -> str:
     """'total 41.2 GB (training activations 30.1 GB, ...)': the largest parts first."""
     ranked = sorted(parts.items(), key=lambda item: -item[1])[:top]
     return ", ".join(f"{name} {format_size(value)}" for name, value in ranked)
@@ -201,8 +201,8 @@ def format_size(n_bytes: float) -> str:
 class Available:
     """Bytes available on the host and on the accelerator (None: unknown or none)."""
 
-    host: Optional[int]
-    device: Optional[int]
+    host: int | None
+    device: int | None
 
     @classmethod
     def now(cls, device) -> "Available":
@@ -213,7 +213,7 @@ class Available:
         host = f"{format_size(self.host)} of RAM available" if self.host is not None else "RAM unknown"
         return host + (f", {format_size(self.device)} of GPU memory free" if self.device is not None else "")
 
-    def shortfall(self, parts: Dict[str, float], on_device: Iterable[str]) -> Optional[str]:
+    def shortfall(self, parts: dict[str, float], on_device: Iterable[str]) -> str | None:
         """None when `parts` fits, else which memory it exceeds, in words."""
         host, device = split_parts(parts, on_device, self.device is not None)
         if self.device is not None and device > self.device:
@@ -223,8 +223,8 @@ class Available:
         return None
 
 
-def largest_fitting(parts_at: Callable[[int], Dict[str, float]], fits: Callable[[Dict[str, float]], bool],
-                    low: int, high: int, step: int = 1) -> Optional[int]:
+def largest_fitting(parts_at: Callable[[int], dict[str, float]], fits: Callable[[dict[str, float]], bool],
+                    low: int, high: int, step: int = 1) -> int | None:
     """The largest multiple of `step` in [low, high] whose breakdown parts_at(value) fits (the
     estimates grow with the value), or None when not even `low` fits."""
     low = max(step, -(-low // step) * step)
@@ -240,8 +240,8 @@ def largest_fitting(parts_at: Callable[[int], Dict[str, float]], fits: Callable[
     return lo * step
 
 
-def check_fits(what: str, parts_at: Callable[[int], Dict[str, float]], value: int, flag: str, on_device: Iterable[str],
-               available: Available, step: int, low: int, other: str = "", skip: bool = False) -> Dict[str, float]:
+def check_fits(what: str, parts_at: Callable[[int], dict[str, float]], value: int, flag: str, on_device: Iterable[str],
+               available: Available, step: int, low: int, other: str = "", skip: bool = False) -> dict[str, float]:
     """Stop (MemoryLimitError, one line) unless `what` with `flag` `value` fits in `available`;
     the line names the largest value of `flag` that fits (or `other`, what to lower instead, when
     none does). Returns the breakdown at `value` (for the log)."""

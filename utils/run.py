@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 from utils import dist
 from utils.errors import UserError
@@ -37,7 +37,7 @@ class _Buffer(logging.Handler):
 
     def __init__(self):
         super().__init__(logging.INFO)
-        self.records: List[logging.LogRecord] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
@@ -51,7 +51,7 @@ class _ConsoleFormatter(logging.Formatter):
         return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
 
 
-def setup_logging(log_file: Optional[Path] = None) -> logging.Logger:
+def setup_logging(log_file: Path | None = None) -> logging.Logger:
     """Log INFO to stdout and warnings and errors to stderr (rank 0), each message on its own line;
     with `log_file`, also append to it. Without one, records are kept until attach_log_file."""
     root = logging.getLogger()
@@ -164,7 +164,7 @@ def write_json(path: Path, record: dict) -> None:
     write_json_file(path, strict_json(record, Path(path).name))
 
 
-def rewrite_metrics(path: Path, history: Sequence[Dict], lines: Optional[Sequence[str]] = None) -> int:
+def rewrite_metrics(path: Path, history: Sequence[dict], lines: Sequence[str] | None = None) -> int:
     """Make metrics.jsonl hold exactly the checkpoint's history (one line per record; `lines`:
     the history's records already as jsonl_line made them), written whole or not at all.
 
@@ -185,17 +185,17 @@ class RunLog:
     once the checkpoint holding it is written (commit), on rank 0 to metrics.jsonl, so that
     metrics.jsonl never lists an epoch the checkpoint does not hold (e.g. when its save failed)."""
 
-    def __init__(self, folder: Path, history: Optional[List[Dict]] = None):
+    def __init__(self, folder: Path, history: list[dict] | None = None):
         self.path = Path(folder) / "metrics.jsonl"
-        self.history: List[Dict] = list(history or [])
-        self._lines: List[str] = [jsonl_line(record, self.path.name) for record in self.history]
+        self.history: list[dict] = list(history or [])
+        self._lines: list[str] = [jsonl_line(record, self.path.name) for record in self.history]
         if dist.is_main():  # one line per record of the checkpoint's history: a redone epoch is not listed twice
             dropped = rewrite_metrics(self.path, self.history, self._lines)
             if dropped:
                 log.info("metrics.jsonl: dropped %d line(s) of work the interrupted run had not checkpointed",
                          dropped)
 
-    def add(self, record: Dict) -> None:
+    def add(self, record: dict) -> None:
         """A record of the history; metrics.jsonl lists it from the next commit on."""
         self.history.append(record)
 
@@ -205,7 +205,7 @@ class RunLog:
         if dist.is_main():
             rewrite_metrics(self.path, self.history, self._lines)
 
-    def stage(self, name: str) -> Optional[Dict]:
+    def stage(self, name: str) -> dict | None:
         """The last record of a stage ('init', 'init_bn', 'train'), or None."""
         return next((r for r in reversed(self.history) if r.get("stage") == name), None)
 
@@ -227,12 +227,12 @@ class RunProgress:
     in metrics.jsonl) and phase in progress."""
 
     resume_with: str = "python train_picie.py <same arguments> --restart"
-    checkpoint: Optional[Path] = None
-    saved_epoch: Optional[int] = None
-    epoch: Optional[int] = None
-    num_epoch: Optional[int] = None
+    checkpoint: Path | None = None
+    saved_epoch: int | None = None
+    epoch: int | None = None
+    num_epoch: int | None = None
     phase: str = "set-up"
-    phase_s: Dict[str, float] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)
     _tick: float = 0.0
 
     def start_epoch(self, epoch: int, num_epoch: int) -> None:
@@ -250,7 +250,7 @@ class RunProgress:
         self.phase_s[name] = now - self._tick
         self._tick = now
 
-    def rounded_phases(self) -> Dict[str, float]:
+    def rounded_phases(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.phase_s.items()}
 
     def kept(self) -> str:
@@ -272,12 +272,12 @@ class RunProgress:
                 + f".\nresume with: {self.resume_with}")
 
 
-def config_to_json(record: Dict) -> str:
+def config_to_json(record: dict) -> str:
     """A run's record (resolved flags, git commit) as config.json holds it: keys sorted, indented."""
     return json.dumps({k: v for k, v in sorted(record.items())}, indent=2, default=str)
 
 
-def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fresh: bool, where: str) -> Dict:
+def open_run(run_folder: Path, record: dict, restart: bool, overwrite: bool, fresh: bool, where: str) -> dict:
     """The run record (`record`, the resolved flags, + git commit), once every check has passed: the
     folder created or reused (never losing what it holds), logging into its train.log, and for a
     fresh run its config.json (a restart never rewrites the record of the run it continues; one
@@ -295,7 +295,7 @@ def open_run(run_folder: Path, record: Dict, restart: bool, overwrite: bool, fre
     return record
 
 
-def repair_config(path: Path, recorded: Dict) -> Optional[Path]:
+def repair_config(path: Path, recorded: dict) -> Path | None:
     """On --restart: a config.json that is gone, not a JSON object, or lacks keys of the run's record
     (`recorded`: the checkpoint's) is rewritten from that record, and said; what was there is kept
     beside it as config.json.broken-<time>, whose path is returned (None when nothing was wrong)."""
@@ -316,7 +316,7 @@ def repair_config(path: Path, recorded: Dict) -> Optional[Path]:
     return aside
 
 
-def config_problem(path: Path, recorded: Dict) -> Optional[str]:
+def config_problem(path: Path, recorded: dict) -> str | None:
     """What is wrong with a run's config.json against its record `recorded`, or None."""
     if not path.is_file():
         return "is missing" if not path.exists() else "is not a file"
@@ -333,7 +333,7 @@ def config_problem(path: Path, recorded: Dict) -> Optional[str]:
     return None
 
 
-def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int) -> bool:
+def finished(run_folder: Path, ckpt: dict | None, num_epoch: int) -> bool:
     """True (and said) when --restart finds the run done: its last epoch checkpointed and scored."""
     if ckpt is None or ckpt["epoch"] < num_epoch or not (run_folder / "final_metrics.json").is_file():
         return False
@@ -342,7 +342,7 @@ def finished(run_folder: Path, ckpt: Optional[dict], num_epoch: int) -> bool:
     return True
 
 
-def brief_metrics(metrics: Dict) -> Dict:
+def brief_metrics(metrics: dict) -> dict:
     """The scores of a classifier as an epoch's record keeps them (no per-image or per-repeat detail)."""
     keep = ("acc", "mIoU", "thing_mIoU", "stuff_mIoU", "per_class_iou", "matching", "cluster_to_class")
     brief = {k: metrics[k] for k in keep if k in metrics}
@@ -352,7 +352,7 @@ def brief_metrics(metrics: Dict) -> Dict:
     return brief
 
 
-def loggable(record: Dict) -> str:
+def loggable(record: dict) -> str:
     """The record as one JSON line without the long per-class lists (nested ones included)."""
     def short(value):
         if isinstance(value, dict):

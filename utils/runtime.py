@@ -5,11 +5,12 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Dict, Iterable, NoReturn, Optional
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ class Runtime:
     layout of image batches and whether progress bars are drawn (rank 0 only)."""
 
     device: torch.device
-    amp_dtype: Optional[torch.dtype] = None
+    amp_dtype: torch.dtype | None = None
     channels_last: bool = False
     progress: bool = True
 
@@ -46,7 +47,7 @@ class Runtime:
         images = images.to(self.device, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
-    def bar(self, iterable: Iterable, desc: str, total: Optional[int] = None):
+    def bar(self, iterable: Iterable, desc: str, total: int | None = None):
         """Progress over `iterable`: a tqdm bar on a terminal; in a file (nohup, a scheduler's log)
         plain lines instead, at most one per PLAIN_PROGRESS_S seconds, so logs stay readable."""
         if not (self.progress and dist.is_main()):
@@ -59,7 +60,7 @@ class Runtime:
 PLAIN_PROGRESS_S = 30.0
 
 
-def plain_progress(iterable: Iterable, desc: str, total: Optional[int] = None, interval_s: float = PLAIN_PROGRESS_S):
+def plain_progress(iterable: Iterable, desc: str, total: int | None = None, interval_s: float = PLAIN_PROGRESS_S):
     """Yield from `iterable`, writing 'desc: n/total (p%), r it/s, ETA t s' lines to stderr at most
     every `interval_s` seconds and one 'done' line at the end; every line ends with a newline, so a
     log message written after it starts on its own line (tqdm's carriage returns would glue them)."""
@@ -121,7 +122,7 @@ def best_seconds(call: Callable[[], object], device: torch.device, repeats: int,
     return best
 
 
-@lru_cache(maxsize=None)
+@cache
 def bf16_speedup(repeats: int = 7) -> float:
     """How much faster this CPU runs a convolution layer of the network under bf16 autocast than
     in float32 (the ratio of the best of `repeats` timings each; ~0.1 s in all). The CPU flags alone
@@ -136,7 +137,7 @@ def bf16_speedup(repeats: int = 7) -> float:
     return seconds(False) / seconds(True)
 
 
-def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> Optional[torch.dtype]:
+def select_amp_dtype(precision: str, device: torch.device, deterministic: bool) -> torch.dtype | None:
     """Autocast dtype of --precision: fp32 -> None, bf16 -> bfloat16, auto -> bfloat16 on CUDA and
     on CPUs with bf16 units where bf16 measures at least BF16_MIN_SPEEDUP times faster, else None.
     --deterministic always runs in float32."""
@@ -177,19 +178,19 @@ def seed_everything(seed: int) -> None:
 # -- CPU thread pools: CPU results depend on their sizes (reduction order) --------------------
 # Libraries with a thread pool of their own (faiss, registered by modules/kmeans.py) register a
 # getter and a setter, so that checkpoints record every pool and an exact resume restores them.
-_THREAD_POOLS: Dict[str, tuple] = {"torch": (torch.get_num_threads, torch.set_num_threads)}
+_THREAD_POOLS: dict[str, tuple] = {"torch": (torch.get_num_threads, torch.set_num_threads)}
 
 
-def register_thread_pool(name: str, get: Callable[[], Optional[int]], set_: Callable[[int], None]) -> None:
+def register_thread_pool(name: str, get: Callable[[], int | None], set_: Callable[[int], None]) -> None:
     _THREAD_POOLS[name] = (get, set_)
 
 
-def thread_counts() -> Dict[str, Optional[int]]:
+def thread_counts() -> dict[str, int | None]:
     """{pool: threads} of torch and every registered pool."""
     return {name: get() for name, (get, _) in _THREAD_POOLS.items()}
 
 
-def set_thread_counts(counts: Dict[str, Optional[int]]) -> None:
+def set_thread_counts(counts: dict[str, int | None]) -> None:
     for name, value in counts.items():
         if value and name in _THREAD_POOLS:
             _THREAD_POOLS[name][1](int(value))
@@ -210,7 +211,7 @@ WORKER_TRIM_THRESHOLD_BYTES = 64 * 1024 ** 2  # DataLoader workers (limit_worker
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 
-def _mallopt(settings: Dict[int, int]) -> bool:
+def _mallopt(settings: dict[int, int]) -> bool:
     """glibc's mallopt for each (parameter, value); False where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -11,11 +11,10 @@ checkpoint is intact either way, because checkpoints are only ever replaced atom
 import signal
 import sys
 import threading
-from typing import Dict, Optional
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-_requested: Optional[int] = None  # number of the first stop signal received, None if none
+_requested: int | None = None  # number of the first stop signal received, None if none
 
 
 class StopRequested(Exception):
@@ -33,7 +32,7 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def stop_requested() -> Optional[int]:
+def stop_requested() -> int | None:
     """The signal number of a pending stop request, or None."""
     return _requested
 
@@ -65,7 +64,7 @@ class GracefulStop:
     restoring the previous handlers on exit."""
 
     def __init__(self):
-        self._previous: Dict[int, object] = {}
+        self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
         if _requested is not None:

@@ -10,8 +10,8 @@ with `tensorboard --logdir <save_root>`.
 The tensorboard package is optional: without --tensorboard nothing here imports it, and with
 --tensorboard and no package the run stops before it starts, with one line saying what to do.
 """
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,10 +30,10 @@ class TensorBoardUnavailable(UserError):
 class NullLogger:
     """What the run gets without --tensorboard (or on ranks other than 0): every call does nothing."""
 
-    def log_epoch(self, record: Dict, draw_image: Optional[Callable[[], Optional[np.ndarray]]] = None) -> None:
+    def log_epoch(self, record: dict, draw_image: Callable[[], np.ndarray | None] | None = None) -> None:
         pass
 
-    def close(self, final: Optional[Dict] = None) -> None:
+    def close(self, final: dict | None = None) -> None:
         pass
 
 
@@ -66,7 +66,7 @@ class TensorBoardLogger:
         self.log_dir = log_dir
         self.writer = None
 
-    def log_epoch(self, record: Dict, draw_image: Optional[Callable[[], Optional[np.ndarray]]] = None) -> None:
+    def log_epoch(self, record: dict, draw_image: Callable[[], np.ndarray | None] | None = None) -> None:
         """Scalars of one metrics.jsonl record; draw_image() -> [H, W, 3] in [0, 1] (or None) is
         called only here, so nothing is drawn without --tensorboard."""
         if self.writer is None:
@@ -79,7 +79,7 @@ class TensorBoardLogger:
             self.writer.add_image("cluster_maps/view1", image, step, dataformats="HWC")
         self.writer.flush()
 
-    def close(self, final: Optional[Dict] = None) -> None:
+    def close(self, final: dict | None = None) -> None:
         if final:
             if self.writer is None:  # --num_epoch 0: only the final scores
                 self.writer = self.writer_class(log_dir=str(self.log_dir))
@@ -95,7 +95,7 @@ class TensorBoardLogger:
             self.writer.close()
 
 
-def _scalars(record: Dict) -> Dict[str, float]:
+def _scalars(record: dict) -> dict[str, float]:
     """TensorBoard tags and values of one metrics.jsonl record."""
     out = {}
     for key, tag in (("loss", "loss/total"), ("loss_within", "loss/within_view"), ("loss_cross", "loss/cross_view")):
@@ -130,14 +130,14 @@ class ExampleMaps:
     called at the first drawing (modules/evaluation.py: example_images); clusters_of(images,
     centroids) -> cluster id per pixel [N, H, W] (modules/evaluation.py: cluster_ids)."""
 
-    def __init__(self, read: Callable[[], Tuple[Optional[torch.Tensor], Optional[np.ndarray]]],
+    def __init__(self, read: Callable[[], tuple[torch.Tensor | None, np.ndarray | None]],
                  clusters_of: Callable[[torch.Tensor, torch.Tensor], np.ndarray], n_classes: int):
         self.read, self.clusters_of, self.n_classes = read, clusters_of, n_classes
-        self.images: Optional[torch.Tensor] = None   # uint8 [N, 3, res, res], read at the first call
-        self.labels: Optional[np.ndarray] = None     # [N, res, res] class ids (-1 unlabelled)
+        self.images: torch.Tensor | None = None   # uint8 [N, 3, res, res], read at the first call
+        self.labels: np.ndarray | None = None     # [N, res, res] class ids (-1 unlabelled)
         self._read_done = False
 
-    def __call__(self, centroids: torch.Tensor, class_of_cluster: Optional[Sequence[int]]) -> Optional[np.ndarray]:
+    def __call__(self, centroids: torch.Tensor, class_of_cluster: Sequence[int] | None) -> np.ndarray | None:
         """centroids [K, C] of view 1 and its cluster -> class matching (None without labels) ->
         the grid [H, W, 3] in [0, 1], or None when there is no image to draw."""
         if not self._read_done:

@@ -4,7 +4,7 @@ Everything here turns arrays of ids into numpy colour arrays (colours in [0, 1])
 a window, so callers choose the backend (Agg for files, inline in the notebook). What the ids
 are (clusters predicted by modules/evaluation.py's `cluster_ids`) is decided by the callers.
 """
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ def class_palette(n_colours: int) -> np.ndarray:
     return np.asarray(colours[:n_colours], dtype=np.float32)
 
 
-def _hsv_to_rgb(h: float, s: float, v: float) -> Tuple[float, float, float]:
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
     i = int(h * 6) % 6
     f = h * 6 - int(h * 6)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
@@ -82,8 +82,8 @@ def pixel_accuracy(clusters: np.ndarray, class_of_cluster: Sequence[int], label:
     return 100.0 * float((np.asarray(class_of_cluster)[clusters][labelled] == label[labelled]).mean())
 
 
-def cluster_panels(image: torch.Tensor, clusters: np.ndarray, label: Optional[np.ndarray],
-                   class_of_cluster: Optional[Sequence[int]], palette: np.ndarray) -> List[Tuple[str, np.ndarray]]:
+def cluster_panels(image: torch.Tensor, clusters: np.ndarray, label: np.ndarray | None,
+                   class_of_cluster: Sequence[int] | None, palette: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(title, [H, W, 3] array) panels of one image: image | ground truth | matched clusters |
     correct/wrong when there are labels and a matching, otherwise image | clusters."""
     panels = [("image", image.permute(1, 2, 0).numpy().astype(np.float32) / 255)]
@@ -104,7 +104,7 @@ def panel_grid(rows: Sequence[Sequence[np.ndarray]], gap: int = 4) -> np.ndarray
     return np.clip(np.concatenate(_with_gaps(lines, axis=0, gap=gap), axis=0), 0, 1)
 
 
-def _with_gaps(arrays: List[np.ndarray], axis: int, gap: int = 4) -> List[np.ndarray]:
+def _with_gaps(arrays: list[np.ndarray], axis: int, gap: int = 4) -> list[np.ndarray]:
     """The arrays with white strips between them (so panels are told apart)."""
     out = []
     for i, array in enumerate(arrays):
