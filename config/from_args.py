@@ -16,11 +16,19 @@ from config.flags import FLAGS, FlagError
 from config.presets import make_demo_hint
 from config.settings import (
     METRICS_NAME,
+    CompareSettings,
+    CuratedSettings,
+    DatasetPrepSettings,
+    DemoDataSettings,
+    FigureSettings,
+    HoldoutSettings,
     InvarianceSettings,
     ModelSettings,
+    MutationSettings,
     OptimSettings,
     PredictTarget,
     RunSettings,
+    SeedSummarySettings,
     TestSettings,
     TestTarget,
     TrainSettings,
@@ -38,6 +46,7 @@ from modules.segment import PredictSettings
 from modules.vit import VIT_ARCHS
 from utils.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from utils.errors import UserError
+from utils.fetch import FetchError, FetchSettings
 
 
 def _split_list(text: str) -> list[str]:
@@ -377,3 +386,96 @@ def eval_config(settings: RunSettings, class_names: Sequence[str]) -> dict[str, 
             "dataset": settings.data.dataset, "coco_classes": settings.data.coco_classes,
             "class_names": list(class_names)}
 
+
+
+# -- The tools' own flags (declared beside each tool's work in tools/*.py) --------------------------------
+
+def figure_settings(args) -> FigureSettings:
+    """tools/make_figures.py's settings."""
+    if args.n_images < 1:
+        raise UserError(f"--n_images {args.n_images} must be at least 1")
+    return FigureSettings(demo_root=Path(args.demo_root), checkpoint=Path(args.checkpoint),
+                          coco_root=Path(args.coco_root), out=Path(args.out) if args.out else None,
+                          to_docs=args.docs, n_images=args.n_images, seed=args.seed, kmeans_iter=args.kmeans_iter,
+                          coco_res=args.coco_res, device=args.device)
+
+
+def demo_data_settings(args) -> DemoDataSettings:
+    """tools/make_demo.py's settings (the parser already holds a --preset's values as its defaults)."""
+    return DemoDataSettings(root=Path(args.root), n_train=args.n_train, n_val=args.n_val, seed=args.seed,
+                            overwrite=args.overwrite)
+
+
+def seed_summary_settings(args) -> SeedSummarySettings:
+    """tools/seed_summary.py's settings."""
+    if args.invariance is not None and not args.invariance.is_file():
+        raise UserError(f"--invariance {args.invariance} not found; write it with python -m tools.invariance "
+                        f"RUNS --out {args.invariance.with_suffix('')}")
+    return SeedSummarySettings(runs=tuple(args.runs), reference=args.reference, invariance=args.invariance,
+                               out=args.out)
+
+
+def compare_settings(args) -> CompareSettings:
+    """tools/compare_runs.py's settings."""
+    return CompareSettings(runs=tuple(Path(p) for p in args.runs), out=Path(args.out), title=args.title)
+
+
+def holdout_settings(args) -> HoldoutSettings:
+    """tools/make_holdout.py's settings (the parser makes --n_holdout and --fraction exclusive)."""
+    return HoldoutSettings(data_root=args.data_root, out=args.out, n_holdout=args.n_holdout, fraction=args.fraction,
+                           seed=args.seed)
+
+
+def curated_settings(args) -> CuratedSettings:
+    """tools/make_curated.py's settings."""
+    if not (args.data_root / "annotations").is_dir():
+        raise UserError(f"--data_root {args.data_root}: no annotations folder; give a COCO-Stuff root "
+                        "(docs/datasets.md)")
+    return CuratedSettings(data_root=args.data_root, splits=tuple(args.splits), min_size=args.min_size,
+                           min_stuff_frac=args.min_stuff_frac, workers=args.workers,
+                           out_dir=args.out_dir if args.out_dir is not None else args.data_root)
+
+
+def _prep_settings(args, published_counts: dict[str, int], curated: Path | None) -> DatasetPrepSettings:
+    """The flags of config/parsers.py: add_fetch_flags; published_counts: the images per split of the
+    dataset as published, which --expect_counts overrides."""
+    if args.from_dir is not None and not args.from_dir.is_dir():
+        raise FetchError(f"--from {args.from_dir}: no such folder; give the folder that holds the archives")
+    if args.retries < 0:
+        raise FetchError(f"--retries {args.retries}: give 0 or more")
+    counts = dict(published_counts)
+    for item in args.expect_counts or ():
+        split, _, number = item.partition("=")
+        if split not in published_counts or not number.isdigit():
+            raise FetchError(f"--expect_counts {item}: give SPLIT=N with SPLIT one of {', '.join(published_counts)}")
+        counts[split] = int(number)
+    fetch = FetchSettings(root=args.root, archive_dir=args.archive_dir or args.root / "archives",
+                          from_dir=args.from_dir, base_url=args.base_url, retries=args.retries,
+                          retry_wait_s=args.retry_wait_s, free_bytes=args.free_bytes,
+                          delete_archives=args.delete_archives)
+    return DatasetPrepSettings(fetch=fetch, counts=counts, curated=curated)
+
+
+def coco_prep_settings(args, published_counts: dict[str, int]) -> DatasetPrepSettings:
+    """tools/get_coco.py's settings: the shared preparation flags and --curated."""
+    return _prep_settings(args, published_counts, args.curated)
+
+
+def cityscapes_prep_settings(args, published_counts: dict[str, int]) -> DatasetPrepSettings:
+    """tools/get_cityscapes.py's settings: the shared preparation flags (Cityscapes has no curated lists)."""
+    return _prep_settings(args, published_counts, None)
+
+
+def mutation_settings(args) -> MutationSettings:
+    """tools/mutation_check.py's settings."""
+    return MutationSettings(list_only=args.list, match=args.match)
+
+
+def output_path(args) -> Path:
+    """The one path a single-output tool takes (tools/write_fine_to_coarse.py: --out)."""
+    return Path(args.out)
+
+
+def run_folder_arg(args) -> Path:
+    """The run folder a tool reads (tools/demo_summary.py: RUN)."""
+    return Path(args.run)

@@ -1,19 +1,22 @@
 """The parsers of the scripts, built from the flag table (config/flags.py), with --preset applied
 as defaults so that flags given on the command line win; then the defaults that depend on other
-flags: K of --coco_classes 171, input sizes fitted to --arch's feature grid."""
+flags: K of --coco_classes 171, input sizes fitted to --arch's feature grid. Also the flags the
+dataset preparation tools share (add_fetch_flags; tools/get_coco.py, tools/get_cityscapes.py)."""
 import argparse
 import difflib
 import logging
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from config.flags import FLAGS
-from config.presets import preset_defaults
+from config.presets import DEMO_SETS, PRESETS, preset_defaults
 from data.cocostuff_classes import fine171_names
 from modules.networks import feature_stride
 from modules.vit import round_to_patch
+from utils.fetch import FetchSettings
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,6 +102,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     return args
 
 
+def parse_demo_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """tools/make_demo.py's flags, with `--preset demo|tiny`'s data (its data_root as --root, its sizes
+    and seed: config/presets.py DEMO_SETS) as defaults, so that flags given beside it win."""
+    args = parser.parse_args(argv)
+    if args.preset:
+        parser.set_defaults(root=PRESETS[args.preset]["data_root"], **DEMO_SETS[args.preset])
+        args = parser.parse_args(argv)
+    return args
+
+
 _NOT_GIVEN = object()
 
 
@@ -153,3 +166,31 @@ def preset_only_parser() -> argparse.ArgumentParser:
     parser.add_argument(*preset.names, **preset.kwargs)
     return parser
 
+
+def add_fetch_flags(parser, default_root: str, downloads: bool) -> None:
+    """The flags every preparation tool shares; `downloads`: the archives have public addresses."""
+    parser.add_argument("--root", type=Path, default=Path(default_root), metavar="DIR",
+                        help="the data root to lay the dataset out in (default: %(default)s)")
+    parser.add_argument("--from", dest="from_dir", type=Path, default=None, required=not downloads, metavar="DIR",
+                        help="a folder holding archives you already have; they are read in place"
+                             + ("" if not downloads else " (the others are downloaded)"))
+    if downloads:
+        parser.add_argument("--archive_dir", type=Path, default=None, metavar="DIR",
+                            help="where downloaded archives are kept (default: ROOT/archives)")
+        parser.add_argument("--delete_archives", action="store_true",
+                            help="delete each downloaded archive once it is unpacked and checked")
+        parser.add_argument("--base_url", default=None, metavar="URL",
+                            help="a mirror holding every archive under its file name (default: the official "
+                                 "addresses)")
+        parser.add_argument("--retries", type=int, default=FetchSettings.retries,
+                            help="how often a dropped download is resumed before giving up (default: %(default)s)")
+        parser.add_argument("--retry_wait_s", type=float, default=FetchSettings.retry_wait_s,
+                            help="seconds to wait before resuming a dropped download (default: %(default)s)")
+    else:  # archives read in place: nothing is downloaded, kept or deleted
+        parser.set_defaults(archive_dir=None, delete_archives=False, base_url=None, retries=FetchSettings.retries,
+                            retry_wait_s=FetchSettings.retry_wait_s)
+    parser.add_argument("--expect_counts", nargs="+", metavar="SPLIT=N", default=None,
+                        help="the number of images each split must hold (default: the published dataset's); "
+                             "for a subset or a test")
+    parser.add_argument("--free_bytes", type=int, default=None, metavar="N",
+                        help="act as if the disk had only this many bytes free (to try the space checks)")

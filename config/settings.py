@@ -1,5 +1,5 @@
-"""The typed settings of a training run, of test_picie.py and of predict.py, built once from the
-parsed flags (config/from_args.py).
+"""The typed settings of a training run, of test_picie.py, of predict.py and of the tools, built
+once from the parsed flags (config/from_args.py).
 
 The settings of one part of the method live beside the code that takes them (modules/kmeans.py:
 KMeansSettings, modules/evaluation.py: EvalSettings, data/transforms.py: AugmentConfig, ...);
@@ -18,6 +18,7 @@ from modules.kmeans import KMeansSettings
 from modules.objectives import ObjectiveSettings
 from modules.probe import ProbeSettings
 from modules.pseudo_labels import PseudoLabelSettings
+from utils.fetch import FetchSettings
 
 # test_picie.py's metrics file under --save_root (as sh_files/test_picie.sh writes it).
 METRICS_NAME = "test_metrics.json"
@@ -167,3 +168,94 @@ class VisualizeSettings:
     device: str
     precision: str
     deterministic: bool
+
+
+# The tools' settings (tools/*.py): each tool declares its own flags beside its work, and
+# from_args.py turns them into one of these.
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """tools/make_figures.py: the demo root and trained checkpoint, the COCO-Stuff root, where the PNGs go,
+    how many images per cluster-map figure, the untrained network's seed, k-means iterations, the device."""
+
+    demo_root: Path
+    checkpoint: Path
+    coco_root: Path
+    out: Path | None                   # --out; None: figures/ beside the checkpoint, or the docs' with to_docs
+    to_docs: bool                      # --docs: the repository's docs/figures
+    n_images: int
+    seed: int
+    kmeans_iter: int
+    coco_res: int
+    device: str
+
+
+@dataclass(frozen=True)
+class DemoDataSettings:
+    """tools/make_demo.py: where the synthetic demo set goes, its size and seed (a preset's with --preset)."""
+
+    root: Path
+    n_train: int
+    n_val: int
+    seed: int
+    overwrite: bool
+
+
+@dataclass(frozen=True)
+class SeedSummarySettings:
+    """tools/seed_summary.py: the run folders, the reference row, tools.invariance's result, the output."""
+
+    runs: tuple[Path, ...]
+    reference: str | None
+    invariance: Path | None
+    out: Path | None                   # OUT.md, OUT.csv (and OUT_invariance.csv); None: print only
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """tools/compare_runs.py: the run folders, the report folder and its title."""
+
+    runs: tuple[Path, ...]
+    out: Path
+    title: str
+
+
+@dataclass(frozen=True)
+class HoldoutSettings:
+    """tools/make_holdout.py: the source root, the hold-out root, its size (a count or a fraction), the seed."""
+
+    data_root: Path
+    out: Path
+    n_holdout: int | None
+    fraction: float | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class CuratedSettings:
+    """tools/make_curated.py: the COCO-Stuff root, the splits, the IIC rule's thresholds, workers, output."""
+
+    data_root: Path
+    splits: tuple[str, ...]
+    min_size: int
+    min_stuff_frac: float
+    workers: int
+    out_dir: Path                      # --out_dir, else --data_root
+
+
+@dataclass(frozen=True)
+class DatasetPrepSettings:
+    """tools/get_coco.py and tools/get_cityscapes.py: the archives and the root (utils/fetch.py: FetchSettings),
+    the images each split must hold, and (COCO-Stuff) the folder of the curated lists."""
+
+    fetch: FetchSettings
+    counts: dict[str, int]             # split -> images: the published counts, or --expect_counts
+    curated: Path | None
+
+
+@dataclass(frozen=True)
+class MutationSettings:
+    """tools/mutation_check.py: list only, or run the mutations whose name contains `match`."""
+
+    list_only: bool
+    match: str

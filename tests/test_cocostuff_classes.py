@@ -29,9 +29,8 @@ from data.cocostuff_classes import (
     load_fine_to_coarse,
     n_classes,
 )
+from helpers import REPO_ROOT
 from tools.write_fine_to_coarse import main as write_main
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(path: Path) -> dict:

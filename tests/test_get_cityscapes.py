@@ -1,7 +1,6 @@
 """tools/get_cityscapes.py: small archives in the published layout (README and licence at the top,
 leftImg8bit/ and gtFine/ below), laid out and read by data/cityscapes.py; expected counts set with
 --expect_counts. No download: the tool reads only --from."""
-import argparse
 import shutil
 from pathlib import Path
 
@@ -80,5 +79,5 @@ def test_frame_without_label_map_is_named(archives, tmp_path):
     gone = root / 'gtFine' / 'val' / 'frankfurt' / f'{FRAMES["val"][0]}_gtFine_labelIds.png'
     gone.unlink()
     with pytest.raises(FetchError) as info:
-        check_splits(argparse.Namespace(root=root, expect_counts=EXPECT[1:]))
+        check_splits(root, {'train': 2, 'val': 1, 'test': 1, 'train_extra': 2})
     assert str(gone) in str(info.value) and '1 val frames have no labelIds map' in str(info.value)

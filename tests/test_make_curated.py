@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from data.cocostuff_classes import FINE_TO_COARSE
+from helpers import REPO_ROOT, one_error_line
 from tools.make_curated import LIST_NAME, main, select_curated
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SKY = 156  # fine 'sky-other', a stuff class
 PERSON = 0  # fine 'person', a thing class
@@ -94,19 +93,16 @@ def test_lists_only_ids_with_an_image(tmp_path: Path):
     assert _read_ids(root / 'curated' / 'val2017' / LIST_NAME) == ['000000000012']
 
 
-def test_missing_annotations_folder(tmp_path: Path):
-    with pytest.raises(SystemExit) as info:
-        main(['--data_root', str(tmp_path), '--out_dir', str(tmp_path / 'out')])
-    message = str(info.value.code)
-    assert str(tmp_path / 'annotations') in message and 'not found' in message
-    assert '\n' not in message
+def test_missing_annotations_folder(tmp_path: Path, capsys):
+    assert main(['--data_root', str(tmp_path), '--out_dir', str(tmp_path / 'out')]) == 2
+    one_error_line(capsys.readouterr().err, f'--data_root {tmp_path}', 'no annotations folder', 'docs/datasets.md')
+    assert not (tmp_path / 'out').exists()
 
 
-def test_missing_split_folder(tmp_path: Path):
+def test_missing_split_folder(tmp_path: Path, capsys):
     (tmp_path / 'annotations' / 'train2017').mkdir(parents=True)
-    with pytest.raises(SystemExit) as info:
-        main(['--data_root', str(tmp_path), '--splits', 'val2017'])
-    assert str(tmp_path / 'annotations' / 'val2017') in str(info.value.code)
+    assert main(['--data_root', str(tmp_path), '--splits', 'val2017']) == 2
+    one_error_line(capsys.readouterr().err, str(tmp_path / 'annotations' / 'val2017'), 'not found', '--splits')
 
 
 @pytest.mark.parametrize('how', [['tools/make_curated.py'], ['-m', 'tools.make_curated']])
@@ -115,6 +111,6 @@ def test_command_line_error_is_one_line(tmp_path: Path, how: list):
     missing = tmp_path / 'no_such_root'
     result = subprocess.run([sys.executable, *how, '--data_root', str(missing)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f'make_curated: annotations folder not found: ' \
-                                    f'{missing / "annotations"}'
+    assert result.returncode == 2
+    assert result.stderr.strip() == f'error: --data_root {missing}: no annotations folder; give a COCO-Stuff root ' \
+                                    '(docs/datasets.md)'

@@ -2,6 +2,7 @@
 the 12 + 6 image demo set, an untrained checkpoint, the COCO-Stuff fixtures at 64 px)."""
 from PIL import Image
 
+from config.from_args import figure_settings
 from helpers import write_checkpoint
 from modules.networks import build_model
 from tools import make_figures
@@ -36,7 +37,7 @@ def test_make_figures_without_a_checkpoint_is_one_line(tiny_demo, tmp_path, caps
 def test_figures_go_to_the_run_folder_unless_the_docs_are_asked_for():
     """A student's regeneration must not change the repository's tracked docs/figures/."""
     def folder(*argv):
-        return make_figures.output_folder(make_figures.get_parser().parse_args(list(argv)))
+        return make_figures.output_folder(figure_settings(make_figures.get_parser().parse_args(list(argv))))
     assert folder() == make_figures.Path('results/demo/figures')
     assert folder('--checkpoint', 'runs/x/checkpoint.pth') == make_figures.Path('runs/x/figures')
     assert folder('--out', 'elsewhere') == make_figures.Path('elsewhere')

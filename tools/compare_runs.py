@@ -30,7 +30,6 @@ import io
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,8 +44,10 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from config import RESUME_SAFE, ROLES
-from config.from_args import SWITCHES_GIVEN_KEY, TRANSFORM_SWITCHES
+from config.from_args import SWITCHES_GIVEN_KEY, TRANSFORM_SWITCHES, compare_settings
 from tools.make_holdout import RECORD_NAME as HOLDOUT_RECORD
+from utils.cli import run_cli
+from utils.errors import UserError
 from utils.files import save_figure, write_text
 from utils.runtime import script_main
 
@@ -64,7 +65,7 @@ HIDDEN_KEYS = ({flag for flag, role in ROLES.items() if role == RESUME_SAFE} - s
 LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
 
 
-class NotARunError(ValueError):
+class NotARunError(UserError):
     """A path given as a run folder is not one; the message names it."""
 
 
@@ -521,17 +522,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        runs = load_runs(args.runs)
-        report = write_report(runs, Path(args.out), args.title)
-    except NotARunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot write the report to --out {args.out} ({exc.strerror})", file=sys.stderr)
-        return 2
-    print(f"compared {len(runs)} run(s): {report}")
-    return 0
+
+    def compare() -> None:
+        settings = compare_settings(args)
+        runs = load_runs(settings.runs)
+        try:
+            report = write_report(runs, settings.out, settings.title)
+        except OSError as exc:  # the folder itself (a file written is whole or not at all: utils/files.py)
+            raise UserError(f"cannot write the report to --out {settings.out} ({exc.strerror}); choose a writable "
+                            "folder") from None
+        print(f"compared {len(runs)} run(s): {report}")
+    return run_cli(compare)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

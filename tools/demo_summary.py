@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from config.from_args import run_folder_arg
 from utils.cli import run_cli
 from utils.errors import UserError
 from utils.runtime import cpu_has_bf16, script_main
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a demo run folder (results/demo)")
     args = parser.parse_args(argv)
-    return run_cli(lambda: print(summary(args.run, load_expected(), cpu_has_bf16())))
+    return run_cli(lambda: print(summary(run_folder_arg(args), load_expected(), cpu_has_bf16())))
 
 
 if __name__ == "__main__":

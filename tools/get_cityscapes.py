@@ -17,10 +17,14 @@ interruptions are as for tools/get_coco.py (utils/fetch.py).
 """
 import argparse
 import logging
+from pathlib import Path
 
+from config.from_args import cityscapes_prep_settings
+from config.parsers import add_fetch_flags
+from config.settings import DatasetPrepSettings
 from data.cityscapes import label_path, split_images
 from utils.cli import run_cli
-from utils.fetch import Archive, FetchError, add_fetch_flags, expected_counts, fetch_settings, prepare_archives
+from utils.fetch import Archive, FetchError, prepare_archives
 from utils.runtime import script_main
 
 log = logging.getLogger(__name__)
@@ -37,11 +41,10 @@ ARCHIVES = (
 COUNTS = {"train": 2975, "val": 500, "test": 1525, "train_extra": 19998}
 
 
-def check_splits(args: argparse.Namespace) -> dict[str, int]:
+def check_splits(root: Path, counts: dict[str, int]) -> dict[str, int]:
     """Frames per split, checked against the expected counts; every frame of a gtFine split has its labelIds."""
-    root = args.root
     frames = {}
-    for split, expected in expected_counts(args.expect_counts, COUNTS).items():
+    for split, expected in counts.items():
         images = split_images(root, split)
         if len(images) != expected:
             raise FetchError(f"{root / 'leftImg8bit' / split} holds {len(images)} frames where Cityscapes {split} "
@@ -57,16 +60,16 @@ def check_splits(args: argparse.Namespace) -> dict[str, int]:
     return frames
 
 
-def prepare_cityscapes(args: argparse.Namespace) -> dict[str, int]:
+def prepare_cityscapes(settings: DatasetPrepSettings) -> dict[str, int]:
     """The whole preparation; returns the frames per split."""
-    settings = fetch_settings(args)
-    for _ in prepare_archives(ARCHIVES, settings):
+    for _ in prepare_archives(ARCHIVES, settings.fetch):
         pass
-    frames = check_splits(args)
+    root = settings.fetch.root
+    frames = check_splits(root, settings.counts)
     log.info("Cityscapes is ready at %s (%s frames). Train (on train_extra + test) and test (on val + train):\n"
              "  DATA_ROOT=%s nohup ./sh_files/train_picie_cityscapes.sh > logs/picie_cityscapes.out &\n"
              "  python test_picie.py --cityscapes --data_root %s --eval_path results/picie_cityscapes/checkpoint.pth",
-             args.root, ", ".join(f"{split} {n}" for split, n in frames.items()), args.root, args.root)
+             root, ", ".join(f"{split} {n}" for split, n in frames.items()), root, root)
     return frames
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lay out Cityscapes for PiCIE from its downloaded archives.")
     add_fetch_flags(parser, "datasets/cityscapes", downloads=False)
     args = parser.parse_args(argv)
-    return run_cli(lambda: prepare_cityscapes(args))
+    return run_cli(lambda: prepare_cityscapes(cityscapes_prep_settings(args, COUNTS)))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ import logging
 import shutil
 from pathlib import Path
 
+from config.from_args import coco_prep_settings
+from config.parsers import add_fetch_flags
+from config.settings import DatasetPrepSettings
 from data.cocostuff import CURATED_NAME
 from utils.cli import run_cli
-from utils.fetch import Archive, FetchError, add_fetch_flags, expected_counts, fetch_settings, prepare_archives
+from utils.fetch import Archive, FetchError, prepare_archives
 from utils.runtime import script_main
 
 log = logging.getLogger(__name__)
@@ -75,19 +78,17 @@ def place_curated(root: Path, split: str, curated_dir: Path, images: set[str]) -
     return len(ids)
 
 
-def prepare_coco(args: argparse.Namespace) -> dict[str, int]:
+def prepare_coco(settings: DatasetPrepSettings) -> dict[str, int]:
     """The whole preparation; returns the curated ids per split."""
-    settings = fetch_settings(args)
-    counts = expected_counts(args.expect_counts, COUNTS)
-    for _ in prepare_archives(ARCHIVES, settings):
+    for _ in prepare_archives(ARCHIVES, settings.fetch):
         pass
     curated = {}
-    for split, expected in counts.items():
-        images = check_split(settings.root, split, expected)
-        curated[split] = place_curated(settings.root, split, args.curated, images)
+    root = settings.fetch.root
+    for split, expected in settings.counts.items():
+        images = check_split(root, split, expected)
+        curated[split] = place_curated(root, split, settings.curated, images)
         log.info("%s: %d images, each with its label map; curated list %d ids, all present", split, len(images),
                  curated[split])
-    root = settings.root
     log.info("COCO-Stuff is ready at %s. Train and test (paper settings):\n"
              "  DATA_ROOT=%s nohup ./sh_files/train_picie.sh > logs/picie_train.out &\n"
              "  DATA_ROOT=%s ./sh_files/test_picie.sh", root, root, root)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding <split>/Coco164kFull_Stuff_Coarse_7.txt (default: the repository's "
                              "curated/, the official lists)")
     args = parser.parse_args(argv)
-    return run_cli(lambda: prepare_coco(args))
+    return run_cli(lambda: prepare_coco(coco_prep_settings(args, COUNTS)))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from config.from_args import curated_settings
+from config.settings import CuratedSettings
 from data.cocostuff_classes import FINE_TO_COARSE, N_FINE, STUFF_CLASSES, load_fine_to_coarse
+from utils.cli import run_cli
+from utils.errors import UserError
 from utils.files import write_text
 
 LIST_NAME = 'Coco164kFull_Stuff_Coarse_7.txt'
@@ -115,13 +119,14 @@ def split_label_paths(data_root: Path, split: str) -> list[Path]:
     """Label maps of one split whose image file also exists, sorted by id.
 
     Raises:
-        SystemExit: the annotations or images folder of the split is missing.
+        UserError: the annotations or images folder of the split is missing.
     """
     label_dir = data_root / 'annotations' / split
     image_dir = data_root / 'images' / split
     for folder in (label_dir, image_dir):
         if not folder.is_dir():
-            raise SystemExit(f'make_curated: folder not found: {folder}')
+            raise UserError(f'{folder} not found; --splits names the splits of --data_root to list '
+                            f'(annotations/<split> and images/<split>)')
     return sorted(p for p in label_dir.glob('*' + LABEL_SUFFIX)
                   if (image_dir / (p.stem + IMAGE_SUFFIX)).is_file())
 
@@ -159,22 +164,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
-    data_root = args.data_root
-    if not (data_root / 'annotations').is_dir():
-        raise SystemExit(f'make_curated: annotations folder not found: {data_root / "annotations"}')
+    return run_cli(lambda: write_curated(curated_settings(args)))  # bad input: one error line, exit 2
+
+
+def write_curated(settings: CuratedSettings) -> None:
+    """The curated list of each split of settings.splits, under settings.out_dir/curated/."""
     try:
-        fine_to_coarse = load_fine_to_coarse(data_root)
+        fine_to_coarse = load_fine_to_coarse(settings.data_root)
     except ValueError as exc:
-        raise SystemExit(f'make_curated: {exc}') from exc
-    out_dir = args.out_dir if args.out_dir is not None else data_root
-    for split in args.splits:
-        label_paths = split_label_paths(data_root, split)
-        ids = select_curated(label_paths, args.min_size, args.min_stuff_frac, fine_to_coarse,
-                             workers=args.workers, desc=split)
-        out_file = out_dir / 'curated' / split / LIST_NAME
+        raise UserError(f'--data_root {settings.data_root}: {exc}') from None
+    for split in settings.splits:
+        label_paths = split_label_paths(settings.data_root, split)
+        ids = select_curated(label_paths, settings.min_size, settings.min_stuff_frac, fine_to_coarse,
+                             workers=settings.workers, desc=split)
+        out_file = settings.out_dir / 'curated' / split / LIST_NAME
         write_list(ids, out_file)
         print(f'{split}: {len(ids)} of {len(label_paths)} images -> {out_file}')
-    return 0
 
 
 if __name__ == '__main__':

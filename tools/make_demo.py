@@ -48,7 +48,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from utils.files import WriteError, save_image, write_text
+from config.from_args import demo_data_settings
+from config.parsers import parse_demo_args
+from utils.cli import run_cli
+from utils.errors import UserError
+from utils.files import save_image, write_text
 
 # Bumped whenever the generator's output changes, so a stale demo on disk is not mistaken for a current one.
 GENERATOR_VERSION = 2
@@ -413,21 +417,19 @@ def main(argv=None):
     parser.add_argument("--preset", choices=("demo", "tiny"), default=None,
                         help="the data of train_picie.py's --preset demo|tiny: its data_root, sizes and seed "
                              "(flags given beside it win)")
-    args = parser.parse_args(argv)
-    if args.preset:
-        # The preset's values are defaults: a flag given on the command line wins (as in train_picie.py).
-        from config import DEMO_SETS, PRESETS  # noqa: PLC0415 - only for --preset
-        parser.set_defaults(root=PRESETS[args.preset]["data_root"], **DEMO_SETS[args.preset])
-        args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        root = generate_demo(args.root, n_train=args.n_train, n_val=args.n_val, seed=args.seed,
-                             overwrite=args.overwrite)
-    except (FileExistsError, WriteError) as err:
-        parser.exit(2, f"error: {err}\n")
-    print(f"demo dataset ready at {root} ({args.n_train} train + {args.n_val} val images, seed {args.seed}) "
-          f"in {time.perf_counter() - start:.1f}s")
-    return 0
+    args = parse_demo_args(parser, argv)
+
+    def generate() -> None:
+        settings = demo_data_settings(args)
+        start = time.perf_counter()
+        try:
+            root = generate_demo(settings.root, n_train=settings.n_train, n_val=settings.n_val, seed=settings.seed,
+                                 overwrite=settings.overwrite)
+        except FileExistsError as err:  # the one error generate_demo's other callers (tests) catch by type
+            raise UserError(str(err)) from None
+        print(f"demo dataset ready at {root} ({settings.n_train} train + {settings.n_val} val images, "
+              f"seed {settings.seed}) in {time.perf_counter() - start:.1f}s")
+    return run_cli(generate)  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ import torch  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from config.from_args import figure_settings  # noqa: E402
+from config.settings import FigureSettings  # noqa: E402
 from data.build import DataSettings, build_source, cluster_dataset, train_dataset, val_dataset  # noqa: E402
 from data.transforms import IMAGENET_MEAN, AugmentConfig, ViewMaker  # noqa: E402
 from modules.evaluation import cluster_ids, eval_features  # noqa: E402
@@ -62,22 +64,6 @@ EXAMPLE_SEED, EXAMPLE_EPOCH, EXAMPLE_IMAGE = 1, 0, 7
 DEMO_AUGMENT = dict(inv_list=("brightness", "contrast", "saturation", "hue", "grey", "blur"),
                     eqv_list=("random_crop", "h_flip"), hue_range=0.5, grey_p=0.5)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class FigureSettings:
-    """What to draw: the demo root and trained checkpoint, the COCO-Stuff root, the output folder, how many
-    images per cluster-map figure, the untrained network's seed, k-means iterations and the device."""
-
-    demo_root: Path
-    checkpoint: Path
-    coco_root: Path
-    out: Path
-    n_images: int = 4
-    seed: int = 1
-    kmeans_iter: int = 20
-    coco_res: int = 320
-    device: str = "cpu"
 
 
 @dataclass
@@ -188,8 +174,8 @@ def _denormalised(view: torch.Tensor) -> np.ndarray:
 def pipeline_figure(ckpt: dict, model, source, runtime) -> plt.Figure:
     """One epoch of PiCIE, drawn on a real draw: x, view 1 = P1(G x), view 2 = P2(x), one f, G on view 2's
     features, one k-means per view (the checkpoint's centroids), pseudo-labels y1 and y2, the four CE terms."""
-    args = ckpt.get("args", {})
-    res1, res2 = int(args.get("res1", 96)), int(args.get("res2", 192))
+    recorded = ckpt.get("args", {})  # the flags the checkpoint's run was trained with
+    res1, res2 = int(recorded.get("res1", 96)), int(recorded.get("res2", 192))
     maker = ViewMaker(_augment_of(ckpt), res1, EXAMPLE_SEED, model.stride)
     dataset = train_dataset(source, res2)  # the training images at res2, as the clustering pass reads them
     index = min(EXAMPLE_IMAGE, len(dataset) - 1)
@@ -280,7 +266,9 @@ def save_small_png(fig: plt.Figure, path: Path, dpi: int = 80, colours: int = 12
 
 
 def make_figures(settings: FigureSettings) -> list[Path]:
-    """Write pipeline.png, demo_clusters.png and coco_clusters.png into settings.out; returns their paths."""
+    """Write pipeline.png, demo_clusters.png and coco_clusters.png into output_folder(settings); returns
+    their paths."""
+    out = output_folder(settings)
     if not Path(settings.checkpoint).is_file():
         raise UserError(f"--checkpoint {settings.checkpoint} not found; train the demo first (make demo) or give "
                         f"a checkpoint trained with --preset demo")
@@ -291,15 +279,15 @@ def make_figures(settings: FigureSettings) -> list[Path]:
     runtime.progress = False
     ckpt = load_checkpoint(settings.checkpoint)
     trained = model_from_checkpoint(ckpt, runtime.device).eval()
-    args = ckpt.get("args", {})
-    res, res1, res2 = int(args.get("res", 96)), int(args.get("res1", 96)), int(args.get("res2", 192))
-    n_clusters = int(args.get("K_test", 6))
+    recorded = ckpt.get("args", {})
+    res, res1, res2 = int(recorded.get("res", 96)), int(recorded.get("res1", 96)), int(recorded.get("res2", 192))
+    n_clusters = int(recorded.get("K_test", 6))
     demo = build_source(DataSettings(data_root=str(settings.demo_root), stuff=True, thing=False))
     untrained = untrained_network(ckpt["model_config"]["arch"], ckpt["model_config"]["feat_dim"], demo, res1, res2,
                                   settings.seed, runtime)
     networks = [Network(f"untrained (seed {settings.seed}, BatchNorm set)", untrained),
                 Network(f"PiCIE, {ckpt['epoch']} epoch{'s' if ckpt['epoch'] != 1 else ''} on the demo", trained)]
-    written = [save_small_png(pipeline_figure(ckpt, trained, demo, runtime), settings.out / "pipeline.png", dpi=90)]
+    written = [save_small_png(pipeline_figure(ckpt, trained, demo, runtime), out / "pipeline.png", dpi=90)]
 
     fit = cluster_dataset(demo, res)
     fit_images = torch.stack([fit[i][1] for i in range(len(fit))])
@@ -309,7 +297,7 @@ def make_figures(settings: FigureSettings) -> list[Path]:
         networks, fit_images, images, labels, n_clusters, demo.class_names,
         f"Demo val images: k-means (K {n_clusters}) on the {len(fit)} un-augmented train images,\nHungarian "
         f"matching over the {len(val)} val images", settings, runtime, min(settings.n_images, len(val))),
-        settings.out / "demo_clusters.png"))
+        out / "demo_clusters.png"))
 
     coco = build_source(DataSettings(data_root=str(settings.coco_root), need_train=False))
     coco_val = val_dataset(coco, settings.coco_res)
@@ -320,15 +308,15 @@ def make_figures(settings: FigureSettings) -> list[Path]:
         f"Real COCO-Stuff val images (networks trained on the demo set only): k-means (K {n_coco_clusters},\n"
         f"the classes present) on the features of these {len(coco_val)} images, Hungarian matching over them",
         settings, runtime,
-        min(settings.n_images, len(coco_val))), settings.out / "coco_clusters.png"))
+        min(settings.n_images, len(coco_val))), out / "coco_clusters.png"))
     return written
 
 
-def output_folder(args: argparse.Namespace) -> Path:
+def output_folder(settings: FigureSettings) -> Path:
     """--out, else docs/figures/ with --docs, else figures/ in the checkpoint's run folder."""
-    if args.out:
-        return Path(args.out)
-    return DOCS_FIGURES if args.docs else Path(args.checkpoint).parent / "figures"
+    if settings.out is not None:
+        return settings.out
+    return DOCS_FIGURES if settings.to_docs else settings.checkpoint.parent / "figures"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -357,12 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
 
     def draw_figures():
-        if args.n_images < 1:
-            raise UserError(f"--n_images {args.n_images} must be at least 1")
-        written = make_figures(FigureSettings(demo_root=Path(args.demo_root), checkpoint=Path(args.checkpoint),
-                                              coco_root=Path(args.coco_root), out=output_folder(args),
-                                              n_images=args.n_images, seed=args.seed, kmeans_iter=args.kmeans_iter,
-                                              coco_res=args.coco_res, device=args.device))
+        written = make_figures(figure_settings(args))
         for path in written:
             print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
     return run_cli(draw_figures)  # bad input: one error line, exit 2

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from config.from_args import holdout_settings
 from data.cocostuff import CURATED_NAME, read_curated_ids
 from data.cocostuff_classes import PICKLE_NAME
 from data.validation import DataError
@@ -135,8 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def hold_out():
-        record = make_holdout(args.data_root, args.out, args.n_holdout, args.fraction, args.seed)
-        print(f"{args.out}: train2017 {record['n_train']} images, val2017 {record['n_holdout']} held out of "
+        settings = holdout_settings(args)
+        record = make_holdout(settings.data_root, settings.out, settings.n_holdout, settings.fraction, settings.seed)
+        print(f"{settings.out}: train2017 {record['n_train']} images, val2017 {record['n_holdout']} held out of "
               f"{record['source']}'s train2017 (seed {record['seed']})")
     return run_cli(hold_out)  # bad input: one error line, exit 2
 

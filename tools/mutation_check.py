@@ -20,6 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.from_args import mutation_settings
+from utils.cli import run_cli
+from utils.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -146,19 +150,24 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
     parser.add_argument("--match", default="", help="only the mutations whose name contains this text (e.g. 'shared run')")
-    args = parser.parse_args(argv)
-    chosen = [m for m in MUTATIONS if args.match in m.name]
-    if not chosen:
-        print(f"error: no mutation's name contains --match {args.match!r}; see --list", file=sys.stderr)
-        return 2
-    if args.list:
-        for mutation in chosen:
-            print(f"{mutation.name}\n    {mutation.path}; tests: {', '.join(mutation.tests)}")
-        return 0
-    rows = check(chosen)
-    caught = sum(verdict == "caught" for _, verdict, _ in rows)
-    print(f"\n{caught} of {len(rows)} deliberate breakages caught by a test")
-    return 0 if caught == len(rows) else 1
+    settings = mutation_settings(parser.parse_args(argv))
+    all_caught = True
+
+    def check_chosen() -> None:
+        nonlocal all_caught
+        chosen = [m for m in MUTATIONS if settings.match in m.name]
+        if not chosen:
+            raise UserError(f"no mutation's name contains --match {settings.match!r}; see --list")
+        if settings.list_only:
+            for mutation in chosen:
+                print(f"{mutation.name}\n    {mutation.path}; tests: {', '.join(mutation.tests)}")
+            return
+        rows = check(chosen)
+        caught = sum(verdict == "caught" for _, verdict, _ in rows)
+        print(f"\n{caught} of {len(rows)} deliberate breakages caught by a test")
+        all_caught = caught == len(rows)
+    code = run_cli(check_chosen)  # bad input: one error line, exit 2
+    return code or (0 if all_caught else 1)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ import csv
 import io
 import json
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tools.compare_runs import NotARunError, Run, load_runs, markdown_table, name_the_holdout, scored_on, seed_groups
+from config.from_args import seed_summary_settings
+from config.settings import SeedSummarySettings
+from tools.compare_runs import Run, load_runs, markdown_table, name_the_holdout, scored_on, seed_groups
+from utils.cli import run_cli
 from utils.errors import UserError
 from utils.files import write_text
 from utils.runtime import script_main
@@ -98,6 +100,37 @@ def write_csv(rows: Sequence[dict[str, str]], path: Path) -> None:
     write_text(path, buffer.getvalue())
 
 
+def summarize(settings: SeedSummarySettings) -> None:
+    """Print the table over seeds (and the invariance table), and write them with --out."""
+    runs = load_runs(settings.runs)
+    groups = {group_name(group): group for group in seed_groups(runs)}
+    if settings.reference is not None and settings.reference not in groups:
+        raise UserError(f"--reference {settings.reference}: no such row; rows: {', '.join(groups)}")
+    scores = name_the_holdout(score_rows(groups, settings.reference), runs)
+    text = (f"Final scores over training seeds (mean ± sample std), scored on {scored_on(runs)}\n\n"
+            + markdown(scores))
+    inv = None
+    if settings.invariance is not None:
+        try:
+            results = json.loads(settings.invariance.read_text())["results"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"--invariance {settings.invariance}: not an OUT.json of python -m tools.invariance "
+                            f"(no 'results'); give the .json file it wrote") from None
+        inv = invariance_rows(groups, results)
+        text += "\nCells whose cluster is unchanged, % (mean ± sample std over seeds)\n\n" + markdown(inv)
+    print(text, end="")
+    if settings.out is not None:
+        out = settings.out
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text(out.with_suffix(".md"), text)
+            write_csv(scores, out.with_suffix(".csv"))
+            if inv is not None:
+                write_csv(inv, out.parent / f"{out.name}_invariance.csv")
+        except OSError as exc:  # the folder itself (a file written is whole or not at all: utils/files.py)
+            raise UserError(f"--out {out}: cannot write ({exc.strerror}); choose a writable folder") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser("seed_summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
@@ -105,41 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--invariance", type=Path, default=None, help="tools.invariance's OUT.json for these runs")
     parser.add_argument("--out", type=Path, default=None, help="write OUT.md, OUT.csv (and OUT_invariance.csv)")
     args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.runs)
-        groups = {group_name(group): group for group in seed_groups(runs)}
-        if args.reference is not None and args.reference not in groups:
-            raise UserError(f"--reference {args.reference}: no such row; rows: {', '.join(groups)}")
-        scores = name_the_holdout(score_rows(groups, args.reference), runs)
-        text = (f"Final scores over training seeds (mean ± sample std), scored on {scored_on(runs)}\n\n"
-                + markdown(scores))
-        inv = None
-        if args.invariance is not None:
-            if not args.invariance.is_file():
-                raise UserError(f"--invariance {args.invariance} not found; write it with python -m tools.invariance "
-                                f"RUNS --out {args.invariance.with_suffix('')}")
-            try:
-                results = json.loads(args.invariance.read_text())["results"]
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"--invariance {args.invariance}: not an OUT.json of python -m tools.invariance "
-                                f"(no 'results'); give the .json file it wrote") from None
-            inv = invariance_rows(groups, results)
-            text += "\nCells whose cluster is unchanged, % (mean ± sample std over seeds)\n\n" + markdown(inv)
-    except (UserError, NotARunError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(text, end="")
-    if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_text(args.out.with_suffix(".md"), text)
-            write_csv(scores, args.out.with_suffix(".csv"))
-            if inv is not None:
-                write_csv(inv, args.out.parent / f"{args.out.name}_invariance.csv")
-        except OSError as exc:
-            print(f"error: --out {args.out}: cannot write ({exc.strerror}); choose a writable folder", file=sys.stderr)
-            return 2
-    return 0
+    return run_cli(lambda: summarize(seed_summary_settings(args)))  # bad input: one error line, exit 2
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ import pickle
 import sys
 from pathlib import Path
 
+from config.from_args import output_path
 from data.cocostuff_classes import PICKLE_NAME, fine_to_coarse_dict
+from utils.cli import run_cli
 from utils.files import write_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
-    path = write_fine_to_coarse(args.out)
-    print(f'wrote {path}')
-    return 0
+    return run_cli(lambda: print(f'wrote {write_fine_to_coarse(output_path(args))}'))  # a failed write: one line
 
 
 if __name__ == '__main__':
