@@ -87,8 +87,9 @@ MUTATIONS = (
              "matchings = {}",
              ("tests/test_predict.py::test_checkpoint_stores_the_matching_of_its_evaluation",)),
     Mutation("shared run: metrics.jsonl misses the BatchNorm-calibrated untrained record",
-             "utils/run.py", "        self.history.append(record)\n        if dist.is_main():",
-             "        self.history.append(record)\n        if dist.is_main() and record.get(\"stage\") != \"init_bn\":",
+             "utils/run.py", "        if dist.is_main():\n            rewrite_metrics(self.path, self.history, self._lines)",
+             "        if dist.is_main():\n            rewrite_metrics(self.path, self.history, [line for line in self._lines\n"
+             "                                                      if '\"stage\": \"init_bn\"' not in line])",
              ("tests/test_end_to_end.py::test_demo_run_writes_metrics_and_checkpoint",)),
     Mutation("shared run's copy: a resumed run forgets the history its checkpoint holds",
              "train_picie.py", '        run_log = RunLog(run_folder, ckpt.get("history", []) if ckpt else [])',
@@ -129,17 +130,16 @@ def check(mutations: Sequence[Mutation]) -> list[tuple]:
             path = tree / mutation.path
             text = path.read_text()
             if text.count(mutation.original) != 1:
-                rows.append((mutation, "NOT APPLIED (the code it edits has changed: update this tool)", 0.0))
-                continue
-            if run_tests(tree, mutation.tests) != 0:
-                rows.append((mutation, "ERROR: its tests fail on the unmodified code", 0.0))
-                continue
-            path.write_text(text.replace(mutation.original, mutation.mutated))
-            try:
-                code = run_tests(tree, mutation.tests)
-            finally:
-                path.write_text(text)
-            verdict = "caught" if code == 1 else "MISSED" if code == 0 else f"ERROR (pytest exit {code})"
+                verdict = "NOT APPLIED (the code it edits has changed: update this tool)"
+            elif run_tests(tree, mutation.tests) != 0:
+                verdict = "ERROR: its tests fail on the unmodified code"
+            else:
+                path.write_text(text.replace(mutation.original, mutation.mutated))
+                try:
+                    code = run_tests(tree, mutation.tests)
+                finally:
+                    path.write_text(text)
+                verdict = "caught" if code == 1 else "MISSED" if code == 0 else f"ERROR (pytest exit {code})"
             rows.append((mutation, verdict, time.perf_counter() - started))
             print(f"{verdict:8s} {mutation.name}  ({rows[-1][2]:.0f} s)", flush=True)
     return rows
