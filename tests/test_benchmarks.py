@@ -1,12 +1,14 @@
 """The benchmark scripts run end to end and report what the README's tables quote."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks import bench_epoch, bench_views
-from helpers import TINY_FLAGS, TINY_RUN_FLAGS
+from helpers import REPO_ROOT, TINY_FLAGS, TINY_RUN_FLAGS
 
 
 def test_kmeans_working_set_at_the_papers_settings():
@@ -268,3 +270,15 @@ def test_bench_conv_kernels_covers_every_convolution_of_the_network(capsys):
     for part in ('train_step', 'eval_forward'):
         assert 0 < result[part]['convolutions_s'] and 0 < result[part]['measured_s']
     assert 'training step of one view' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() == 'DEFAULT', reason='a CPU without AVX2')
+def test_as_avx2_cpu_holds_every_library_to_avx2(tmp_path):
+    """benchmarks/as_avx2_cpu.sh: torch, faiss, OpenBLAS and numpy pick their AVX2 kernels in the command it runs."""
+    probe = ('import faiss, numpy, os, torch\n'
+             'print(torch.backends.cpu.get_cpu_capability(), faiss.SIMDConfig.get_level_name(),'
+             ' os.environ["OPENBLAS_CORETYPE"], not numpy._core._multiarray_umath.__cpu_features__.get("X86_V4"))')
+    result = subprocess.run([str(REPO_ROOT / 'benchmarks' / 'as_avx2_cpu.sh'), sys.executable, '-c', probe],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['AVX2', 'AVX2', 'Haswell', 'True'], result.stdout
