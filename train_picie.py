@@ -319,7 +319,8 @@ def training_pair(model, runtime: Runtime) -> torch.nn.Module:
     clustering and evaluation use the plain network (no gradients, nothing to synchronise)."""
     pair = SiamesePair(model)
     if dist.is_distributed():
-        pair = DistributedDataParallel(pair, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        pair = DistributedDataParallel(pair,
+                                       device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     return pair
 
 

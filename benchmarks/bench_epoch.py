@@ -166,7 +166,8 @@ def main(argv=None, progress: PhaseMemory | None = None) -> dict:
         "epochs": epochs,
         "untrained": {"acc": init["fresh"]["acc"], "mIoU": init["fresh"]["mIoU"],
                       "s": init["phase_s"]["final_eval"]} if init else None,
-        "untrained_bn_calibrated": {"acc": init_bn["fresh"]["acc"], "mIoU": init_bn["fresh"]["mIoU"]} if init_bn else None,
+        "untrained_bn_calibrated": ({"acc": init_bn["fresh"]["acc"], "mIoU": init_bn["fresh"]["mIoU"]} if init_bn
+                                    else None),
         "final": {k: final.get(k) for k in ("acc", "acc_std", "mIoU", "mIoU_std", "repeats", "seeds", "final_eval_s")},
         "final_runs": [{"acc": r["acc"], "mIoU": r["mIoU"]} for r in final.get("runs", [])],
         "whole_run_s": total_s,

@@ -46,7 +46,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n_train", type=int, default=2000, help="train2017 images (default: %(default)s)")
     parser.add_argument("--n_val", type=int, default=200, help="val2017 images (default: %(default)s)")
-    parser.add_argument("--image_kb", type=int, default=100, help="kB per image; label maps a tenth (default: %(default)s)")
+    parser.add_argument("--image_kb", type=int, default=100,
+                        help="kB per image; label maps a tenth (default: %(default)s)")
     parser.add_argument("--work", type=Path, required=True, help="a scratch folder (emptied first, removed after)")
     args = parser.parse_args(argv)
     shutil.rmtree(args.work, ignore_errors=True)

@@ -26,8 +26,9 @@ code paths (--res 32 --res1 32 --res2 64: an 8x8 feature grid; the paper's batch
     restart     a second process: --restart from that checkpoint up to the start of the next epoch
 
 Per step it prints seconds, peak resident memory (the process's own, reset at each step's start),
-bytes written (the write calls' bytes, /proc/self/io wchar) and, between sizes, the growth exponent a of time ~ n^a. Run it on an idle
-machine; everything runs in one process per size (--num_workers 0), so the memory is all counted.
+bytes written (the write calls' bytes, /proc/self/io wchar) and, between sizes, the growth exponent a of
+time ~ n^a. Run it on an idle machine; everything runs in one process per size (--num_workers 0), so the
+memory is all counted.
 docs/measurements.md ("A rehearsal at COCO-Stuff's size") holds its output and the arithmetic.
 """
 import argparse
@@ -266,7 +267,8 @@ def report(results: dict[int, dict], header: str) -> str:
             ma, mb = results[a]["steps"].get(step), results[b]["steps"].get(step)
             growth = None
             if ma and mb:
-                per = (lambda m: m["cpu_s"] / max(m.get("n_steps", 1), 1)) if step == "train" else (lambda m: m["cpu_s"])
+                per = ((lambda m: m["cpu_s"] / max(m.get("n_steps", 1), 1)) if step == "train"
+                       else (lambda m: m["cpu_s"]))
                 growth = exponent(per(ma), per(mb), a, b)
             row += f"{growth:>14.2f}" if growth is not None else f"{'-':>14}"
         lines.append(row)
@@ -332,7 +334,8 @@ def main(argv=None) -> int:
         print(text)
         if args.out:
             write_text(Path(args.out).with_suffix(".txt"), text + "\n")
-            write_text(Path(args.out).with_suffix(".json"), json.dumps({"header": header, "results": results}, indent=2))
+            write_text(Path(args.out).with_suffix(".json"),
+                       json.dumps({"header": header, "results": results}, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -50,7 +50,8 @@ def fingerprint(run: Path, keys=None) -> dict[str, object]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser("fingerprint", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run folders (each with checkpoint.pth, metrics.jsonl, final_metrics.json)")
+    parser.add_argument("runs", nargs="+",
+                        help="run folders (each with checkpoint.pth, metrics.jsonl, final_metrics.json)")
     parser.add_argument("--keys", nargs="*", default=None, help="hash only these keys of final_metrics.json")
     args = parser.parse_args(argv)
     for run in args.runs:

@@ -41,7 +41,8 @@ def check_args(args, for_training: bool = True) -> None:
         if args.K_train > 65535:
             raise FlagError(f"--K_train {args.K_train} must be at most 65535 (labels are stored as uint16)")
         if args.res2 < args.res1:
-            raise FlagError(f"--res2 {args.res2} must be at least --res1 {args.res1} (views are cut from the res2 image)")
+            raise FlagError(f"--res2 {args.res2} must be at least --res1 {args.res1} "
+                            "(views are cut from the res2 image)")
         if args.nonparametric and args.method != "mdc":
             raise FlagError("--nonparametric applies to --method mdc")
         if args.overcluster and args.method != "picie":
@@ -51,7 +52,8 @@ def check_args(args, for_training: bool = True) -> None:
         if args.no_balance and args.class_weights not in ("size", "none"):
             raise FlagError(f"--no_balance and --class_weights {args.class_weights} contradict each other; give one")
         if args.loss_terms != WITHIN_CROSS and args.method != "picie":
-            raise FlagError(f"--loss_terms {args.loss_terms} is an ablation of PiCIE's loss; use it with --method picie")
+            raise FlagError(f"--loss_terms {args.loss_terms} is an ablation of PiCIE's loss; "
+                            "use it with --method picie")
         if args.K_aux > 65535:
             raise FlagError(f"--K_aux {args.K_aux} must be at most 65535 (labels are stored as uint16)")
     script = "train" if for_training else "test"  # predict.py's parser holds every flag of scope test

@@ -75,7 +75,8 @@ _flag(G, BOTH, RESUME_SAFE, "--save_root", type=str, default="results",
            "the metrics go to, as <save_root>/test_metrics.json, unless --out names the file (default there: none)")
 _flag(G, TRAIN, RESUME_SAFE, "--run_name", type=str, default=None,
       help="run folder name under --save_root (default: <method>_<arch>_K<K_train>_seed<seed>)")
-_flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="", help="free text stored in the run config (original flag)")
+_flag(G, TRAIN, RESUME_SAFE, "--comment", type=str, default="",
+      help="free text stored in the run config (original flag)")
 _flag(G, TRAIN, RESUME_SAFE, "--restart", action="store_true",
       help="continue the run in <run folder>/checkpoint.pth with the settings it recorded (flags given now that "
            "change results stop the restart unless --accept_changes)")
@@ -180,9 +181,12 @@ _flag(G, BOTH, RESUME_SAFE, "--batch_size_test", type=int, default=128, help="ba
 G = "clustering and loss"
 _flag(G, TRAIN, RESULT, "--K_train", type=int, default=27, help="clusters of the training k-means")
 _flag(G, BOTH, EVAL_ONLY, "--K_test", type=int, default=27, help="clusters of the evaluation k-means")
-_flag(G, BOTH, RESULT, "--num_init_batches", type=int, default=KMeansSettings.num_init_batches, help="batches collected for the initial k-means")
-_flag(G, BOTH, RESULT, "--num_batches", type=int, default=KMeansSettings.num_batches, help="batches per online centroid update")
-_flag(G, BOTH, RESULT, "--kmeans_n_iter", type=int, default=KMeansSettings.n_iter, help="Lloyd iterations of the initial k-means")
+_flag(G, BOTH, RESULT, "--num_init_batches", type=int, default=KMeansSettings.num_init_batches,
+      help="batches collected for the initial k-means")
+_flag(G, BOTH, RESULT, "--num_batches", type=int, default=KMeansSettings.num_batches,
+      help="batches per online centroid update")
+_flag(G, BOTH, RESULT, "--kmeans_n_iter", type=int, default=KMeansSettings.n_iter,
+      help="Lloyd iterations of the initial k-means")
 _flag(G, BOTH, RESULT, "--kmeans_backend", type=str, default=KMeansSettings.backend, choices=BACKENDS,
       help="k-means implementation (auto: torch on CUDA, faiss on the CPU)")
 _flag(G, BOTH, RESULT, "--kmeans_pixels_per_image", type=int, default=KMeansSettings.pixels_per_image,
@@ -223,7 +227,8 @@ _flag(G, TRAIN, RESULT, "--equiv", action="store_true", help="enable the geometr
 _flag(G, TRAIN, RESULT, "--random_crop", action="store_true", help="random resized crop")
 _flag(G, TRAIN, RESULT, "--h_flip", action="store_true", help="random horizontal flip")
 _flag(G, TRAIN, RESULT, "--v_flip", action="store_true", help="random vertical flip")
-_flag(G, TRAIN, RESULT, "--min_scale", type=float, default=AugmentConfig.min_scale, help="smallest crop side as a fraction of the image")
+_flag(G, TRAIN, RESULT, "--min_scale", type=float, default=AugmentConfig.min_scale,
+      help="smallest crop side as a fraction of the image")
 G = "augmentation (explicit lists)"
 _flag(G, TRAIN, RESULT, "--inv_list", type=str, default=None,
       help=f"photometric transforms, comma separated, added to the switches: jitter, {', '.join(PHOTOMETRIC_OPS)}")
@@ -231,7 +236,8 @@ _flag(G, TRAIN, RESULT, "--eqv_list", type=str, default=None,
       help=f"geometric transforms, comma separated, added to the switches: {', '.join(GEOMETRIC_OPS)}")
 _flag(G, TRAIN, RESULT, "--photometric_res", type=str, default=PHOTOMETRIC_RES[0], choices=PHOTOMETRIC_RES,
       help="apply the photometric ops at the network's input size (fast) or on the res2 base image")
-_flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=AugmentConfig.jitter_strength, help="colour factors drawn in [1-s, 1+s]")
+_flag(G, TRAIN, RESULT, "--jitter_strength", type=float, default=AugmentConfig.jitter_strength,
+      help="colour factors drawn in [1-s, 1+s]")
 _flag(G, TRAIN, RESULT, "--hue_range", type=float, default=AugmentConfig.hue_range, help="hue shift drawn in [-h, h]")
 _flag(G, TRAIN, RESULT, "--jitter_p", type=float, default=AugmentConfig.jitter_p, help="probability of each colour op")
 _flag(G, TRAIN, RESULT, "--grey_p", type=float, default=AugmentConfig.grey_p, help="probability of greyscale")
@@ -253,7 +259,8 @@ _flag(G, TEST, EVAL_ONLY, "--recluster", action="store_true",
 _flag(G, TEST, EVAL_ONLY, "--linear_probe", action="store_true",
       help="train a 1x1 linear classifier on frozen features with the train split's ground truth and "
            "score it on val (no matching)")
-_flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=ProbeSettings.epochs, help="--linear_probe: epochs over the labelled train images")
+_flag(G, TEST, EVAL_ONLY, "--probe_epochs", type=int, default=ProbeSettings.epochs,
+      help="--linear_probe: epochs over the labelled train images")
 _flag(G, TEST, EVAL_ONLY, "--probe_lr", type=float, default=ProbeSettings.lr, help="--linear_probe: Adam learning rate")
 _flag(G, TEST, EVAL_ONLY, "--flip", action="store_true",
       help="also score the mean of the logits of each image and of its horizontal mirror image (mirrored back), "

@@ -67,7 +67,8 @@ def resolve_transform_lists(args) -> tuple[list[str], list[str]]:
     for name in _split_list(args.inv_list or ""):
         for op in (JITTER_OPS if name == "jitter" else (name,)):
             if op not in PHOTOMETRIC_OPS:
-                raise FlagError(f"--inv_list: unknown transform {op!r}; choose from jitter, {', '.join(PHOTOMETRIC_OPS)}")
+                raise FlagError(f"--inv_list: unknown transform {op!r}; "
+                                f"choose from jitter, {', '.join(PHOTOMETRIC_OPS)}")
             inv.append(op)
     for name in _split_list(args.eqv_list or ""):
         if name not in GEOMETRIC_OPS:

@@ -78,9 +78,9 @@ class PassCache:
 @dataclass(frozen=True)
 class PseudoLabelSettings:
     """How an epoch's pseudo-labels are made: the k-means schedule (batches, iterations, sample; the
-    K of each clustering is its head's, Head.n_clusters), the run's --seed (each head's k-means seed derives from it and the epoch; see
-    Head.kmeans_seed), cosine features or not (--metric_train) and the budget of the PassCache
-    (--feature_cache_gb, in bytes)."""
+    K of each clustering is its head's, Head.n_clusters), the run's --seed (each head's k-means seed
+    derives from it and the epoch; see Head.kmeans_seed), cosine features or not (--metric_train) and
+    the budget of the PassCache (--feature_cache_gb, in bytes)."""
 
     kmeans: KMeansSettings
     seed: int
@@ -165,7 +165,8 @@ def cluster_and_label(model, loader, view_maker: ViewMaker, epoch: int, heads: S
         counts = [dist.all_reduce_sum(c) for c in counts]
         lap("label")
     # Clones made outside inference mode: training takes gradients through products with them.
-    return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts], labels=list(label_arrays),
+    return EpochClusters(centroids=[km.centroids.clone() for km in kmeans], counts=[c.clone() for c in counts],
+                         labels=list(label_arrays),
                          kmeans_loss=[km.loss for km in kmeans], reused_features=cache.complete, cache=cache,
                          labelled=labelled,
                          stats={"kmeans_reseeded": float(sum(km.reseeded for km in kmeans)),
@@ -181,8 +182,8 @@ def training_batches(loader, clusters: EpochClusters):
     for batch in _indexed_batches(loader, clusters.cache, clusters.labelled):
         keep = torch.from_numpy(clusters.labelled[batch.indices.numpy()])
         if batch.indices.numel() > 0 and not bool(keep.all()):
-            batch = Batch(batch.indices[keep], None if batch.images is None else batch.images[keep.to(batch.images.device)],
-                          None, batch.n_skipped + int((~keep).sum()))
+            images = None if batch.images is None else batch.images[keep.to(batch.images.device)]
+            batch = Batch(batch.indices[keep], images, None, batch.n_skipped + int((~keep).sum()))
         yield batch
 
 

@@ -128,8 +128,8 @@ def upright_size(path: Path) -> tuple[int, int, int]:
 
 def network_size(width: int, height: int, res: int, stride: int) -> tuple[int, int]:
     """(width, height) the network sees: shorter side `res`, the aspect ratio kept, both sides
-    rounded to a multiple of `stride` (the network's, model.stride; at least one stride). Strips longer than MAX_ASPECT times
-    their width are scaled to a long side of MAX_ASPECT x res instead."""
+    rounded to a multiple of `stride` (the network's, model.stride; at least one stride). Strips longer
+    than MAX_ASPECT times their width are scaled to a long side of MAX_ASPECT x res instead."""
     scale = res / min(width, height)
     if max(width, height) * scale > MAX_ASPECT * res:
         scale = MAX_ASPECT * res / max(width, height)
@@ -346,8 +346,8 @@ def segment_images(model, ckpt: dict, inputs: Sequence[str], out_dir: Path, sett
     dataset = PredictImages([image.path for image in readable], orientations, sizes,
                             keep_full=settings.overlay or settings.crf is not None)
     batches = size_batches(sizes, [w * h for w, h in full_sizes], settings.batch_size)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=usable_workers(settings.num_workers, runtime.device),
-                        collate_fn=list)
+    loader = DataLoader(dataset, batch_sampler=batches,
+                        num_workers=usable_workers(settings.num_workers, runtime.device), collate_fn=list)
     weight, bias = entry["weight"].to(runtime.device), entry.get("bias")
     model.eval()
     for items in runtime.bar(loader, "predict", total=len(batches)):

@@ -9,8 +9,8 @@ before it is renamed into place. SIG is KILL, TERM or INT, or INT-GROUP / TERM-G
 process group, DataLoader workers included (as Ctrl-C in a terminal, or a cluster scheduler's
 SIGTERM, does; start the process in a new session). WAIT instead of SIG pauses the run there until
 the file named by the environment variable KILLPOINT_GATE exists, after creating <that name>.paused
-(a test waits for it, acts on the paused run, then creates the gate file to let the run go on). Patching here keeps the kill points exact without any
-hook in the toolkit.
+(a test waits for it, acts on the paused run, then creates the gate file to let the run go on).
+Patching here keeps the kill points exact without any hook in the toolkit.
 """
 import os
 import signal

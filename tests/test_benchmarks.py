@@ -101,7 +101,8 @@ def test_behaviour_check_names_a_missing_data_root(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: COCO_ROOT={tmp_path / 'missing'} is not a folder; set COCO_ROOT to a COCO-Stuff root (docs/datasets.md)"]
+        f"error: COCO_ROOT={tmp_path / 'missing'} is not a folder; "
+        "set COCO_ROOT to a COCO-Stuff root (docs/datasets.md)"]
     assert not (tmp_path / 'out').exists()
 
 
@@ -181,7 +182,8 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
     (original / 'train_picie.py').write_text(_FAKE_ORIGINAL)
     (tmp_path / 'data').mkdir()
     quick = ('--res 64 --res1 64 --res2 96 --batch_size_cluster 4 --batch_size_train 4 --batch_size_test 4 '
-             '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff --arch resnet18_tiny')
+             '--K_train 5 --K_test 5 --num_epoch 1 --repeats 1 --no-eval_init --num_workers 0 --stuff '
+             '--arch resnet18_tiny')
     env = {'PATH': '/usr/bin:/bin', 'ORIGINAL': str(original), 'ORIGINAL_DATA': str(tmp_path / 'data'),
            'OUT': str(tmp_path / 'out'), 'DATA': str(tiny_demo), 'PRECISIONS': 'fp32', 'EXTRA': quick,
            'PYTHON': __import__('sys').executable}
@@ -194,7 +196,8 @@ def test_bench_vs_original_times_both_and_prints_the_ratio(tiny_demo, tmp_path):
     units = [unit for unit in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if unit in flags] or ['none', 'listed']
     assert summary[0].startswith('machine: ') and summary[0].endswith('; vector units: ' + ' '.join(units))
     assert summary[2].startswith('original: ') and summary[2].endswith(' s, acc 15.442, mIoU 3.767')
-    assert summary[3].startswith('toolkit --precision fp32 (trained in fp32): ') and 'original / toolkit = ' in summary[3]
+    assert summary[3].startswith('toolkit --precision fp32 (trained in fp32): ')
+    assert 'original / toolkit = ' in summary[3]
     seen = (tmp_path / 'out' / 'original.log').read_text()
     assert '--fullcoco --res 320' in seen and '--seed 3' in seen and '--res 64' in seen  # the flags both get
 

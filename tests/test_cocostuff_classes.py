@@ -238,7 +238,8 @@ def test_fine171_names_from_the_official_list(shared_data_if_present):
 
 
 @pytest.mark.parametrize('stuff, thing, n, first, last', [
-    (True, True, 171, 'person', 'wood'), (True, False, 91, 'banner', 'wood'), (False, True, 80, 'person', 'toothbrush')])
+    (True, True, 171, 'person', 'wood'), (True, False, 91, 'banner', 'wood'),
+    (False, True, 80, 'person', 'toothbrush')])
 def test_fine171_lut(stuff, thing, n, first, last):
     lut = fine171_lut(stuff, thing)
     names = fine171_names(stuff, thing)

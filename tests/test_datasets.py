@@ -21,8 +21,8 @@ from data.validation import DataError
 
 # Formats each mode can be written in (Pillow).
 WRITABLE = {'RGB': ('PNG', 'JPEG', 'TIFF', 'BMP'), 'L': ('PNG', 'JPEG', 'TIFF', 'BMP', 'GIF'), 'LA': ('PNG', 'TIFF'),
-            'P': ('PNG', 'GIF', 'BMP', 'TIFF'), 'RGBA': ('PNG', 'TIFF'), 'CMYK': ('JPEG', 'TIFF'), 'I;16': ('PNG', 'TIFF'),
-            '1': ('PNG', 'BMP', 'TIFF'), 'I': ('TIFF',), 'F': ('TIFF',)}
+            'P': ('PNG', 'GIF', 'BMP', 'TIFF'), 'RGBA': ('PNG', 'TIFF'), 'CMYK': ('JPEG', 'TIFF'),
+            'I;16': ('PNG', 'TIFF'), '1': ('PNG', 'BMP', 'TIFF'), 'I': ('TIFF',), 'F': ('TIFF',)}
 DAMAGE = ('none', 'truncate', 'zero', 'flip', 'garbage')
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow])  # the same examples on every run: no flaky CI
@@ -162,7 +162,8 @@ def test_label_maps_load_or_raise_dataerror_naming_them(case):
             if case['damage'] == 'none' and case['mode'] in ('L', 'P'):
                 # An intact 8-bit map is rejected only for what --bad_labels error refuses.
                 assert case['policy'] == 'error'
-                assert case['values'] == 'undefined' or case['size_off'] != (0, 0) or (label_w, label_h) != (width, height)
+                assert (case['values'] == 'undefined' or case['size_off'] != (0, 0)
+                        or (label_w, label_h) != (width, height))
                 assert '--bad_labels fix' in str(exc)
             return
         intact = case['damage'] == 'none'

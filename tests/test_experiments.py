@@ -139,7 +139,8 @@ def test_ablation_dry_run_covers_every_combination_with_one_budget():
     assert 'tools.compare_runs' in done.stdout and 'make_demo' in done.stdout
     # The paper preset: train_picie.sh's settings.
     paper = train_commands(_script('ablate_transforms.sh', {'DRY_RUN': 1}).stdout)['all']
-    assert (paper.pretrain, paper.res1, paper.K_train, paper.num_epoch, paper.batch_size_cluster) == (True, 320, 27, 10, 256)
+    assert (paper.pretrain, paper.res1, paper.K_train, paper.num_epoch, paper.batch_size_cluster) == (
+        True, 320, 27, 10, 256)
 
 
 def test_ablation_rejects_unknown_combination():
@@ -167,7 +168,8 @@ def ablation(tiny_ablation):
 def test_tiny_ablation_runs_end_to_end(ablation, tiny_demo):
     root, stdout = ablation
     assert '[none] done' in stdout and '[jitter+random_crop] done' in stdout
-    expected = {'none': ([], []), 'jitter+random_crop': (['brightness', 'contrast', 'saturation', 'hue'], ['random_crop'])}
+    expected = {'none': ([], []),
+                'jitter+random_crop': (['brightness', 'contrast', 'saturation', 'hue'], ['random_crop'])}
     for name, (inv, eqv) in expected.items():
         run = root / 'runs' / name
         saved = json.loads((run / 'config.json').read_text())['augment_config']

@@ -65,7 +65,8 @@ def test_unlabelled_folder_trains_and_visualizes(image_tree, tmp_path):
     assert visualize.main(['--eval_path', str(run / 'checkpoint.pth'), '--dataset', 'folder', '--data_root',
                            str(image_tree), '--res', '64', '--device', 'cpu', '--n_images', '2',
                            '--out_dir', str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ['cluster_map_000.png', 'cluster_map_001.png', 'legend.png', 'overview.png']
+    assert sorted(p.name for p in out.iterdir()) == ['cluster_map_000.png', 'cluster_map_001.png', 'legend.png',
+                                                      'overview.png']
 
 
 def test_labelled_folder_is_evaluated(image_tree, tmp_path, caplog):

@@ -1,5 +1,5 @@
 """The code passes the linter of make test: ruff with the rule set of pyproject.toml ([tool.ruff]: pyflakes,
-import order, bugbear, pyupgrade), and that rule set reports each kind of mistake it was chosen for."""
+import order, bugbear, pyupgrade, line length), and that rule set reports each kind of mistake it was chosen for."""
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +32,7 @@ def test_the_code_is_lint_clean():
     ('fs = []\nfor i in range(3):\n    fs.append(lambda: i)\n', 'B023'),       # a loop variable bound late
     ('def f(x=[]):\n    return x\n', 'B006'),                                  # a mutable default argument
     ('from typing import List\n\nx: List[int] = []\n', 'UP006'),               # old typing syntax
+    (f'x = {"1 + " * 40}1\n', 'E501'),                                         # a line over 120 characters
 ])
 def test_the_rule_set_reports(source, rule):
     result = ruff('--stdin-filename', 'modules/planted.py', '-', stdin=source)

@@ -173,7 +173,8 @@ def test_full_disk_at_a_checkpoint_then_restart(reference, tiny_demo, tmp_path, 
 def test_keep_checkpoints_keeps_the_last_n(tiny_demo, tmp_path, train):
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '3', '--keep_checkpoints', '2') == 0
     run = tmp_path / 'run'
-    assert sorted(p.name for p in run.glob('checkpoint_epoch*.pth')) == ['checkpoint_epoch2.pth', 'checkpoint_epoch3.pth']
+    assert sorted(p.name for p in run.glob('checkpoint_epoch*.pth')) == ['checkpoint_epoch2.pth',
+                                                                          'checkpoint_epoch3.pth']
     for epoch in (2, 3):
         assert torch.load(run / f'checkpoint_epoch{epoch}.pth', weights_only=True)['epoch'] == epoch
 
@@ -220,7 +221,8 @@ def _nan_loss_at(call_number):
     return NaNLoss
 
 
-def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys, train):
+def test_nonfinite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_demo, tmp_path, monkeypatch, capsys,
+                                                                           train):
     monkeypatch.setattr(objectives_module, 'PiCIELoss', _nan_loss_at(4))  # epoch 2, step 1 (3 steps per epoch)
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '2') == 3
     lines = error_lines(capsys.readouterr().err)
@@ -302,7 +304,8 @@ def test_too_many_unreadable_training_images_stop_the_run(tiny_demo, tmp_path, c
 
 
 @pytest.mark.parametrize('cache_gb', ['2', '0'])
-def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_demo, tmp_path, monkeypatch, cache_gb, train):
+def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_demo, tmp_path, monkeypatch, cache_gb,
+                                                                         train):
     """An image that fails in the clustering (and labelling) pass has no labels this epoch;
     training skips it even when it reads fine again (cached views or a fresh read alike)."""
     real_getitem, failed = TrainImages.__getitem__, []
@@ -321,7 +324,8 @@ def test_image_unreadable_only_in_the_clustering_pass_is_not_trained_on(tiny_dem
             return super().forward(feats_view1, *args, **kwargs)
     monkeypatch.setattr(TrainImages, '__getitem__', flaky)
     monkeypatch.setattr(objectives_module, 'PiCIELoss', CountingLoss)  # PiCIEObjective builds its loss from here
-    flags = [*BASE, '--num_epoch', '1', '--max_bad_fraction', '0.2', '--calibrate_bn', '0', '--feature_cache_gb', cache_gb]
+    flags = [*BASE, '--num_epoch', '1', '--max_bad_fraction', '0.2', '--calibrate_bn', '0',
+             '--feature_cache_gb', cache_gb]
     assert train(tiny_demo, tmp_path, 'run', *flags) == 0
     assert sum(trained) == 11
     assert run_records(tmp_path / 'run')[-1]['n_bad_images'] == 1
@@ -353,8 +357,8 @@ def test_worker_error_message_is_unwrapped():
     wrapped = DataError('Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call '
                         'last):\n  File "x.py", line 1, in f\ndata.validation.DataError: unreadable evaluation image '
                         '/d/a.jpg (OSError: truncated); re-download or remove it from the list\n')
-    assert loaders_module.worker_error_message(wrapped) == ('unreadable evaluation image /d/a.jpg (OSError: truncated); '
-                                                        're-download or remove it from the list')
+    assert loaders_module.worker_error_message(wrapped) == (
+        'unreadable evaluation image /d/a.jpg (OSError: truncated); re-download or remove it from the list')
     assert loaders_module.worker_error_message(DataError('plain')) == 'plain'
 
 
@@ -376,7 +380,8 @@ def _undefined_values(path):
 
 @pytest.mark.parametrize('damage,fragment', [(_resize_label, '--bad_labels fix'),
                                              (_undefined_values, 'outside 0..181 and 255 (200)')])
-def test_malformed_label_map_is_an_error_naming_it_before_training(tiny_demo, tmp_path, capsys, damage, fragment, train):
+def test_malformed_label_map_is_an_error_naming_it_before_training(tiny_demo, tmp_path, capsys, damage, fragment,
+                                                                    train):
     root = copy_demo(tiny_demo, tmp_path)
     path = _label_path(root, 1)
     damage(path)
@@ -483,7 +488,8 @@ def test_full_save_location_is_detected_before_training(tiny_demo, tmp_path, mon
     monkeypatch.setattr(run_module.shutil, 'disk_usage', lambda path: usage(10 * 2 ** 30, 10 * 2 ** 30, 50 * 2 ** 20))
     assert train(tiny_demo, tmp_path, 'run', *BASE, '--num_epoch', '1') == 2
     lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1 and str(tmp_path / 'run') in lines[0] and '50 MB free' in lines[0] and '--save_root' in lines[0]
+    assert len(lines) == 1 and str(tmp_path / 'run') in lines[0]
+    assert '50 MB free' in lines[0] and '--save_root' in lines[0]
     assert not (tmp_path / 'run').exists()  # nothing written
 
 
@@ -535,7 +541,8 @@ def test_deterministic_weighted_cross_entropy_equals_the_fused_one():
     weight = torch.rand(5, generator=generator, dtype=torch.float64)
     expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
     (expected_grad,) = torch.autograd.grad(expected, logits)
-    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         value = weighted_cross_entropy(logits, labels, weight)

@@ -552,7 +552,8 @@ def test_explicit_lists():
     assert inv == ["brightness"] and eqv == ["h_flip"]
     inv, eqv = config.resolve_transform_lists(_args("--inv_list", "jitter"))
     assert inv == ["brightness", "contrast", "saturation", "hue"] and eqv == []
-    inv, eqv = config.resolve_transform_lists(_args("--inv_list", "blur,grey jitter", "--eqv_list", "v_flip,random_crop"))
+    inv, eqv = config.resolve_transform_lists(_args("--inv_list", "blur,grey jitter",
+                                                    "--eqv_list", "v_flip,random_crop"))
     assert inv == ["brightness", "contrast", "saturation", "hue", "grey", "blur"]
     assert eqv == ["random_crop", "v_flip"]
     # Added to the switches, without duplicates.

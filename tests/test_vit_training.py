@@ -42,7 +42,8 @@ def vit_run(tiny_demo, tmp_path_factory):
 
     # Two-block ViTs (helpers.shallow_vits): 15 MB checkpoints instead of 87 MB; the depth is in the
     # checkpoint, so every reader below (the notebook's kernel too) rebuilds the same network.
-    with shallow_vits(), pytest.MonkeyPatch.context() as patch, pytest.warns(UserWarning, match='random initialisation'):
+    with (shallow_vits(), pytest.MonkeyPatch.context() as patch,
+          pytest.warns(UserWarning, match='random initialisation')):
         patch.setattr(train_picie, 'build_model', recording_build)
         code = train_picie.cli(['--data_root', str(tiny_demo), '--save_root', str(save_root), '--run_name', 'vit',
                                 *VIT_FLAGS, '--eval_init'])

@@ -150,7 +150,8 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise NotARunError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); is the run folder damaged?") from None
+        raise NotARunError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); "
+                           "is the run folder damaged?") from None
 
 
 def load_run(path: Path) -> Run:

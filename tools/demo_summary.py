@@ -53,14 +53,16 @@ def expectation(expected: dict, autocast: str, seed: int, epochs: int) -> list[s
     measured = {int(s): rows[row][1] for s, rows in kind["seeds"].items() if rows.get(row)}
     if not measured:
         lengths = sorted({r for rows in kind["seeds"].values() for r in rows if r.startswith("epochs_")})
-        return [f"expect: no {epochs}-epoch demo measured in {autocast} (docs/demo.md has {', '.join(lengths) or 'none'})"]
+        return [f"expect: no {epochs}-epoch demo measured in {autocast} "
+                f"(docs/demo.md has {', '.join(lengths) or 'none'})"]
     lines = [f"expect there ({kind['cpu']}; docs/demo.md), PiCIE after {epochs} epoch{'s' * (epochs != 1)}: "
              + ", ".join(f"seed {s} {m:.2f}" for s, m in sorted(measured.items()))
              + (f" mIoU (range {min(measured.values()):.2f}-{max(measured.values()):.2f})" if len(measured) > 1
                 else " mIoU")]
     for report in kind.get("reported", []):
         if report["epochs"] == epochs:
-            lines.append(f"reported on {report['where'].split(':')[0]}: seed {report['seed']} {report['mIoU']:.2f} mIoU")
+            where = report["where"].split(":")[0]
+            lines.append(f"reported on {where}: seed {report['seed']} {report['mIoU']:.2f} mIoU")
     if seed in measured:
         # How far other machines of the kind landed from the table for this seed: measured, not guessed.
         others = [r["mIoU"] for r in kind.get("reported", []) if r["seed"] == seed and r["epochs"] == epochs]

@@ -42,15 +42,18 @@ MUTATIONS = (
              "    model.train()  # BatchNorm statistics stay fixed",
              ("tests/test_pseudo_labels.py::test_clustering_pass_leaves_batchnorm_statistics_untouched",)),
     Mutation("every k-means seeded 0 (the original's defect)",
-             "modules/objectives.py", "        return seed * 1000 + epoch * 2 + self.view + (AUX_SEED_OFFSET if self.aux else 0)",
+             "modules/objectives.py",
+             "        return seed * 1000 + epoch * 2 + self.view + (AUX_SEED_OFFSET if self.aux else 0)",
              "        return 0",
              ("tests/test_pseudo_labels.py::test_kmeans_seeds_differ_by_view_epoch_and_seed",)),
     Mutation("FPN top-down path removed (only the finest lateral)",
-             "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
+             "modules/fpn.py",
+             'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
              "return fine",
              ("tests/test_fpn.py::test_fpn_is_the_hand_computed_top_down_sum",)),
     Mutation("FPN upsampling switched to nearest",
-             "modules/fpn.py", 'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
+             "modules/fpn.py",
+             'return F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False) + fine',
              'return F.interpolate(coarse, size=fine.shape[-2:], mode="nearest") + fine',
              ("tests/test_fpn.py::test_fpn_is_the_hand_computed_top_down_sum",)),
     Mutation("thing/stuff mIoU in cluster order (the original's defect)",
@@ -72,7 +75,8 @@ MUTATIONS = (
              ("tests/test_loss.py",)),
     Mutation("class weights dropped from the cross-entropy",
              "modules/objectives.py",
-             "        self.weights = [None if w is None else w.to(device) for w in (class_weights(c, weighting) for c in counts)]",
+             "        self.weights = [None if w is None else w.to(device) "
+             "for w in (class_weights(c, weighting) for c in counts)]",
              "        self.weights = [None for c in counts]",
              ("tests/test_objectives.py", "tests/test_loss.py")),
     # What a shared session run writes (tests/conftest.py: tiny_run, tiny_run_copy) is trusted by every test
@@ -87,8 +91,10 @@ MUTATIONS = (
              "matchings = {}",
              ("tests/test_predict.py::test_checkpoint_stores_the_matching_of_its_evaluation",)),
     Mutation("shared run: metrics.jsonl misses the BatchNorm-calibrated untrained record",
-             "utils/run.py", "        if dist.is_main():\n            rewrite_metrics(self.path, self.history, self._lines)",
-             "        if dist.is_main():\n            rewrite_metrics(self.path, self.history, [line for line in self._lines\n"
+             "utils/run.py",
+             "        if dist.is_main():\n            rewrite_metrics(self.path, self.history, self._lines)",
+             "        if dist.is_main():\n"
+             "            rewrite_metrics(self.path, self.history, [line for line in self._lines\n"
              "                                                      if '\"stage\": \"init_bn\"' not in line])",
              ("tests/test_end_to_end.py::test_demo_run_writes_metrics_and_checkpoint",)),
     Mutation("shared run's copy: a resumed run forgets the history its checkpoint holds",
@@ -149,7 +155,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser("mutation_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
-    parser.add_argument("--match", default="", help="only the mutations whose name contains this text (e.g. 'shared run')")
+    parser.add_argument("--match", default="",
+                        help="only the mutations whose name contains this text (e.g. 'shared run')")
     settings = mutation_settings(parser.parse_args(argv))
     all_caught = True
 

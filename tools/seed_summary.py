@@ -62,7 +62,8 @@ def score_rows(groups: dict[str, list[Run]], reference: str | None) -> list[dict
         row = {"row": name, "seeds": ", ".join(str(s) for s in sorted(miou)) or "—",
                "mIoU per seed": per_seed(miou), "mIoU mean ± sd": mean_sd(list(miou.values())),
                "acc per seed": per_seed(acc), "acc mean ± sd": mean_sd(list(acc.values()))}
-        bn = {int(run.config["seed"]): run.init_scores("init_bn")["mIoU"] for run in group if run.init_scores("init_bn")}
+        bn = {int(run.config["seed"]): run.init_scores("init_bn")["mIoU"] for run in group
+              if run.init_scores("init_bn")}
         if bn:
             row["untrained+BN mIoU mean ± sd"] = mean_sd(list(bn.values()))
         if reference:

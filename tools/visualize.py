@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser("visualize", parents=[get_test_parser(add_help=False)],
                                      description="Draw cluster maps of a checkpoint's classifier on val images.")
     parser.add_argument("--n_images", type=int, default=8, help="how many val images to draw")
-    parser.add_argument("--out_dir", type=str, default=None, help="output folder (default: <checkpoint folder>/cluster_maps)")
+    parser.add_argument("--out_dir", type=str, default=None,
+                        help="output folder (default: <checkpoint folder>/cluster_maps)")
     parser.add_argument("--classifier", type=str, default="view1", choices=["view1", "view2"],
                         help="which stored classifier colours the clusters")
     parser.add_argument("--matching", type=str, default="hungarian", choices=["hungarian", "majority"],

@@ -150,7 +150,8 @@ def checkpoint_state(model_config: dict, model_state: dict[str, torch.Tensor], o
         "model": {k: v.detach().cpu() for k, v in model_state.items()},
         "optimizer": optimizer_state,
         "classifiers": {name: classifier_entry(c, matchings.get(name)) for name, c in classifiers.items()},
-        "args": {k: v for k, v in run_config.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))},
+        "args": {k: v for k, v in run_config.items()
+                 if isinstance(v, (int, float, str, bool, type(None), list, tuple, dict))},
         "eval_config": eval_config,
         # Global RNGs and CPU thread counts: the rest of an epoch's state derives from (seed, epoch).
         "rng": capture_rng(),

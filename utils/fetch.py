@@ -117,7 +117,8 @@ class ByteProgress:
             self.bar.close()
         seconds = time.perf_counter() - self.started
         of = f" of {human_bytes(self.total)}" if self.total else ""
-        sys.stderr.write(f"{self.desc}: {human_bytes(self.done)}{of} on disk; {human_bytes(self.new)} in {seconds:.1f} s\n")
+        sys.stderr.write(f"{self.desc}: {human_bytes(self.done)}{of} on disk; "
+                         f"{human_bytes(self.new)} in {seconds:.1f} s\n")
         sys.stderr.flush()
 
 

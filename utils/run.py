@@ -113,7 +113,8 @@ def check_run_folder(path: Path, restart: bool, overwrite: bool) -> None:
                              "--save_root")
     free = shutil.disk_usage(existing).free
     if free < 200 * 2 ** 20:
-        raise RunFolderError(f"only {free / 2 ** 20:.0f} MB free at {path}; free some space or choose another --save_root")
+        raise RunFolderError(f"only {free / 2 ** 20:.0f} MB free at {path}; "
+                             "free some space or choose another --save_root")
 
 
 def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
@@ -130,7 +131,8 @@ def prepare_run_folder(path: Path, restart: bool, overwrite: bool) -> Path:
         probe.write_bytes(b"0" * 1024)
         probe.unlink()
     except OSError as exc:
-        raise RunFolderError(f"cannot write to run folder {path} ({exc.strerror}); choose a writable --save_root") from None
+        raise RunFolderError(f"cannot write to run folder {path} ({exc.strerror}); "
+                             "choose a writable --save_root") from None
     if (path / CHECKPOINT_NAME).is_file() and overwrite and not restart:
         backup = path / time.strftime("previous_%Y%m%d-%H%M%S")
         backup.mkdir()

@@ -4,8 +4,9 @@ Writes to <run folder>/tensorboard: per epoch the losses (total, within-view, cr
 views' k-means loss, the per-epoch metrics (each view's classifier with Hungarian matching, the
 many-to-one matching when K_train exceeds the classes, the fresh K_test clustering when it is
 run, view-1 per-class IoU), the time of each phase, and an image grid the caller draws (the
-training loop passes ExampleMaps below: cluster maps of a few fixed val images); at the end the final fresh-k-means scores and the untrained network's. Start it
-with `tensorboard --logdir <save_root>`.
+training loop passes ExampleMaps below: cluster maps of a few fixed val images); at the end the
+final fresh-k-means scores and the untrained network's. Start it with
+`tensorboard --logdir <save_root>`.
 
 The tensorboard package is optional: without --tensorboard nothing here imports it, and with
 --tensorboard and no package the run stops before it starts, with one line saying what to do.
