@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end and report what the README's tables quote."""
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -275,7 +276,8 @@ def test_bench_conv_kernels_covers_every_convolution_of_the_network(capsys):
     assert 'training step of one view' in capsys.readouterr().out
 
 
-@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() == 'DEFAULT', reason='a CPU without AVX2')
+@pytest.mark.skipif(platform.machine() not in ('x86_64', 'AMD64')
+                    or torch.backends.cpu.get_cpu_capability() == 'DEFAULT', reason='not an x86 CPU with AVX2')
 def test_as_avx2_cpu_holds_every_library_to_avx2(tmp_path):
     """benchmarks/as_avx2_cpu.sh: torch, faiss, OpenBLAS and numpy pick their AVX2 kernels in the command it runs."""
     probe = ('import faiss, numpy, os, torch\n'
